@@ -1,0 +1,205 @@
+// Turns a JS batch into one native call: ops are checked and packed into a Float64Array, the
+// engine settles them on its own thread, and the results come back as one typed array.
+import { constants } from 'node:os';
+import { argError, errnoError, ThreeFSError, type OpResult } from './errors';
+import { IoBuffer, regionOf } from './io-buffer';
+import type { NativeClient, NativeFile } from './native';
+
+/** One op of a single-file batch. `length` defaults to the buffer's length. */
+export interface IoOp {
+  buffer: IoBuffer | ArrayBufferView;
+  fileOffset: number;
+  length?: number;
+}
+
+export interface BatchOptions {
+  /** Stop at the first failed op: the rest are canceled and the batch rejects with that error. */
+  failFast?: boolean;
+  /** Aborting cancels the unfinished ops; the batch rejects with code ABORT_ERR once the device let go of every buffer. */
+  signal?: AbortSignal;
+  /** Milliseconds from now; ops unfinished by then fail with ETIMEDOUT. */
+  timeout?: number;
+  /** Absolute time (ms since the epoch, as Date.now()); ops unfinished by then fail with ETIMEDOUT. */
+  deadline?: number;
+}
+
+/** What a batch needs to know of a file. Implemented by File. @internal */
+export interface BatchTarget {
+  readonly path: string;
+  /** @internal */ readonly native: NativeFile;
+  /** @internal */ checkUsable(write: boolean): void;
+  /** @internal */ begin(): void;
+  /** @internal */ end(): void;
+}
+
+const STRIDE = 5; // must match native/client.cc
+const ECANCELED = constants.errno.ECANCELED;
+const ETIMEDOUT = constants.errno.ETIMEDOUT;
+
+function isWholeNumber(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Runs ops against the client's engine. `fileOf(i)` names op i's file. Every op is checked
+ * before anything is submitted, so a bad op rejects the call and nothing happens.
+ */
+export async function runBatch(
+  client: NativeClient,
+  write: boolean,
+  ops: readonly IoOp[],
+  fileOf: (index: number) => BatchTarget,
+  options: BatchOptions = {},
+): Promise<OpResult[]> {
+  if (!Array.isArray(ops)) throw argError('ERR_INVALID_ARG_TYPE', 'ops must be an array');
+  const syscall = write ? 'write' : 'read';
+  const n = ops.length;
+  const descriptors = new Float64Array(n * STRIDE);
+  const lengths = new Float64Array(n);
+  const targets: BatchTarget[] = [];
+  const files: NativeFile[] = [];
+  const fileIndex = new Map<BatchTarget, number>();
+  const views: ArrayBufferView[] = [];
+  const viewIndex = new Map<ArrayBufferLike, number>();
+
+  for (let i = 0; i < n; i++) {
+    const op = ops[i];
+    if (op === null || typeof op !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i} must be an object`, { index: i });
+    const target = fileOf(i);
+    let f = fileIndex.get(target);
+    if (f === undefined) {
+      target.checkUsable(write);
+      f = files.length;
+      fileIndex.set(target, f);
+      targets.push(target);
+      files.push(target.native);
+    }
+    const { buffer, fileOffset } = op;
+    let bufferRef: number;
+    let bufferOffset: number;
+    let available: number;
+    if (buffer instanceof IoBuffer) {
+      if (buffer.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
+      bufferRef = buffer.region.id;
+      bufferOffset = buffer.byteOffset;
+      available = buffer.byteLength;
+      if (buffer.region.owner !== client) {
+        throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer belongs to another client`, { index: i });
+      }
+    } else if (ArrayBuffer.isView(buffer)) {
+      const region = regionOf(buffer.buffer);
+      available = buffer.byteLength;
+      if (region && region.owner === client) {
+        if (region.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
+        bufferRef = region.id;
+        bufferOffset = buffer.byteOffset;
+      } else {
+        // Not our memory: still no copy (the kernel reads or writes it in place), just not a fixed buffer.
+        let v = viewIndex.get(buffer.buffer);
+        if (v === undefined) {
+          v = views.length;
+          views.push(new Uint8Array(buffer.buffer));
+          viewIndex.set(buffer.buffer, v);
+        }
+        bufferRef = -(v + 1);
+        bufferOffset = buffer.byteOffset;
+      }
+    } else {
+      throw argError('ERR_INVALID_ARG_TYPE', `op ${i}: buffer must be an IoBuffer or an ArrayBufferView`, { index: i });
+    }
+    const length = op.length ?? available;
+    if (!isWholeNumber(length) || length > available) {
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: length ${String(op.length)} must be a whole number no larger than the buffer (${available})`, {
+        index: i,
+        path: target.path,
+      });
+    }
+    if (!isWholeNumber(fileOffset) || fileOffset + length > Number.MAX_SAFE_INTEGER) {
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: fileOffset ${String(fileOffset)} must be a whole number, and fileOffset + length at most 2^53 - 1`, {
+        index: i,
+        path: target.path,
+      });
+    }
+    const d = i * STRIDE;
+    descriptors[d] = f;
+    descriptors[d + 1] = bufferRef;
+    descriptors[d + 2] = bufferOffset;
+    descriptors[d + 3] = length;
+    descriptors[d + 4] = fileOffset;
+    lengths[i] = length;
+  }
+
+  const { signal } = options;
+  if (signal?.aborted) throw abortError(signal, undefined);
+  const stopAt = Math.min(
+    options.timeout === undefined ? Infinity : Date.now() + checkTime(options.timeout, 'timeout'),
+    options.deadline === undefined ? Infinity : checkTime(options.deadline, 'deadline'),
+  );
+
+  const results = new Float64Array(2 * n);
+  let submitted: [number, Promise<void>];
+  try {
+    submitted = client.submit(write, files, views, descriptors, results, options.failFast === true);
+  } catch (e) {
+    throw toBatchError(e);
+  }
+  const [batchId, settled] = submitted;
+  for (const t of targets) t.begin();
+  let timer: NodeJS.Timeout | undefined;
+  let aborted = false;
+  const onAbort = () => {
+    aborted = true;
+    client.cancel(batchId, ECANCELED);
+  };
+  if (stopAt !== Infinity) {
+    timer = setTimeout(() => client.cancel(batchId, ETIMEDOUT), Math.max(0, stopAt - Date.now()));
+  }
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await settled;
+  } finally {
+    if (timer) clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    for (const t of targets) t.end();
+  }
+
+  const out: OpResult[] = new Array(n);
+  let firstError: ThreeFSError | null = null;
+  for (let i = 0; i < n; i++) {
+    const bytes = results[2 * i];
+    const errno = results[2 * i + 1];
+    let error: ThreeFSError | null = null;
+    if (errno !== 0) {
+      const target = fileOf(i);
+      error = errnoError(errno, syscall, { path: target.path, offset: ops[i].fileOffset + bytes, index: i });
+      if (firstError === null || (firstError.errno === -ECANCELED && errno !== ECANCELED)) firstError = error;
+    }
+    out[i] = { bytes, eof: !write && errno === 0 && bytes < lengths[i], error };
+  }
+  if (aborted) throw abortError(signal!, out);
+  if (options.failFast && firstError) {
+    firstError.results = out;
+    throw firstError;
+  }
+  return out;
+}
+
+function checkTime(value: number, name: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw argError('ERR_OUT_OF_RANGE', `${name} must be a number >= 0`);
+  }
+  return value;
+}
+
+function abortError(signal: AbortSignal, results: OpResult[] | undefined): ThreeFSError {
+  const e = new ThreeFSError('ABORT_ERR', 'The operation was aborted', { cause: signal.reason });
+  e.name = 'AbortError';
+  if (results) e.results = results;
+  return e;
+}
+
+function toBatchError(e: unknown): ThreeFSError {
+  if (e instanceof ThreeFSError) return e;
+  const n = e as { code?: string; message?: string };
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { cause: e });
+}

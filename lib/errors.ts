@@ -1,0 +1,72 @@
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+/** Where an error happened: the call, the file and the byte offset, and the op's place in its batch. */
+export interface ErrorDetails {
+  errno?: number;
+  syscall?: string;
+  path?: string;
+  offset?: number;
+  index?: number;
+  cause?: unknown;
+}
+
+/**
+ * The one error class of 3fs-client. `code` is an errno name (`EIO`, `ENOENT`, ...) for failures
+ * from the system, or `ERR_...` / `ABORT_ERR` for the library's own checks. `errno` is negative,
+ * as in node:fs.
+ */
+export class ThreeFSError extends Error {
+  readonly code: string;
+  readonly errno?: number;
+  readonly syscall?: string;
+  readonly path?: string;
+  readonly offset?: number;
+  /** The op's index within its batch, when the error belongs to one op. */
+  readonly index?: number;
+  /** Per-op results of the batch, on errors that end a whole batch (abort, failFast). */
+  results?: OpResult[];
+
+  constructor(code: string, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'ThreeFSError';
+    this.code = code;
+    if (details.errno !== undefined) this.errno = details.errno;
+    if (details.syscall !== undefined) this.syscall = details.syscall;
+    if (details.path !== undefined) this.path = details.path;
+    if (details.offset !== undefined) this.offset = details.offset;
+    if (details.index !== undefined) this.index = details.index;
+  }
+}
+
+/** One op's outcome: bytes moved, whether a read stopped at the end of the file, or its error. */
+export interface OpResult {
+  bytes: number;
+  eof: boolean;
+  error: ThreeFSError | null;
+}
+
+const systemErrors = getSystemErrorMap();
+
+/** A system error from a positive errno, worded like node:fs's. */
+export function errnoError(errno: number, syscall: string, details: ErrorDetails = {}): ThreeFSError {
+  const negative = -Math.abs(errno);
+  const [name, description] = systemErrors.get(negative) ?? [getSystemErrorName(negative), 'unknown error'];
+  let message = `${name}: ${description}, ${syscall}`;
+  if (details.path !== undefined) message += ` '${details.path}'`;
+  if (details.offset !== undefined) message += ` at offset ${details.offset}`;
+  return new ThreeFSError(name, message, { ...details, errno: negative, syscall });
+}
+
+export function argError(code: string, message: string, details: ErrorDetails = {}): ThreeFSError {
+  return new ThreeFSError(code, message, details);
+}
+
+/** Native errors carry code/errno/syscall/path as plain properties; give them our class. */
+export function fromNative(e: unknown, details: ErrorDetails = {}): ThreeFSError {
+  if (e instanceof ThreeFSError) return e;
+  const n = e as { code?: string; errno?: number; syscall?: string; path?: string; message?: string };
+  if (typeof n?.errno === 'number' && typeof n.syscall === 'string') {
+    return errnoError(n.errno, n.syscall, { ...details, path: n.path ?? details.path });
+  }
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { ...details, cause: e });
+}

@@ -1,0 +1,160 @@
+import { constants } from 'node:os';
+import { runBatch, type BatchOptions, type BatchTarget, type IoOp } from './batch';
+import { argError, errnoError, fromNative, type OpResult } from './errors';
+import { accessMode } from './flags';
+import type { IoBuffer } from './io-buffer';
+import type { NativeClient, NativeFile, RawStat } from './native';
+
+export type DirectMode = 'auto' | 'always' | 'never';
+
+/** fstat(2) of the file, and how I/O reaches it. */
+export interface FileStat extends RawStat {
+  isFile: boolean;
+  engine: string;
+  direct: {
+    /** What was asked for at open. */
+    mode: DirectMode;
+    /** Whether aligned ops go through O_DIRECT (false on file systems without it, e.g. some tmpfs and overlays). */
+    active: boolean;
+    /** Why direct I/O is not active, when it was wanted. */
+    reason: string | null;
+    /** Alignment O_DIRECT needs of memory, and of offset and length. */
+    memoryAlign: number;
+    offsetAlign: number;
+  };
+}
+
+/** An open file. Every read and write names its offset; batches of them are one native call each. */
+export class File implements BatchTarget, AsyncDisposable {
+  readonly path: string;
+  readonly fd: number;
+  readonly direct: DirectMode;
+  /** @internal */ readonly native: NativeFile;
+  readonly #client: NativeClient;
+  readonly #engine: string;
+  readonly #directFd: number;
+  readonly #directErrno: number;
+  readonly #memoryAlign: number;
+  readonly #offsetAlign: number;
+  readonly #access: 'r' | 'w' | 'rw';
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(client: NativeClient, engine: string, native: NativeFile, path: string, direct: DirectMode) {
+    this.#client = client;
+    this.#engine = engine;
+    this.native = native;
+    this.path = path;
+    this.direct = direct;
+    const [fd, directFd, directErrno, memoryAlign, offsetAlign, flags] = native.describe();
+    this.fd = fd;
+    this.#directFd = directFd;
+    this.#directErrno = directErrno;
+    this.#memoryAlign = memoryAlign;
+    this.#offsetAlign = offsetAlign;
+    this.#access = accessMode(flags);
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Reads into `buffer` from `fileOffset`. Resolves with the bytes read: fewer than asked only at the end of the file. */
+  async read(buffer: IoBuffer | ArrayBufferView, fileOffset: number, length?: number, options?: BatchOptions): Promise<number> {
+    const [r] = await this.batchRead([{ buffer, fileOffset, length }], options);
+    if (r.error) throw r.error;
+    return r.bytes;
+  }
+
+  /** Writes `buffer` at `fileOffset`. Resolves once every byte is written; a short write is continued, never reported as success. */
+  async write(buffer: IoBuffer | ArrayBufferView, fileOffset: number, length?: number, options?: BatchOptions): Promise<number> {
+    const [r] = await this.batchWrite([{ buffer, fileOffset, length }], options);
+    if (r.error) throw r.error;
+    return r.bytes;
+  }
+
+  /** Reads many ranges in one submission. One failed op does not fail the others (unless `failFast`). */
+  batchRead(ops: readonly IoOp[], options?: BatchOptions): Promise<OpResult[]> {
+    return runBatch(this.#client, false, ops, () => this, options);
+  }
+
+  batchWrite(ops: readonly IoOp[], options?: BatchOptions): Promise<OpResult[]> {
+    return runBatch(this.#client, true, ops, () => this, options);
+  }
+
+  async stat(): Promise<FileStat> {
+    this.checkOpen('fstat');
+    const raw = await this.native.stat().catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    const wanted = this.direct !== 'never';
+    return {
+      ...raw,
+      isFile: (raw.mode & 0o170000) === 0o100000,
+      engine: this.#engine,
+      direct: {
+        mode: this.direct,
+        active: this.#directFd >= 0,
+        reason: wanted && this.#directFd < 0 ? errnoError(this.#directErrno, 'open').message.replace(/, open$/, '') + ': this file system refuses O_DIRECT, buffered I/O is used' : null,
+        memoryAlign: this.#memoryAlign,
+        offsetAlign: this.#offsetAlign,
+      },
+    };
+  }
+
+  async truncate(length = 0): Promise<void> {
+    this.checkOpen('ftruncate');
+    if (!Number.isSafeInteger(length) || length < 0) throw argError('ERR_OUT_OF_RANGE', `length must be a whole number >= 0, got ${length}`);
+    await this.native.truncate(length).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+  }
+
+  /** fsync(2): data and metadata are durable when this resolves. */
+  async fsync(): Promise<void> {
+    this.checkOpen('fsync');
+    await this.native.sync(false).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+  }
+
+  /** fdatasync(2). */
+  async datasync(): Promise<void> {
+    this.checkOpen('fdatasync');
+    await this.native.sync(true).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+  }
+
+  /** Waits for this file's I/O in flight, then closes it. Further calls resolve at once. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      await this.native.close().catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal */
+  checkUsable(write: boolean): void {
+    this.checkOpen(write ? 'write' : 'read');
+    if (write ? this.#access === 'r' : this.#access === 'w') {
+      throw errnoError(constants.errno.EBADF, write ? 'write' : 'read', { path: this.path });
+    }
+  }
+
+  /** @internal */
+  begin(): void {
+    this.#inFlight++;
+  }
+
+  /** @internal */
+  end(): void {
+    if (--this.#inFlight === 0 && this.#drained) {
+      this.#drained();
+      this.#drained = undefined;
+    }
+  }
+
+  private checkOpen(syscall: string): void {
+    if (this.#closing) throw argError('ERR_FILE_CLOSED', `${syscall}: the file is closed '${this.path}'`, { path: this.path, syscall });
+  }
+}

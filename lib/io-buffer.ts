@@ -1,0 +1,83 @@
+import { argError } from './errors';
+import type { NativeClient } from './native';
+
+/** One native allocation. Every IoBuffer view of it shares this record. @internal */
+export class Region {
+  freed = false;
+  constructor(
+    readonly owner: NativeClient,
+    readonly id: number,
+    readonly memory: ArrayBuffer,
+    readonly registered: boolean,
+  ) {}
+}
+
+// Memory we lent to JS, by its ArrayBuffer: lets a plain Buffer or typed array that views an
+// IoBuffer's memory still take the registered (zero-copy, fixed-buffer) path.
+const regions = new WeakMap<ArrayBuffer, Region>();
+
+/** Wraps memory the native layer just allocated. @internal */
+export function lend(owner: NativeClient, id: number, memory: ArrayBuffer, registered: boolean): IoBuffer {
+  const region = new Region(owner, id, memory, registered);
+  regions.set(memory, region);
+  return new IoBuffer(region, 0, memory.byteLength);
+}
+
+export function regionOf(memory: ArrayBufferLike): Region | undefined {
+  return regions.get(memory as ArrayBuffer);
+}
+
+/**
+ * Page-aligned memory owned by the native layer: registered with the engine (an io_uring fixed
+ * buffer here, a USRBIO iov on 3FS), seen from JS without a copy. Made by `client.alloc()`.
+ * Freed by `free()` (every view then reads as empty) or by the garbage collector.
+ */
+export class IoBuffer {
+  /** @internal */ readonly region: Region;
+  readonly byteOffset: number;
+  readonly byteLength: number;
+  #bytes: Buffer | undefined;
+
+  /** @internal */
+  constructor(region: Region, byteOffset: number, byteLength: number) {
+    this.region = region;
+    this.byteOffset = byteOffset;
+    this.byteLength = byteLength;
+  }
+
+  /** A Buffer over this memory: no copy. Throws once the buffer is freed. */
+  get bytes(): Buffer {
+    if (this.region.freed) throw argError('ERR_BUFFER_FREED', 'the buffer was freed');
+    this.#bytes ??= Buffer.from(this.region.memory, this.byteOffset, this.byteLength);
+    return this.#bytes;
+  }
+
+  /** Whether the engine registered this memory (true unless its table was full or locking failed). */
+  get registered(): boolean {
+    return this.region.registered;
+  }
+
+  get freed(): boolean {
+    return this.region.freed;
+  }
+
+  /** A view of part of this buffer, sharing its memory and registration. */
+  subarray(start = 0, end = this.byteLength): IoBuffer {
+    const clamp = (v: number) => Math.min(Math.max(Math.trunc(v < 0 ? this.byteLength + v : v), 0), this.byteLength);
+    const s = clamp(start);
+    const e = Math.max(clamp(end), s);
+    return new IoBuffer(this.region, this.byteOffset + s, e - s);
+  }
+
+  /** Returns the memory now. Ops still in flight keep it mapped until they settle. */
+  free(): void {
+    if (this.region.freed) return;
+    this.region.freed = true;
+    this.#bytes = undefined;
+    this.region.owner.free(this.region.id, this.region.memory);
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+}

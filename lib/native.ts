@@ -1,0 +1,102 @@
+// The one place that loads the addon (a prebuild, or the local build) and describes its surface.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ThreeFSError } from './errors';
+
+export interface NativeClientOptions {
+  queueDepth: number;
+  registeredSlots: number;
+  asyncBuffered: boolean;
+}
+
+export interface NativeFile {
+  /** [fd, directFd, directErrno, dioMemAlign, dioOffsetAlign, accessMode] */
+  describe(): [number, number, number, number, number, number];
+  stat(): Promise<RawStat>;
+  truncate(length: number): Promise<void>;
+  sync(dataOnly: boolean): Promise<void>;
+  close(): Promise<void>;
+  closed(): boolean;
+}
+
+export interface RawStat {
+  dev: number;
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  blksize: number;
+  blocks: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export interface NativeMetrics {
+  readOps: number;
+  writeOps: number;
+  readBytes: number;
+  writeBytes: number;
+  directBytes: number;
+  bufferedBytes: number;
+  registeredBytes: number;
+  unregisteredBytes: number;
+  bouncedBytes: number;
+  shortTransfers: number;
+  errors: number;
+  submitCalls: number;
+  batches: number;
+}
+
+export interface NativeClient {
+  alloc(bytes: number, register: boolean): [number, ArrayBuffer, boolean];
+  free(id: number, memory: ArrayBuffer): void;
+  submit(
+    write: boolean,
+    files: NativeFile[],
+    views: ArrayBufferView[],
+    descriptors: Float64Array,
+    results: Float64Array,
+    failFast: boolean,
+  ): [number, Promise<void>];
+  cancel(batchId: number, errno: number): void;
+  info(): { engine: string; queueDepth: number; registeredSlots: number; closed: boolean };
+  metrics(): NativeMetrics;
+  close(): Promise<void>;
+}
+
+export interface Binding {
+  NativeClient: new (options: NativeClientOptions) => NativeClient;
+  open(path: string, flags: number, mode: number, direct: number): Promise<NativeFile>;
+}
+
+function packageRoot(): string {
+  let dir = __dirname;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return __dirname;
+    dir = up;
+  }
+  return dir;
+}
+
+let binding: Binding | undefined;
+
+export function native(): Binding {
+  if (binding) return binding;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => Binding;
+    binding = load(packageRoot());
+    return binding;
+  } catch (e) {
+    throw new ThreeFSError(
+      'ERR_NATIVE_LOAD',
+      `3fs-client: the native addon could not be loaded (${(e as Error).message}). ` +
+        'Rebuild it with `npm rebuild 3fs-client`; it needs liburing-dev (Debian/Ubuntu) or liburing-devel (Fedora).',
+      { cause: e },
+    );
+  }
+}

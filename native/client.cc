@@ -1,0 +1,353 @@
+#include "client.h"
+
+#include <cmath>
+
+#include "addon.h"
+#include "errors.h"
+#include "file.h"
+#include "promise_worker.h"
+
+namespace tfs {
+namespace {
+
+// Per-op descriptor fields, packed by lib/batch.ts into one Float64Array.
+enum Field { kFile, kBufferRef, kBufferOffset, kLength, kFileOffset, kStride };
+constexpr double kMaxOffset = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
+
+struct RegionHint {
+  std::weak_ptr<RegionTable> table;
+  uint64_t id;
+};
+
+bool IsIndex(double v, double limit) { return v >= 0 && v < limit && std::floor(v) == v; }
+
+}  // namespace
+
+struct Client::JsBatch {
+  Napi::Promise::Deferred deferred;
+  Napi::Reference<Napi::Array> keep;  // files, views, results and the client: alive until settled
+};
+
+Napi::Function Client::Init(Napi::Env env) {
+  return DefineClass(env, "NativeClient",
+                     {InstanceMethod<&Client::Alloc>("alloc"), InstanceMethod<&Client::Free>("free"),
+                      InstanceMethod<&Client::Submit>("submit"), InstanceMethod<&Client::Cancel>("cancel"),
+                      InstanceMethod<&Client::Info>("info"), InstanceMethod<&Client::Metrics>("metrics"),
+                      InstanceMethod<&Client::Close>("close")});
+}
+
+// new NativeClient({ queueDepth, registeredSlots, asyncBuffered })
+Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
+  Napi::Env env = info.Env();
+  EngineOptions options;
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    if (o.Has("queueDepth")) options.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
+    if (o.Has("registeredSlots"))
+      options.registered_slots = o.Get("registeredSlots").As<Napi::Number>().Uint32Value();
+    if (o.Has("asyncBuffered")) options.async_buffered = o.Get("asyncBuffered").ToBoolean();
+  }
+  if (options.queue_depth < 1 || options.queue_depth > 32768)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", "queueDepth must be between 1 and 32768");
+  if (options.registered_slots > 16384)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", "registeredSlots must be at most 16384");
+  int err = 0;
+  engine_ = MakeUringEngine(options, this, &err);
+  if (!engine_) throw ErrnoError(env, err, "io_uring_setup", "");
+  // Created before the cleanup hook, so the hook (run in reverse order) stops us first.
+  tsfn_ = Tsfn::New(env, "3fs-client completions", 0, 1, this);
+  tsfn_.Unref(env);
+  tsfn_live_ = true;
+  napi_add_env_cleanup_hook(env, &Client::OnEnvCleanup, this);
+}
+
+Client::~Client() {
+  if (!env_gone_) {
+    napi_remove_env_cleanup_hook(Env(), &Client::OnEnvCleanup, this);
+    Shutdown();
+  }
+}
+
+void Client::OnEnvCleanup(void* data) {
+  auto* client = static_cast<Client*>(data);
+  client->env_gone_ = true;
+  client->Shutdown();
+}
+
+// Stops the engine and drops what it settled. Used when no JS will run any more (teardown, GC);
+// close() is the orderly way.
+void Client::Shutdown() {
+  if (engine_) engine_->Close();
+  {
+    std::lock_guard<std::mutex> lock(settled_mu_);
+    settled_.clear();
+  }
+  for (auto& entry : outstanding_) {
+    delete static_cast<JsBatch*>(entry.second->js);
+    delete entry.second;
+  }
+  outstanding_.clear();
+  if (tsfn_live_) {
+    tsfn_live_ = false;
+    tsfn_.Release();
+  }
+}
+
+Engine& Client::engine(Napi::Env env) {
+  if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
+  return *engine_;
+}
+
+// alloc(bytes, register) -> [id, ArrayBuffer, registered]
+Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& eng = engine(env);
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "alloc(bytes): bytes must be a number");
+  const double bytes = info[0].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 0 && bytes <= kMaxOffset) || std::floor(bytes) != bytes)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc(bytes): bytes must be a whole number >= 0");
+  int err = 0;
+  std::shared_ptr<Region> region = Region::Map(static_cast<size_t>(bytes), &err);
+  if (!region) throw ErrnoError(env, err, "mmap", "");
+  if (info.Length() < 2 || info[1].ToBoolean()) eng.Register(*region);
+  const uint64_t id = regions_->next_id++;
+  regions_->regions[id] = region;
+  auto* hint = new RegionHint{regions_, id};
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+      env, region->data(), region->size(),
+      [](Napi::Env, void*, RegionHint* h) {
+        if (auto table = h->table.lock()) table->regions.erase(h->id);
+        delete h;
+      },
+      hint);
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
+  out.Set(1u, ab);
+  out.Set(2u, Napi::Boolean::New(env, region->registered()));
+  return out;
+}
+
+// free(id, ArrayBuffer): JS loses sight of the memory at once; it is unmapped when no op uses it.
+Napi::Value Client::Free(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArrayBuffer())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "free(id, arrayBuffer)");
+  regions_->regions.erase(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  Napi::ArrayBuffer ab = info[1].As<Napi::ArrayBuffer>();
+  if (!ab.IsDetached()) ab.Detach();
+  return env.Undefined();
+}
+
+// submit(write, files, views, descriptors, results, failFast) -> [batchId, Promise<void>]
+// Every op is checked before anything is queued: bad input loses nothing.
+Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& eng = engine(env);
+  if (info.Length() < 6 || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsTypedArray() ||
+      !info[4].IsTypedArray())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "submit(write, files, views, descriptors, results, failFast)");
+  const bool write = info[0].ToBoolean();
+  Napi::Array files_js = info[1].As<Napi::Array>();
+  Napi::Array views_js = info[2].As<Napi::Array>();
+  Napi::TypedArray desc_ta = info[3].As<Napi::TypedArray>();
+  Napi::TypedArray results_ta = info[4].As<Napi::TypedArray>();
+  if (desc_ta.TypedArrayType() != napi_float64_array || results_ta.TypedArrayType() != napi_float64_array)
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "descriptors and results must be Float64Arrays");
+  const double* desc = desc_ta.As<Napi::Float64Array>().Data();
+  const size_t n = desc_ta.ElementLength() / kStride;
+  if (desc_ta.ElementLength() % kStride != 0 || results_ta.ElementLength() != 2 * n)
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", "descriptors and results do not match");
+
+  std::vector<std::shared_ptr<FileState>> files(files_js.Length());
+  for (uint32_t i = 0; i < files.size(); i++) {
+    File* f = File::Unwrap(files_js.Get(i));
+    if (f == nullptr) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "not a file");
+    files[i] = f->state();
+    if (files[i]->fd < 0) throw CodeError(env, "ERR_FILE_CLOSED", "file is closed: " + files[i]->path);
+  }
+  struct View {
+    uint8_t* data;
+    size_t size;
+  };
+  std::vector<View> views(views_js.Length());
+  for (uint32_t i = 0; i < views.size(); i++) {
+    Napi::Value v = views_js.Get(i);
+    if (!v.IsTypedArray()) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "buffer must be an ArrayBufferView");
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    Napi::Uint8Array bytes = Napi::Uint8Array::New(env, ta.ByteLength(), ta.ArrayBuffer(), ta.ByteOffset());
+    views[i] = {bytes.Data(), bytes.ByteLength()};
+  }
+
+  auto batch = std::make_unique<Batch>();
+  batch->ops.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    const double* d = desc + i * kStride;
+    Op& op = batch->ops[i];
+    if (!IsIndex(d[kFile], static_cast<double>(files.size())))
+      throw CodeError(env, "ERR_INVALID_ARG_VALUE", "op " + std::to_string(i) + ": no such file");
+    if (!IsIndex(d[kLength], kMaxOffset + 1) || !IsIndex(d[kBufferOffset], kMaxOffset + 1) ||
+        !IsIndex(d[kFileOffset], kMaxOffset + 1) || d[kFileOffset] + d[kLength] > kMaxOffset)
+      throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": offset or length out of range");
+    uint8_t* base;
+    size_t size;
+    const double ref = d[kBufferRef];
+    if (ref >= 0) {
+      auto it = regions_->regions.find(static_cast<uint64_t>(ref));
+      if (it == regions_->regions.end())
+        throw CodeError(env, "ERR_BUFFER_FREED", "op " + std::to_string(i) + ": buffer was freed");
+      op.region = it->second;
+      base = op.region->data();
+      size = op.region->size();
+    } else {
+      if (!IsIndex(-ref - 1, static_cast<double>(views.size())))
+        throw CodeError(env, "ERR_INVALID_ARG_VALUE", "op " + std::to_string(i) + ": no such buffer");
+      const View& v = views[static_cast<size_t>(-ref - 1)];
+      base = v.data;
+      size = v.size;
+    }
+    if (d[kBufferOffset] + d[kLength] > static_cast<double>(size))
+      throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": length goes past the buffer");
+    op.batch = batch.get();
+    op.index = static_cast<uint32_t>(i);
+    op.write = write;
+    op.file = files[static_cast<size_t>(d[kFile])];
+    op.ptr = base + static_cast<size_t>(d[kBufferOffset]);
+    op.offset = static_cast<uint64_t>(d[kFileOffset]);
+    op.remaining = static_cast<uint64_t>(d[kLength]);
+    const FileState& f = *op.file;
+    if (f.direct == FileState::Direct::kAlways && op.remaining > 0 &&
+        (reinterpret_cast<uintptr_t>(op.ptr) % f.dio_mem_align || op.offset % f.dio_offset_align ||
+         op.remaining % f.dio_offset_align))
+      throw CodeError(env, "ERR_UNALIGNED_DIRECT",
+                      "op " + std::to_string(i) + ": direct I/O needs memory aligned to " +
+                          std::to_string(f.dio_mem_align) + " and offset and length to " +
+                          std::to_string(f.dio_offset_align) + " bytes");
+  }
+
+  auto* js = new JsBatch{Napi::Promise::Deferred::New(env), Napi::Reference<Napi::Array>()};
+  Napi::Array keep = Napi::Array::New(env, 4);
+  keep.Set(0u, files_js);
+  keep.Set(1u, views_js);
+  keep.Set(2u, results_ta);
+  keep.Set(3u, info.This());
+  js->keep = Napi::Persistent(keep);
+  batch->id = next_batch_id_++;
+  batch->results = results_ta.As<Napi::Float64Array>().Data();
+  batch->unsettled = static_cast<uint32_t>(n);
+  batch->fail_fast = info[5].ToBoolean();
+  batch->js = js;
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(batch->id)));
+  out.Set(1u, js->deferred.Promise());
+  if (outstanding_.empty()) tsfn_.Ref(env);
+  Batch* b = batch.release();
+  outstanding_[b->id] = b;
+  if (n == 0) {
+    BatchSettled(b);  // nothing to do; settle through the same path as everything else
+  } else {
+    eng.Submit(b);
+  }
+  return out;
+}
+
+// cancel(batchId, errno): unfinished ops settle with errno (ECANCELED for abort, ETIMEDOUT for deadline)
+Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "cancel(batchId, errno)");
+  auto it = outstanding_.find(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  if (it != outstanding_.end() && engine_) engine_->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
+void Client::BatchSettled(Batch* batch) {
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(settled_mu_);
+    first = settled_.empty();
+    settled_.push_back(batch);
+  }
+  if (first && tsfn_live_) tsfn_.NonBlockingCall(nullptr);
+}
+
+void Client::Deliver(Napi::Env env, Napi::Function, Client* client, std::nullptr_t*) {
+  if (env != nullptr && client != nullptr) client->DeliverSettled(env);
+}
+
+// JS thread: settle the promises of every batch the engine finished, in one go.
+void Client::DeliverSettled(Napi::Env env) {
+  std::vector<Batch*> settled;
+  {
+    std::lock_guard<std::mutex> lock(settled_mu_);
+    settled.swap(settled_);
+  }
+  if (settled.empty()) return;
+  Napi::HandleScope scope(env);
+  for (Batch* b : settled) {
+    std::unique_ptr<Batch> owned(b);
+    std::unique_ptr<JsBatch> js(static_cast<JsBatch*>(b->js));
+    outstanding_.erase(b->id);
+    js->deferred.Resolve(env.Undefined());
+  }
+  if (outstanding_.empty() && tsfn_live_) tsfn_.Unref(env);
+}
+
+Napi::Value Client::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("engine", engine_->name());
+  o.Set("queueDepth", engine_->queue_depth());
+  o.Set("registeredSlots", engine_->registered_slots());
+  o.Set("closed", closing_);
+  return o;
+}
+
+Napi::Value Client::Metrics(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const EngineCounters& c = engine_->counters;
+  Napi::Object o = Napi::Object::New(env);
+  auto put = [&](const char* key, const std::atomic<uint64_t>& v) {
+    o.Set(key, Napi::Number::New(env, static_cast<double>(v.load(std::memory_order_relaxed))));
+  };
+  put("readOps", c.read_ops);
+  put("writeOps", c.write_ops);
+  put("readBytes", c.read_bytes);
+  put("writeBytes", c.write_bytes);
+  put("directBytes", c.direct_bytes);
+  put("bufferedBytes", c.buffered_bytes);
+  put("registeredBytes", c.registered_bytes);
+  put("unregisteredBytes", c.unregistered_bytes);
+  put("bouncedBytes", c.bounced_bytes);
+  put("shortTransfers", c.short_transfers);
+  put("errors", c.errors);
+  put("submitCalls", c.submit_calls);
+  put("batches", c.batches);
+  return o;
+}
+
+// close() -> Promise: unfinished ops settle with ECANCELED; waiting for the device happens on the pool.
+Napi::Value Client::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
+  closing_ = true;
+  Engine* eng = engine_.get();
+  Napi::Reference<Napi::Object>* self = new Napi::Reference<Napi::Object>(Napi::Persistent(info.This().As<Napi::Object>()));
+  return PromiseWorker::Run(
+      env, "close", "",
+      [eng]() -> int {
+        eng->Close();
+        return 0;
+      },
+      [this, self](Napi::Env env) -> Napi::Value {
+        DeliverSettled(env);
+        if (tsfn_live_) {
+          tsfn_live_ = false;
+          tsfn_.Release();
+        }
+        delete self;
+        return env.Undefined();
+      });
+}
+
+}  // namespace tfs

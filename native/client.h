@@ -1,0 +1,62 @@
+// The native side of a JS Client: one engine (a ring and its completion thread), the registered
+// memory it lends to JS, and the hand-off of settled batches back to the JS thread.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "engine.h"
+
+namespace tfs {
+
+// Regions lent to JS, by id. Touched only on the JS thread.
+struct RegionTable {
+  uint64_t next_id = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<Region>> regions;
+};
+
+class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit Client(const Napi::CallbackInfo& info);
+  ~Client() override;
+
+  void BatchSettled(Batch* batch) override;  // completion thread
+
+ private:
+  struct JsBatch;
+  static void Deliver(Napi::Env env, Napi::Function, Client* client, std::nullptr_t*);
+  using Tsfn = Napi::TypedThreadSafeFunction<Client, std::nullptr_t, &Client::Deliver>;
+
+  Napi::Value Alloc(const Napi::CallbackInfo& info);
+  Napi::Value Free(const Napi::CallbackInfo& info);
+  Napi::Value Submit(const Napi::CallbackInfo& info);
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Metrics(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  static void OnEnvCleanup(void* client);
+  void Shutdown();
+  void DeliverSettled(Napi::Env env);
+  Engine& engine(Napi::Env env);
+
+  std::unique_ptr<Engine> engine_;
+  std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
+  Tsfn tsfn_;
+  std::atomic<bool> tsfn_live_{false};
+  bool closing_ = false;
+  bool env_gone_ = false;  // the environment is being torn down: no more JS
+  uint64_t next_batch_id_ = 1;
+  std::unordered_map<uint64_t, Batch*> outstanding_;  // JS thread's view: submitted, not delivered
+
+  std::mutex settled_mu_;
+  std::vector<Batch*> settled_;
+};
+
+}  // namespace tfs

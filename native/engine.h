@@ -1,0 +1,102 @@
+// The interface every I/O engine implements (io_uring on local files now, USRBIO on 3FS next),
+// and the two records that travel through it: an Op (one read or write) and a Batch (the ops of
+// one JS call, settled together).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "region.h"
+
+namespace tfs {
+
+// An open file as the engines see it: a buffered descriptor, and an O_DIRECT one when the file
+// system accepts it. Shared by the JS File and every op in flight, so descriptors are closed only
+// when the last user lets go (see file.cc).
+struct FileState {
+  enum class Direct : uint8_t { kAuto, kAlways, kNever };
+  ~FileState();
+  int CloseNow();  // closes both descriptors once; returns 0 or errno
+
+  std::string path;
+  int fd = -1;          // buffered
+  int direct_fd = -1;   // O_DIRECT, -1 when not wanted or not supported
+  int open_flags = 0;   // O_ACCMODE part of what the user asked for
+  Direct direct = Direct::kAuto;
+  int direct_errno = 0; // why direct_fd is -1 although direct I/O was wanted
+  uint32_t dio_mem_align = 4096;
+  uint32_t dio_offset_align = 4096;
+};
+
+struct Batch;
+
+struct Op {
+  Batch* batch = nullptr;
+  uint32_t index = 0;
+  bool write = false;
+  std::shared_ptr<FileState> file;
+  std::shared_ptr<Region> region;  // set when the memory is a registered region
+  uint8_t* ptr = nullptr;          // where the next byte goes (advances on short transfers)
+  uint64_t offset = 0;             // file offset of the next byte
+  uint64_t remaining = 0;          // bytes still to move
+  uint64_t done = 0;               // bytes moved so far
+  bool direct = false;             // the last submission used the O_DIRECT descriptor
+  enum class State : uint8_t { kPending, kInFlight, kDone } state = State::kPending;
+};
+
+// One JS call's worth of ops. Results are written into memory the JS side owns (kept alive by
+// the batch until it settles): results[2*i] = bytes moved, results[2*i+1] = errno or 0.
+struct Batch {
+  uint64_t id = 0;
+  std::vector<Op> ops;
+  double* results = nullptr;
+  std::atomic<uint32_t> unsettled{0};
+  bool fail_fast = false;
+  int cancel_errno = 0;  // nonzero once canceled: what unfinished ops report
+  void* js = nullptr;    // owned by the JS-facing side (promise, references)
+};
+
+// Told when a batch has settled. Called from the engine's completion thread.
+class CompletionSink {
+ public:
+  virtual ~CompletionSink() = default;
+  virtual void BatchSettled(Batch* batch) = 0;
+};
+
+struct EngineCounters {
+  std::atomic<uint64_t> read_ops{0}, write_ops{0}, read_bytes{0}, write_bytes{0};
+  std::atomic<uint64_t> direct_bytes{0}, buffered_bytes{0};
+  std::atomic<uint64_t> registered_bytes{0}, unregistered_bytes{0}, bounced_bytes{0};
+  std::atomic<uint64_t> short_transfers{0}, errors{0}, submit_calls{0}, batches{0};
+};
+
+struct EngineOptions {
+  unsigned queue_depth = 128;       // ops in flight in the kernel at most
+  unsigned registered_slots = 1024; // fixed-buffer table size
+  bool async_buffered = true;       // hand buffered I/O to kernel workers, not the submitting thread
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const char* name() const = 0;
+  // Registers a region for faster I/O where the engine can; failing that, the region still works.
+  virtual void Register(Region& region) = 0;
+  // Queues every op of the batch. Never blocks on the device.
+  virtual void Submit(Batch* batch) = 0;
+  // Settles the batch's unfinished ops with `err` as soon as the device lets go of their memory.
+  virtual void Cancel(Batch* batch, int err) = 0;
+  // Cancels everything, waits for the device to let go, stops the completion thread.
+  virtual void Close() = 0;
+  virtual unsigned queue_depth() const = 0;
+  virtual unsigned registered_slots() const = 0;
+  EngineCounters counters;
+};
+
+// Returns nullptr and sets *err (errno) when io_uring cannot be set up here.
+std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, CompletionSink* sink, int* err);
+
+}  // namespace tfs

@@ -1,0 +1,177 @@
+#include "file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "addon.h"
+#include "errors.h"
+#include "promise_worker.h"
+
+namespace tfs {
+
+FileState::~FileState() { CloseNow(); }
+
+int FileState::CloseNow() {
+  int err = 0;
+  if (direct_fd >= 0 && close(direct_fd) != 0) err = errno;
+  if (fd >= 0 && close(fd) != 0 && err == 0) err = errno;
+  fd = direct_fd = -1;
+  return err;
+}
+
+namespace {
+
+// Opens the O_DIRECT twin of an open descriptor through /proc, so it names the same inode even if
+// the path changed meanwhile, and reads the alignment direct I/O needs there.
+void OpenDirectTwin(FileState& f) {
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", f.fd);
+  int dfd = open(proc, f.open_flags | O_DIRECT | O_CLOEXEC);
+  if (dfd < 0) {
+    f.direct_errno = errno;
+    return;
+  }
+  struct statx sx {};
+  if (statx(dfd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN)) {
+    if (sx.stx_dio_mem_align == 0) {  // the file system says: no direct I/O here
+      close(dfd);
+      f.direct_errno = EINVAL;
+      return;
+    }
+    f.dio_mem_align = sx.stx_dio_mem_align;
+    f.dio_offset_align = sx.stx_dio_offset_align;
+  }
+  f.direct_fd = dfd;
+}
+
+double Ms(const struct timespec& t) { return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+
+}  // namespace
+
+Napi::Function File::Init(Napi::Env env) {
+  return DefineClass(env, "NativeFile",
+                     {InstanceMethod<&File::Describe>("describe"), InstanceMethod<&File::Stat>("stat"),
+                      InstanceMethod<&File::Truncate>("truncate"), InstanceMethod<&File::Sync>("sync"),
+                      InstanceMethod<&File::Close>("close"), InstanceMethod<&File::Closed>("closed")});
+}
+
+File::File(const Napi::CallbackInfo& info) : Napi::ObjectWrap<File>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw CodeError(info.Env(), "ERR_ILLEGAL_CONSTRUCTOR", "files are made by open()");
+  state_ = *info[0].As<Napi::External<std::shared_ptr<FileState>>>().Data();
+}
+
+File* File::Unwrap(Napi::Value value) {
+  if (!value.IsObject()) return nullptr;
+  Napi::Object object = value.As<Napi::Object>();
+  if (!object.InstanceOf(AddonData::Of(value.Env()).file_class.Value())) return nullptr;
+  return Napi::ObjectWrap<File>::Unwrap(object);
+}
+
+Napi::Value File::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() ||
+      !info[3].IsNumber())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "open(path, flags, mode, direct)");
+  auto state = std::make_shared<FileState>();
+  state->path = info[0].As<Napi::String>().Utf8Value();
+  const int flags = info[1].As<Napi::Number>().Int32Value();
+  const mode_t mode = info[2].As<Napi::Number>().Uint32Value();
+  state->open_flags = flags & O_ACCMODE;
+  state->direct = static_cast<FileState::Direct>(info[3].As<Napi::Number>().Uint32Value() % 3);
+  return PromiseWorker::Run(
+      env, "open", state->path,
+      [state, flags, mode]() -> int {
+        state->fd = open(state->path.c_str(), flags | O_CLOEXEC, mode);
+        if (state->fd < 0) return errno;
+        if (state->direct != FileState::Direct::kNever) OpenDirectTwin(*state);
+        if (state->direct == FileState::Direct::kAlways && state->direct_fd < 0) return state->direct_errno;
+        return 0;
+      },
+      [state](Napi::Env env) -> Napi::Value {
+        auto* holder = new std::shared_ptr<FileState>(state);
+        auto external = Napi::External<std::shared_ptr<FileState>>::New(
+            env, holder, [](Napi::Env, std::shared_ptr<FileState>* h) { delete h; });
+        return AddonData::Of(env).file_class.New({external});
+      });
+}
+
+// What the JS File needs to know, once: [fd, directFd, directErrno, dioMemAlign, dioOffsetAlign, accessMode]
+Napi::Value File::Describe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const FileState& f = *state_;
+  Napi::Array out = Napi::Array::New(env, 6);
+  out.Set(0u, f.fd);
+  out.Set(1u, f.direct_fd);
+  out.Set(2u, f.direct_errno);
+  out.Set(3u, f.dio_mem_align);
+  out.Set(4u, f.dio_offset_align);
+  out.Set(5u, f.open_flags);
+  return out;
+}
+
+Napi::Value File::Stat(const Napi::CallbackInfo& info) {
+  auto state = state_;
+  auto st = std::make_shared<struct stat>();
+  return PromiseWorker::Run(
+      info.Env(), "fstat", state->path,
+      [state, st]() -> int {
+        if (state->fd < 0) return EBADF;
+        return fstat(state->fd, st.get()) == 0 ? 0 : errno;
+      },
+      [st](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("dev", static_cast<double>(st->st_dev));
+        o.Set("ino", static_cast<double>(st->st_ino));
+        o.Set("mode", st->st_mode);
+        o.Set("nlink", static_cast<double>(st->st_nlink));
+        o.Set("uid", st->st_uid);
+        o.Set("gid", st->st_gid);
+        o.Set("size", static_cast<double>(st->st_size));
+        o.Set("blksize", static_cast<double>(st->st_blksize));
+        o.Set("blocks", static_cast<double>(st->st_blocks));
+        o.Set("atimeMs", Ms(st->st_atim));
+        o.Set("mtimeMs", Ms(st->st_mtim));
+        o.Set("ctimeMs", Ms(st->st_ctim));
+        return o;
+      });
+}
+
+Napi::Value File::Truncate(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw CodeError(info.Env(), "ERR_INVALID_ARG_TYPE", "truncate(length)");
+  const off_t length = static_cast<off_t>(info[0].As<Napi::Number>().Int64Value());
+  auto state = state_;
+  return PromiseWorker::Run(info.Env(), "ftruncate", state->path, [state, length]() -> int {
+    if (state->fd < 0) return EBADF;
+    return ftruncate(state->fd, length) == 0 ? 0 : errno;
+  }, nullptr);
+}
+
+Napi::Value File::Sync(const Napi::CallbackInfo& info) {
+  const bool data_only = info.Length() > 0 && info[0].ToBoolean();
+  auto state = state_;
+  return PromiseWorker::Run(info.Env(), data_only ? "fdatasync" : "fsync", state->path,
+                            [state, data_only]() -> int {
+                              if (state->fd < 0) return EBADF;
+                              int r = data_only ? fdatasync(state->fd) : fsync(state->fd);
+                              return r == 0 ? 0 : errno;
+                            }, nullptr);
+}
+
+// The JS side waits for this file's I/O to drain before it calls close.
+Napi::Value File::Close(const Napi::CallbackInfo& info) {
+  auto state = state_;
+  return PromiseWorker::Run(info.Env(), "close", state->path, [state]() -> int { return state->CloseNow(); },
+                            nullptr);
+}
+
+Napi::Value File::Closed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), state_->fd < 0);
+}
+
+}  // namespace tfs

@@ -1,0 +1,34 @@
+// The native side of a JS File: its descriptors (FileState) and the metadata calls on them, each
+// run on libuv's pool.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "engine.h"
+
+namespace tfs {
+
+class File : public Napi::ObjectWrap<File> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  // open(path, flags, mode, direct: 0 auto | 1 always | 2 never) -> Promise<File>
+  static Napi::Value Open(const Napi::CallbackInfo& info);
+  static File* Unwrap(Napi::Value value);  // nullptr when `value` is not a native File
+
+  explicit File(const Napi::CallbackInfo& info);
+  const std::shared_ptr<FileState>& state() const { return state_; }
+
+ private:
+  Napi::Value Describe(const Napi::CallbackInfo& info);
+  Napi::Value Stat(const Napi::CallbackInfo& info);
+  Napi::Value Truncate(const Napi::CallbackInfo& info);
+  Napi::Value Sync(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Closed(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<FileState> state_;
+};
+
+}  // namespace tfs

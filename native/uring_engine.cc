@@ -1,0 +1,395 @@
+// The embedded engine: io_uring on local files.
+//
+// One ring per client. All ring work (preparing SQEs, submitting, reaping) happens on one native
+// thread, so the SQ has a single producer and the kernel's completion task-work lands on the
+// thread that waits for it. The JS thread only posts commands (submit, cancel, stop) into a
+// queue and wakes that thread through an eventfd the ring itself polls.
+#include <liburing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "engine.h"
+
+namespace tfs {
+namespace {
+
+constexpr uint64_t kWakeTag = 1;    // CQE of the eventfd poll
+constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
+constexpr uint64_t kMaxChunk = 1ull << 30;  // the kernel caps one transfer near 2 GiB anyway
+
+bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
+
+// The ring's fixed-buffer table. Slots are handed out to regions; a region gives its slot back
+// when it dies, which may be after the ring is gone (then there is nothing left to undo).
+class FixedBuffers : public Registrar {
+ public:
+  FixedBuffers(io_uring* ring, unsigned slots) : ring_(ring) {
+    for (unsigned i = slots; i > 0; i--) free_.push_back(static_cast<int>(i - 1));
+  }
+  int Register(void* base, size_t size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ring_ == nullptr || free_.empty()) return -1;
+    int slot = free_.back();
+    iovec iov{base, size};
+    __u64 tag = 0;
+    if (io_uring_register_buffers_update_tag(ring_, slot, &iov, &tag, 1) != 1) return -1;
+    free_.pop_back();
+    return slot;
+  }
+  void Unregister(int slot) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ring_ == nullptr) return;
+    iovec iov{nullptr, 0};
+    __u64 tag = 0;
+    // The kernel keeps the pages pinned until requests still using the slot complete.
+    io_uring_register_buffers_update_tag(ring_, slot, &iov, &tag, 1);
+    free_.push_back(slot);
+  }
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ring_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  io_uring* ring_;
+  std::vector<int> free_;
+};
+
+class UringEngine final : public Engine {
+ public:
+  UringEngine(const EngineOptions& options, CompletionSink* sink) : options_(options), sink_(sink) {}
+  ~UringEngine() override { Close(); }
+
+  int Start() {
+    io_uring_params params{};
+    const unsigned entries = options_.queue_depth + 64;  // room for cancels and the wake poll
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+    params.cq_entries = entries * 2;
+    int r = io_uring_queue_init_params(entries, &ring_, &params);
+    if (r == -EINVAL) {  // older kernels: no SUBMIT_ALL
+      params = {};
+      params.flags = IORING_SETUP_CQSIZE;
+      params.cq_entries = entries * 2;
+      r = io_uring_queue_init_params(entries, &ring_, &params);
+    }
+    if (r < 0) return -r;
+    ring_ready_ = true;
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) return errno;
+    slots_ = options_.registered_slots;
+    if (slots_ > 0 && io_uring_register_buffers_sparse(&ring_, slots_) < 0) slots_ = 0;
+    fixed_ = std::make_shared<FixedBuffers>(&ring_, slots_);
+    ArmWakePoll();
+    io_uring_submit(&ring_);
+    thread_ = std::thread([this] { Run(); });
+    return 0;
+  }
+
+  const char* name() const override { return "io_uring"; }
+  unsigned queue_depth() const override { return options_.queue_depth; }
+  unsigned registered_slots() const override { return slots_; }
+
+  void Register(Region& region) override {
+    if (slots_ == 0 || region.size() == 0 || region.size() > kMaxChunk) return;
+    int slot = fixed_->Register(region.data(), region.size());
+    if (slot >= 0) region.SetRegistration(slot, fixed_);
+  }
+
+  void Submit(Batch* batch) override { Post({Command::kSubmit, batch, 0, 0}); }
+  void Cancel(Batch* batch, int err) override { Post({Command::kCancel, nullptr, batch->id, err}); }
+
+  void Close() override {
+    std::lock_guard<std::mutex> lock(close_mu_);
+    if (thread_.joinable()) {
+      Post({Command::kStop, nullptr, 0, 0});
+      thread_.join();
+    }
+    if (fixed_) fixed_->Detach();
+    if (ring_ready_) {
+      io_uring_queue_exit(&ring_);
+      ring_ready_ = false;
+    }
+    if (wake_fd_ >= 0) {
+      close(wake_fd_);
+      wake_fd_ = -1;
+    }
+  }
+
+ private:
+  struct Command {
+    enum Kind { kSubmit, kCancel, kStop } kind;
+    Batch* batch;
+    uint64_t id;
+    int err;
+  };
+
+  // JS thread: queue a command and wake the ring thread if it may be asleep.
+  void Post(Command command) {
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> lock(commands_mu_);
+      was_empty = commands_.empty();
+      commands_.push_back(command);
+    }
+    if (was_empty) {
+      uint64_t one = 1;
+      ssize_t ignored = write(wake_fd_, &one, sizeof one);
+      (void)ignored;
+    }
+  }
+
+  void ArmWakePoll() {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_poll_multishot(sqe, wake_fd_, POLLIN);
+    io_uring_sqe_set_data64(sqe, kWakeTag);
+  }
+
+  io_uring_sqe* GetSqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) {  // SQ full: hand what is prepared to the kernel and try again
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  void Run() {
+    for (;;) {
+      TakeCommands();
+      if (stopping_ && in_flight_ == 0) break;
+      FillRing();
+      counters.submit_calls++;
+      int r = io_uring_submit_and_wait(&ring_, 1);
+      if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
+        // The ring itself failed: nothing more can complete, so settle everything.
+        FailAll(-r);
+        break;
+      }
+      Reap();
+    }
+  }
+
+  void TakeCommands() {
+    std::vector<Command> commands;
+    {
+      std::lock_guard<std::mutex> lock(commands_mu_);
+      commands.swap(commands_);
+    }
+    for (const Command& c : commands) {
+      switch (c.kind) {
+        case Command::kSubmit:
+          Accept(c.batch);
+          break;
+        case Command::kCancel: {
+          auto it = live_.find(c.id);
+          if (it != live_.end()) CancelBatch(it->second, c.err);
+          break;
+        }
+        case Command::kStop:
+          stopping_ = true;
+          for (auto& entry : live_) toCancel_.push_back(entry.second);
+          for (Batch* b : toCancel_) CancelBatch(b, ECANCELED);
+          toCancel_.clear();
+          break;
+      }
+    }
+  }
+
+  void Accept(Batch* batch) {
+    counters.batches++;
+    live_[batch->id] = batch;
+    std::vector<Op*> empty;
+    for (Op& op : batch->ops) {
+      if (op.remaining == 0)
+        empty.push_back(&op);
+      else
+        pending_.push_back(&op);
+    }
+    if (stopping_) CancelBatch(batch, ECANCELED);
+    // The last Settle may hand the batch to JS, which frees it: nothing touches it afterwards.
+    for (Op* op : empty) Settle(op, 0);
+  }
+
+  void FillRing() {
+    while (in_flight_ < options_.queue_depth && !pending_.empty()) {
+      Op* op = pending_.front();
+      pending_.pop_front();
+      Prepare(op);
+    }
+  }
+
+  void Prepare(Op* op) {
+    const FileState& f = *op->file;
+    const uint64_t len = std::min(op->remaining, kMaxChunk);
+    op->direct = f.direct_fd >= 0 && f.direct != FileState::Direct::kNever &&
+                 Aligned(reinterpret_cast<uintptr_t>(op->ptr), f.dio_mem_align) &&
+                 Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);
+    const int fd = op->direct ? f.direct_fd : f.fd;
+    io_uring_sqe* sqe = GetSqe();
+    if (op->region && op->region->registered()) {
+      if (op->write)
+        io_uring_prep_write_fixed(sqe, fd, op->ptr, len, op->offset, op->region->slot());
+      else
+        io_uring_prep_read_fixed(sqe, fd, op->ptr, len, op->offset, op->region->slot());
+    } else {
+      if (op->write)
+        io_uring_prep_write(sqe, fd, op->ptr, len, op->offset);
+      else
+        io_uring_prep_read(sqe, fd, op->ptr, len, op->offset);
+    }
+    // Buffered I/O done inline would copy on this thread; kernel workers spread it over cores.
+    if (!op->direct && options_.async_buffered) sqe->flags |= IOSQE_ASYNC;
+    io_uring_sqe_set_data(sqe, op);
+    op->state = Op::State::kInFlight;
+    in_flight_++;
+  }
+
+  void Reap() {
+    io_uring_cqe* cqe;
+    unsigned head, seen = 0;
+    bool rearm = false;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      seen++;
+      const uint64_t tag = cqe->user_data;
+      if (tag == kWakeTag) {
+        uint64_t drained;
+        ssize_t ignored = read(wake_fd_, &drained, sizeof drained);
+        (void)ignored;
+        if (!(cqe->flags & IORING_CQE_F_MORE)) rearm = true;
+      } else if (tag != kCancelTag) {
+        Complete(reinterpret_cast<Op*>(tag), cqe->res);
+      }
+    }
+    io_uring_cq_advance(&ring_, seen);
+    if (rearm && !stopping_) ArmWakePoll();
+  }
+
+  void Complete(Op* op, int res) {
+    in_flight_--;
+    Batch* b = op->batch;
+    if (res == -EINTR || res == -EAGAIN) {
+      Retry(op);
+      return;
+    }
+    if (res < 0) {
+      const int err = (b->cancel_errno != 0 && res == -ECANCELED) ? b->cancel_errno : -res;
+      Settle(op, err);
+      return;
+    }
+    const uint64_t n = static_cast<uint64_t>(res);
+    (op->write ? counters.write_bytes : counters.read_bytes) += n;
+    (op->direct ? counters.direct_bytes : counters.buffered_bytes) += n;
+    (op->region ? counters.registered_bytes : counters.unregistered_bytes) += n;
+    op->done += n;
+    op->ptr += n;
+    op->offset += n;
+    op->remaining -= n;
+    if (op->remaining == 0 || (!op->write && n == 0)) {
+      Settle(op, 0);  // complete, or a read that reached the end of the file
+    } else if (n == 0) {
+      Settle(op, EIO);  // a write that moves nothing would loop forever
+    } else {
+      if (n < std::min(op->remaining + n, kMaxChunk)) counters.short_transfers++;
+      Retry(op);
+    }
+  }
+
+  // A short or interrupted transfer continues where it stopped, ahead of newer work.
+  void Retry(Op* op) {
+    if (op->batch->cancel_errno != 0) {
+      Settle(op, op->batch->cancel_errno);
+      return;
+    }
+    op->state = Op::State::kPending;
+    pending_.push_front(op);
+  }
+
+  void CancelBatch(Batch* b, int err) {
+    if (b->cancel_errno != 0) return;
+    b->cancel_errno = err;
+    // Ops not yet in the kernel settle now; ops in the kernel are asked to stop and settle when
+    // their CQE arrives (their memory is the device's until then).
+    std::vector<Op*> settle_now;
+    auto mine = [b](Op* op) { return op->batch == b; };
+    for (Op* op : pending_)
+      if (mine(op)) settle_now.push_back(op);
+    pending_.erase(std::remove_if(pending_.begin(), pending_.end(), mine), pending_.end());
+    for (Op& op : b->ops) {
+      if (op.state != Op::State::kInFlight) continue;
+      io_uring_sqe* sqe = GetSqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&op), 0);
+      io_uring_sqe_set_data64(sqe, kCancelTag);
+    }
+    for (Op* op : settle_now) Settle(op, err);
+  }
+
+  void Settle(Op* op, int err) {
+    Batch* b = op->batch;
+    op->state = Op::State::kDone;
+    b->results[2 * op->index] = static_cast<double>(op->done);
+    b->results[2 * op->index + 1] = err;
+    (op->write ? counters.write_ops : counters.read_ops)++;
+    if (err != 0) {
+      counters.errors++;
+      if (b->fail_fast && b->cancel_errno == 0) CancelBatch(b, ECANCELED);
+    }
+    op->region.reset();
+    op->file.reset();
+    if (--b->unsettled == 0) {
+      live_.erase(b->id);
+      sink_->BatchSettled(b);
+    }
+  }
+
+  void FailAll(int err) {
+    pending_.clear();
+    while (!live_.empty()) {
+      Batch* b = live_.begin()->second;
+      b->fail_fast = false;  // settle op by op, without cascading cancels
+      std::vector<Op*> open;
+      for (Op& op : b->ops)
+        if (op.state != Op::State::kDone) open.push_back(&op);
+      for (Op* op : open) Settle(op, err);
+    }
+  }
+
+  EngineOptions options_;
+  CompletionSink* sink_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  int wake_fd_ = -1;
+  unsigned slots_ = 0;
+  std::shared_ptr<FixedBuffers> fixed_;
+  std::thread thread_;
+  std::mutex close_mu_;
+
+  std::mutex commands_mu_;
+  std::vector<Command> commands_;
+
+  // Owned by the ring thread.
+  std::deque<Op*> pending_;
+  std::unordered_map<uint64_t, Batch*> live_;
+  std::vector<Batch*> toCancel_;
+  unsigned in_flight_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, CompletionSink* sink, int* err) {
+  auto engine = std::make_unique<UringEngine>(options, sink);
+  *err = engine->Start();
+  if (*err != 0) return nullptr;
+  return engine;
+}
+
+}  // namespace tfs
