@@ -87,9 +87,11 @@ let binding: Binding | undefined;
 export function native(): Binding {
   if (binding) return binding;
   try {
+    // THREEFS_CLIENT_ADDON names a development build (cmake-js debug or sanitizer build).
+    const override = process.env.THREEFS_CLIENT_ADDON;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => Binding;
-    binding = load(packageRoot());
+    binding = override ? (require(override) as Binding) : load(packageRoot());
     return binding;
   } catch (e) {
     throw new ThreeFSError(

@@ -76,7 +76,7 @@ struct EngineCounters {
 struct EngineOptions {
   unsigned queue_depth = 128;       // ops in flight in the kernel at most
   unsigned registered_slots = 1024; // fixed-buffer table size
-  bool async_buffered = true;       // hand buffered I/O to kernel workers, not the submitting thread
+  bool async_buffered = false;      // force buffered I/O onto kernel workers (IOSQE_ASYNC)
 };
 
 class Engine {

@@ -246,7 +246,7 @@ class UringEngine final : public Engine {
       else
         io_uring_prep_read(sqe, fd, op->ptr, len, op->offset);
     }
-    // Buffered I/O done inline would copy on this thread; kernel workers spread it over cores.
+    // Optional: buffered I/O on kernel workers rather than inline on this thread (see EngineOptions).
     if (!op->direct && options_.async_buffered) sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data(sqe, op);
     op->state = Op::State::kInFlight;
