@@ -172,10 +172,11 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   };
   std::vector<View> views(views_js.Length());
   for (uint32_t i = 0; i < views.size(); i++) {
+    // lib/batch.ts passes a Uint8Array over each distinct ArrayBuffer (or SharedArrayBuffer).
     Napi::Value v = views_js.Get(i);
-    if (!v.IsTypedArray()) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "buffer must be an ArrayBufferView");
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    Napi::Uint8Array bytes = Napi::Uint8Array::New(env, ta.ByteLength(), ta.ArrayBuffer(), ta.ByteOffset());
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw CodeError(env, "ERR_INVALID_ARG_TYPE", "views must be Uint8Arrays");
+    Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
     views[i] = {bytes.Data(), bytes.ByteLength()};
   }
 
@@ -257,7 +258,7 @@ Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "cancel(batchId, errno)");
   auto it = outstanding_.find(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
-  if (it != outstanding_.end() && engine_) engine_->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
+  if (it != outstanding_.end() && !closing_) engine_->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
   return env.Undefined();
 }
 

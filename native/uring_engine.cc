@@ -149,7 +149,10 @@ class UringEngine final : public Engine {
 
   void ArmWakePoll() {
     io_uring_sqe* sqe = GetSqe();
-    io_uring_prep_poll_multishot(sqe, wake_fd_, POLLIN);
+    if (multishot_)
+      io_uring_prep_poll_multishot(sqe, wake_fd_, POLLIN);
+    else
+      io_uring_prep_poll_add(sqe, wake_fd_, POLLIN);
     io_uring_sqe_set_data64(sqe, kWakeTag);
   }
 
@@ -264,6 +267,7 @@ class UringEngine final : public Engine {
         uint64_t drained;
         ssize_t ignored = read(wake_fd_, &drained, sizeof drained);
         (void)ignored;
+        if (cqe->res == -EINVAL) multishot_ = false;  // kernels before 5.13: one-shot polls
         if (!(cqe->flags & IORING_CQE_F_MORE)) rearm = true;
       } else if (tag != kCancelTag) {
         Complete(reinterpret_cast<Op*>(tag), cqe->res);
@@ -367,6 +371,7 @@ class UringEngine final : public Engine {
   io_uring ring_{};
   bool ring_ready_ = false;
   int wake_fd_ = -1;
+  bool multishot_ = true;
   unsigned slots_ = 0;
   std::shared_ptr<FixedBuffers> fixed_;
   std::thread thread_;

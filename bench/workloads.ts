@@ -1,0 +1,135 @@
+// Our engine's side of each workload: one client, one file, QD registered buffers allocated up
+// front, and a pipelined loop that keeps queueDepth ops in flight as queueDepth / batch batches,
+// refilling each batch as soon as it settles. Setup (connect, open, alloc) is outside the window.
+import { open as fsOpen } from 'node:fs/promises';
+import { randomFillSync } from 'node:crypto';
+import { connect, type Client, type File, type IoBuffer, type IoOp } from '../lib/index';
+import { Meter, offsetSource, stampAll, stampEnds, verify, type Measured, type Workload } from './shared';
+
+export interface RunOptions {
+  rampMs: number;
+  durationMs: number;
+  seed: number;
+}
+
+export interface OursOutcome extends Measured {
+  /** e.g. "O_DIRECT, 8 x 1-op batches, fixed bufs" */
+  mode: string;
+}
+
+export async function runOurs(w: Workload, path: string, fileSize: number, opts: RunOptions): Promise<OursOutcome> {
+  const client = connect({ queueDepth: w.queueDepth });
+  let file: File | undefined;
+  const buffers: IoBuffer[] = [];
+  let meter: Meter | undefined;
+  try {
+    file = await client.open(path, w.write ? 'r+' : 'r', 0o666, { direct: w.direct ? 'always' : 'never' });
+    const st = await file.stat();
+    if (w.direct && !st.direct.active) throw new Error(`O_DIRECT is not active on ${path}: ${st.direct.reason ?? 'unknown reason'}`);
+    for (let i = 0; i < w.queueDepth; i++) buffers.push(client.alloc(w.blockSize));
+    if (w.write) for (const b of buffers) randomFillSync(b.bytes);
+    const registered = buffers.every((b) => b.registered);
+
+    const next = offsetSource(w, fileSize, opts.seed);
+    const lanes = Math.max(1, Math.floor(w.queueDepth / w.batch));
+    const lastWritten: number[] = [];
+    meter = new Meter(opts.rampMs, opts.durationMs);
+    const m = meter;
+    const f = file;
+    const bs = w.blockSize;
+
+    const lane = async (l: number) => {
+      const ops: IoOp[] = [];
+      for (let i = 0; i < w.batch; i++) ops.push({ buffer: buffers[l * w.batch + i], fileOffset: 0 });
+      const views = ops.map((op) => (op.buffer as IoBuffer).bytes);
+      while (m.running) {
+        for (let i = 0; i < ops.length; i++) {
+          ops[i].fileOffset = next();
+          if (w.write) stampEnds(views[i], ops[i].fileOffset, bs);
+        }
+        const t0 = performance.now();
+        const results = await (w.write ? f.batchWrite(ops) : f.batchRead(ops));
+        const t1 = performance.now();
+        for (let i = 0; i < results.length; i++) {
+          const r = results[i];
+          if (r.error) throw r.error;
+          if (r.bytes !== bs) throw new Error(`3fs-client: short ${w.write ? 'write' : 'read'} at offset ${ops[i].fileOffset}: ${r.bytes} of ${bs} bytes`);
+          if (!w.write) verify(views[i], ops[i].fileOffset, bs, '3fs-client');
+        }
+        m.record(t0, t1, bs * ops.length, ops.length);
+        if (w.write && lastWritten.length < 4) lastWritten.push(ops[0].fileOffset);
+        else if (w.write) lastWritten[lastWritten.length - 1] = ops[0].fileOffset;
+      }
+    };
+    const laneIds = Array.from({ length: lanes }, (_, l) => l);
+    await Promise.all(
+      laneIds.map((l) =>
+        lane(l).catch((e) => {
+          m.end();
+          throw e;
+        }),
+      ),
+    );
+    const measured = meter.result();
+    if (w.write) await checkWritten(path, lastWritten, bs);
+
+    const inFlight = w.batch === 1 ? `${lanes} x 1-op batches` : `${lanes} x ${w.batch}-op batches`;
+    const mode = `${w.direct ? 'O_DIRECT' : 'buffered, warm cache'}, io_uring, ${inFlight}${registered ? ', fixed bufs' : ''}`;
+    return { ...measured, mode };
+  } finally {
+    meter?.end();
+    await file?.close().catch(() => undefined);
+    for (const b of buffers) b.free();
+    await client.close().catch(() => undefined);
+  }
+}
+
+/** Reads back (through node:fs, not our engine) blocks our write run wrote, and checks their stamps. */
+async function checkWritten(path: string, offsets: number[], blockSize: number): Promise<void> {
+  const fh = await fsOpen(path, 'r');
+  try {
+    const buf = Buffer.alloc(blockSize);
+    for (const off of offsets) {
+      const { bytesRead } = await fh.read(buf, 0, blockSize, off);
+      if (bytesRead !== blockSize) throw new Error(`3fs-client: read-back of offset ${off} came up short`);
+      verify(buf, off, blockSize, '3fs-client (write read-back)');
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Writes a bench file of `size` bytes with our engine: random data, every 4 KiB block stamped,
+ * O_DIRECT unless `buffered` (then it stays in the page cache), fsync'd at the end.
+ */
+export async function writeBenchFile(path: string, size: number, buffered: boolean): Promise<void> {
+  const chunk = Math.min(4 * 1024 * 1024, size);
+  const depth = 8;
+  const client: Client = connect({ queueDepth: depth });
+  const buffers: IoBuffer[] = [];
+  let file: File | undefined;
+  try {
+    file = await client.open(path, 'w', 0o644, { direct: buffered ? 'never' : 'always' });
+    for (let i = 0; i < depth; i++) buffers.push(client.alloc(chunk));
+    let next = 0;
+    const f = file;
+    const lane = async (buf: IoBuffer) => {
+      while (next < size) {
+        const off = next;
+        next += chunk;
+        const len = Math.min(chunk, size - off);
+        randomFillSync(buf.bytes, 0, len);
+        stampAll(buf.bytes, off, len);
+        const n = await f.write(buf, off, len);
+        if (n !== len) throw new Error(`short write while creating ${path}`);
+      }
+    };
+    await Promise.all(buffers.map(lane));
+    await file.fsync();
+  } finally {
+    await file?.close().catch(() => undefined);
+    for (const b of buffers) b.free();
+    await client.close().catch(() => undefined);
+  }
+}
