@@ -59,6 +59,8 @@ export interface RunResult {
   mode: string;
   /** libuv thread pool size of a node:fs run, null for the other tools. */
   uvThreads: number | null;
+  /** Which repetition (1-based) with --repeat. */
+  repeat: number;
 }
 
 export function toResult(w: Workload, tool: Tool, m: Measured, mode: string, direct: boolean, uvThreads: number | null = null): RunResult {
@@ -80,6 +82,7 @@ export function toResult(w: Workload, tool: Tool, m: Measured, mode: string, dir
     cpuSecPerGiB: round(gib > 0 ? m.cpuSeconds / gib : 0, 4),
     mode,
     uvThreads,
+    repeat: 1,
   };
 }
 
@@ -105,13 +108,14 @@ export class Meter {
   #endedAt: number | undefined;
   #timers: NodeJS.Timeout[] = [];
 
-  constructor(rampMs: number, durationMs: number) {
+  /** With `endAtDeadline` false the window stays open until end() is called. */
+  constructor(rampMs: number, durationMs: number, endAtDeadline = true) {
     const now = performance.now();
     this.start = now + rampMs;
     this.deadline = this.start + durationMs;
     if (rampMs <= 0) this.#cpu0 = process.cpuUsage();
     else this.#timers.push(setTimeout(() => (this.#cpu0 = process.cpuUsage()), rampMs));
-    this.#timers.push(setTimeout(() => this.end(), rampMs + durationMs));
+    if (endAtDeadline) this.#timers.push(setTimeout(() => this.end(), rampMs + durationMs));
   }
 
   /** Whether more work should be submitted. */
@@ -134,11 +138,15 @@ export class Meter {
     this.#n += ops;
   }
 
-  /** Closes the window now (or at the deadline, whichever is first). Later calls do nothing. */
-  end(at = performance.now()): void {
+  /**
+   * Closes the window now, or at the deadline if that came first. Later calls do nothing.
+   * `clamp = false` keeps the window open past the deadline: for work that must be paid for
+   * (an fdatasync of what was written) though no more ops are counted.
+   */
+  end(at = performance.now(), clamp = true): void {
     if (this.#endedAt !== undefined) return;
     for (const t of this.#timers) clearTimeout(t);
-    this.#endedAt = Math.min(at, this.deadline);
+    this.#endedAt = clamp ? Math.min(at, this.deadline) : at;
     const usage = process.cpuUsage(this.#cpu0);
     this.#cpuSeconds = this.#cpu0 ? (usage.user + usage.system) / 1e6 : 0;
   }
@@ -214,45 +222,59 @@ export function offsetSource(w: Workload, fileSize: number, seed: number, onePas
   };
 }
 
-// Every 4 KiB block of a bench file starts with a stamp: a magic word and the block's index.
-// Reads check the stamp of their first and last block, so an engine that returned the wrong
-// bytes (or none) cannot report a fast number.
+// Every 4 KiB block of a bench file starts with a stamp: a magic word, the block's index, and a
+// tag naming the writer (0 for the files the bench makes up front; a fresh number for each write
+// run). Reads check the stamps of their first and last block, so an engine that returned the
+// wrong bytes (or none) cannot report a fast number; a write run's read-back checks its tag.
 export const STAMP_BLOCK = 4096;
 const MAGIC = 0x33465342; // '3FSB'
 
-export function stamp(buf: Buffer, bufOffset: number, fileOffset: number): void {
+export function stamp(buf: Buffer, bufOffset: number, fileOffset: number, tag = 0): void {
   const block = fileOffset / STAMP_BLOCK;
   buf.writeUInt32LE(MAGIC, bufOffset);
   buf.writeUInt32LE(block % 2 ** 32, bufOffset + 4);
   buf.writeUInt32LE(Math.floor(block / 2 ** 32), bufOffset + 8);
+  buf.writeUInt32LE(tag, bufOffset + 12);
 }
 
 /** Stamps every 4 KiB block of `buf`, written at `fileOffset`. */
-export function stampAll(buf: Buffer, fileOffset: number, length = buf.length): void {
-  for (let o = 0; o < length; o += STAMP_BLOCK) stamp(buf, o, fileOffset + o);
+export function stampAll(buf: Buffer, fileOffset: number, length = buf.length, tag = 0): void {
+  for (let o = 0; o < length; o += STAMP_BLOCK) stamp(buf, o, fileOffset + o, tag);
 }
 
 /** Stamps the first and last 4 KiB blocks of one op's buffer (what verify() checks). */
-export function stampEnds(buf: Buffer, fileOffset: number, length: number): void {
-  stamp(buf, 0, fileOffset);
-  if (length > STAMP_BLOCK) stamp(buf, length - STAMP_BLOCK, fileOffset + length - STAMP_BLOCK);
+export function stampEnds(buf: Buffer, fileOffset: number, length: number, tag = 0): void {
+  stamp(buf, 0, fileOffset, tag);
+  if (length > STAMP_BLOCK) stamp(buf, length - STAMP_BLOCK, fileOffset + length - STAMP_BLOCK, tag);
 }
 
-function stampOk(buf: Buffer, bufOffset: number, fileOffset: number): boolean {
+/** Wipes the stamps verify() will check, so a read that left the buffer alone cannot pass. */
+export function clearStamps(buf: Buffer, length: number): void {
+  buf.writeUInt32LE(0, 0);
+  if (length > STAMP_BLOCK) buf.writeUInt32LE(0, length - STAMP_BLOCK);
+}
+
+function stampOk(buf: Buffer, bufOffset: number, fileOffset: number, tag: number): boolean {
   const block = fileOffset / STAMP_BLOCK;
   return (
     buf.readUInt32LE(bufOffset) === MAGIC &&
     buf.readUInt32LE(bufOffset + 4) === block % 2 ** 32 &&
-    buf.readUInt32LE(bufOffset + 8) === Math.floor(block / 2 ** 32)
+    buf.readUInt32LE(bufOffset + 8) === Math.floor(block / 2 ** 32) &&
+    buf.readUInt32LE(bufOffset + 12) === tag
   );
 }
 
 /** Throws unless `buf` holds what a read of `length` bytes at `fileOffset` should have returned. */
-export function verify(buf: Buffer, fileOffset: number, length: number, who: string): void {
+export function verify(buf: Buffer, fileOffset: number, length: number, who: string, tag = 0): void {
   const last = length - STAMP_BLOCK;
-  if (!stampOk(buf, 0, fileOffset) || (last > 0 && !stampOk(buf, last, fileOffset + last))) {
+  if (!stampOk(buf, 0, fileOffset, tag) || (last > 0 && !stampOk(buf, last, fileOffset + last, tag))) {
     throw new Error(`${who}: the bytes read at offset ${fileOffset} are not the file's (data check failed)`);
   }
+}
+
+/** A nonzero tag for one write run's stamps. */
+export function writeTag(): number {
+  return 1 + Math.floor(Math.random() * (2 ** 32 - 2));
 }
 
 /** Children the bench is running (fio, node:fs), so an interrupt can stop them. */

@@ -4,7 +4,7 @@
 import { open as fsOpen } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
 import { connect, type Client, type File, type IoBuffer, type IoOp } from '../lib/index';
-import { Meter, offsetSource, stampAll, stampEnds, verify, type Measured, type Workload } from './shared';
+import { clearStamps, Meter, offsetSource, stampAll, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
 
 export interface RunOptions {
   rampMs: number;
@@ -31,8 +31,11 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
     const registered = buffers.every((b) => b.registered);
 
     const next = offsetSource(w, fileSize, opts.seed);
-    const lanes = Math.max(1, Math.floor(w.queueDepth / w.batch));
-    const lastWritten: number[] = [];
+    if (w.batch < 1 || w.queueDepth % w.batch !== 0) throw new Error(`queue depth ${w.queueDepth} is not a multiple of the batch size ${w.batch}`);
+    const lanes = w.queueDepth / w.batch;
+    const lastWritten: number[] = []; // a few offsets our writes reached, read back afterwards
+    let written = 0;
+    const tag = writeTag();
     meter = new Meter(opts.rampMs, opts.durationMs);
     const m = meter;
     const f = file;
@@ -45,7 +48,8 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
       while (m.running) {
         for (let i = 0; i < ops.length; i++) {
           ops[i].fileOffset = next();
-          if (w.write) stampEnds(views[i], ops[i].fileOffset, bs);
+          if (w.write) stampEnds(views[i], ops[i].fileOffset, bs, tag);
+          else clearStamps(views[i], bs);
         }
         const t0 = performance.now();
         const results = await (w.write ? f.batchWrite(ops) : f.batchRead(ops));
@@ -57,8 +61,7 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
           if (!w.write) verify(views[i], ops[i].fileOffset, bs, '3fs-client');
         }
         m.record(t0, t1, bs * ops.length, ops.length);
-        if (w.write && lastWritten.length < 4) lastWritten.push(ops[0].fileOffset);
-        else if (w.write) lastWritten[lastWritten.length - 1] = ops[0].fileOffset;
+        if (w.write) lastWritten[written++ % 4] = ops[ops.length - 1].fileOffset;
       }
     };
     const laneIds = Array.from({ length: lanes }, (_, l) => l);
@@ -71,10 +74,11 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
       ),
     );
     const measured = meter.result();
-    if (w.write) await checkWritten(path, lastWritten, bs);
+    if (w.write) await checkWritten(path, lastWritten, bs, tag);
 
     const inFlight = w.batch === 1 ? `${lanes} x 1-op batches` : `${lanes} x ${w.batch}-op batches`;
-    const mode = `${w.direct ? 'O_DIRECT' : 'buffered, warm cache'}, io_uring, ${inFlight}${registered ? ', fixed bufs' : ''}`;
+    const how = w.direct ? 'O_DIRECT' : `buffered (${client.info().asyncBuffered ? 'IOSQE_ASYNC workers' : 'inline copies'}), warm cache`;
+    const mode = `${how}, io_uring, ${inFlight}${registered ? ', fixed bufs' : ''}`;
     return { ...measured, mode };
   } finally {
     meter?.end();
@@ -85,14 +89,14 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
 }
 
 /** Reads back (through node:fs, not our engine) blocks our write run wrote, and checks their stamps. */
-async function checkWritten(path: string, offsets: number[], blockSize: number): Promise<void> {
+async function checkWritten(path: string, offsets: number[], blockSize: number, tag: number): Promise<void> {
   const fh = await fsOpen(path, 'r');
   try {
     const buf = Buffer.alloc(blockSize);
     for (const off of offsets) {
       const { bytesRead } = await fh.read(buf, 0, blockSize, off);
       if (bytesRead !== blockSize) throw new Error(`3fs-client: read-back of offset ${off} came up short`);
-      verify(buf, off, blockSize, '3fs-client (write read-back)');
+      verify(buf, off, blockSize, '3fs-client (write read-back)', tag);
     }
   } finally {
     await fh.close();

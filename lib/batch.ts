@@ -35,6 +35,7 @@ export interface BatchTarget {
 const STRIDE = 5; // must match native/client.cc
 const ECANCELED = constants.errno.ECANCELED;
 const ETIMEDOUT = constants.errno.ETIMEDOUT;
+const MAX_TIMER = 2 ** 31 - 1;
 
 function isWholeNumber(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -52,10 +53,23 @@ export async function runBatch(
   options: BatchOptions = {},
 ): Promise<OpResult[]> {
   if (!Array.isArray(ops)) throw argError('ERR_INVALID_ARG_TYPE', 'ops must be an array');
+  options ??= {};
+  if (typeof options !== 'object') throw argError('ERR_INVALID_ARG_TYPE', 'options must be an object');
+  const { signal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw argError('ERR_INVALID_ARG_TYPE', 'options.signal must be an AbortSignal');
+  }
+  const stopAt = Math.min(
+    options.timeout === undefined ? Infinity : Date.now() + checkTime(options.timeout, 'timeout'),
+    options.deadline === undefined ? Infinity : checkTime(options.deadline, 'deadline'),
+  );
   const syscall = write ? 'write' : 'read';
   const n = ops.length;
   const descriptors = new Float64Array(n * STRIDE);
+  // What results and errors report is fixed at the call: later changes to `ops` do not matter.
   const lengths = new Float64Array(n);
+  const offsets = new Float64Array(n);
+  const opTarget: BatchTarget[] = new Array(n);
   const targets: BatchTarget[] = [];
   const files: NativeFile[] = [];
   const fileIndex = new Map<BatchTarget, number>();
@@ -66,6 +80,7 @@ export async function runBatch(
     const op = ops[i];
     if (op === null || typeof op !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i} must be an object`, { index: i });
     const target = fileOf(i);
+    opTarget[i] = target;
     let f = fileIndex.get(target);
     if (f === undefined) {
       target.checkUsable(write);
@@ -89,7 +104,11 @@ export async function runBatch(
     } else if (ArrayBuffer.isView(buffer)) {
       const region = regionOf(buffer.buffer);
       available = buffer.byteLength;
-      if (region && region.owner === client) {
+      if (region && region.owner !== client) {
+        // Its memory may be freed by its own client while ours still uses it: refuse, as for IoBuffers.
+        throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer views memory of another client`, { index: i });
+      }
+      if (region) {
         if (region.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
         bufferRef = region.id;
         bufferOffset = buffer.byteOffset;
@@ -127,14 +146,10 @@ export async function runBatch(
     descriptors[d + 3] = length;
     descriptors[d + 4] = fileOffset;
     lengths[i] = length;
+    offsets[i] = fileOffset;
   }
 
-  const { signal } = options;
   if (signal?.aborted) throw abortError(signal, undefined);
-  const stopAt = Math.min(
-    options.timeout === undefined ? Infinity : Date.now() + checkTime(options.timeout, 'timeout'),
-    options.deadline === undefined ? Infinity : checkTime(options.deadline, 'deadline'),
-  );
 
   const results = new Float64Array(2 * n);
   let submitted: [number, Promise<void>];
@@ -152,7 +167,12 @@ export async function runBatch(
     client.cancel(batchId, ECANCELED);
   };
   if (stopAt !== Infinity) {
-    timer = setTimeout(() => client.cancel(batchId, ETIMEDOUT), Math.max(0, stopAt - Date.now()));
+    // setTimeout holds at most 2^31-1 ms; a farther deadline re-arms until it is near.
+    const arm = () => {
+      const left = stopAt - Date.now();
+      timer = left > MAX_TIMER ? setTimeout(arm, MAX_TIMER) : setTimeout(() => client.cancel(batchId, ETIMEDOUT), Math.max(0, left));
+    };
+    arm();
   }
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -170,8 +190,7 @@ export async function runBatch(
     const errno = results[2 * i + 1];
     let error: ThreeFSError | null = null;
     if (errno !== 0) {
-      const target = fileOf(i);
-      error = errnoError(errno, syscall, { path: target.path, offset: ops[i].fileOffset + bytes, index: i });
+      error = errnoError(errno, syscall, { path: opTarget[i].path, offset: offsets[i] + bytes, index: i });
       if (firstError === null || (firstError.errno === -ECANCELED && errno !== ECANCELED)) firstError = error;
     }
     out[i] = { bytes, eof: !write && errno === 0 && bytes < lengths[i], error };
@@ -200,6 +219,6 @@ function abortError(signal: AbortSignal, results: OpResult[] | undefined): Three
 
 function toBatchError(e: unknown): ThreeFSError {
   if (e instanceof ThreeFSError) return e;
-  const n = e as { code?: string; message?: string };
-  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { cause: e });
+  const n = e as { code?: string; message?: string; index?: number; path?: string };
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { index: n?.index, path: n?.path });
 }

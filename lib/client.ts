@@ -59,6 +59,7 @@ export class Client implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   constructor(options: ClientOptions = {}) {
+    options ??= {};
     if (options.engine !== undefined && options.engine !== 'local') {
       throw argError('ERR_INVALID_ARG_VALUE', `engine ${JSON.stringify(options.engine)} is not available; this version has 'local'`);
     }
@@ -75,6 +76,7 @@ export class Client implements AsyncDisposable {
   /** Page-aligned memory registered with the engine, seen from JS without copying. */
   alloc(bytes: number, options: { register?: boolean } = {}): IoBuffer {
     this.checkOpen();
+    options ??= {};
     wholeNumber(bytes, 'bytes', 0, Number.MAX_SAFE_INTEGER);
     try {
       const [id, memory, registered] = this.#native.alloc(bytes, options.register ?? true);
@@ -87,6 +89,7 @@ export class Client implements AsyncDisposable {
   /** Opens a file. `flags` as in node:fs ('r', 'r+', 'w', 'wx', 'w+', 'wx+') or open(2) numbers. */
   async open(path: string, flags: OpenFlags = 'r', mode = 0o666, options: OpenOptions = {}): Promise<File> {
     this.checkOpen();
+    options ??= {};
     if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
       throw argError('ERR_INVALID_ARG_VALUE', 'path must be a non-empty string without NUL bytes');
     }

@@ -17,24 +17,24 @@ export interface ErrorDetails {
  */
 export class ThreeFSError extends Error {
   readonly code: string;
-  readonly errno?: number;
-  readonly syscall?: string;
-  readonly path?: string;
-  readonly offset?: number;
+  // Declared, not initialised: an error has only the fields that apply to it, as node:fs errors do.
+  declare readonly errno?: number;
+  declare readonly syscall?: string;
+  declare readonly path?: string;
+  declare readonly offset?: number;
   /** The op's index within its batch, when the error belongs to one op. */
-  readonly index?: number;
+  declare readonly index?: number;
   /** Per-op results of the batch, on errors that end a whole batch (abort, failFast). */
-  results?: OpResult[];
+  declare results?: OpResult[];
 
   constructor(code: string, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'ThreeFSError';
     this.code = code;
-    if (details.errno !== undefined) this.errno = details.errno;
-    if (details.syscall !== undefined) this.syscall = details.syscall;
-    if (details.path !== undefined) this.path = details.path;
-    if (details.offset !== undefined) this.offset = details.offset;
-    if (details.index !== undefined) this.index = details.index;
+    const self = this as { -readonly [K in keyof ErrorDetails]: ErrorDetails[K] };
+    for (const key of ['errno', 'syscall', 'path', 'offset', 'index'] as const) {
+      if (details[key] !== undefined) (self as Record<string, unknown>)[key] = details[key];
+    }
   }
 }
 

@@ -63,7 +63,11 @@ export class IoBuffer {
 
   /** A view of part of this buffer, sharing its memory and registration. */
   subarray(start = 0, end = this.byteLength): IoBuffer {
-    const clamp = (v: number) => Math.min(Math.max(Math.trunc(v < 0 ? this.byteLength + v : v), 0), this.byteLength);
+    // As Uint8Array.prototype.subarray: integer part first (NaN is 0), negatives count from the end.
+    const clamp = (v: number) => {
+      const t = Math.trunc(Number(v)) || 0;
+      return Math.min(Math.max(t < 0 ? this.byteLength + t : t, 0), this.byteLength);
+    };
     const s = clamp(start);
     const e = Math.max(clamp(end), s);
     return new IoBuffer(this.region, this.byteOffset + s, e - s);

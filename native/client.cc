@@ -220,8 +220,8 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
     if (f.direct == FileState::Direct::kAlways && op.remaining > 0 &&
         (reinterpret_cast<uintptr_t>(op.ptr) % f.dio_mem_align || op.offset % f.dio_offset_align ||
          op.remaining % f.dio_offset_align))
-      throw CodeError(env, "ERR_UNALIGNED_DIRECT",
-                      "op " + std::to_string(i) + ": direct I/O needs memory aligned to " +
+      throw OpError(env, "ERR_UNALIGNED_DIRECT", i, f.path,
+                      "direct I/O needs memory aligned to " +
                           std::to_string(f.dio_mem_align) + " and offset and length to " +
                           std::to_string(f.dio_offset_align) + " bytes");
   }

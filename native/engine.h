@@ -24,7 +24,7 @@ struct FileState {
   std::string path;
   int fd = -1;          // buffered
   int direct_fd = -1;   // O_DIRECT, -1 when not wanted or not supported
-  int open_flags = 0;   // O_ACCMODE part of what the user asked for
+  int open_flags = 0;   // access mode and O_SYNC/O_DSYNC of what the user asked for
   Direct direct = Direct::kAuto;
   int direct_errno = 0; // why direct_fd is -1 although direct I/O was wanted
   uint32_t dio_mem_align = 4096;

@@ -27,4 +27,13 @@ inline Napi::Error CodeError(Napi::Env env, const char* code, const std::string&
   return e;
 }
 
+// A bad op within a batch: says which op and which file.
+inline Napi::Error OpError(Napi::Env env, const char* code, size_t index, const std::string& path,
+                           const std::string& message) {
+  Napi::Error e = CodeError(env, code, "op " + std::to_string(index) + ": " + message);
+  e.Set("index", Napi::Number::New(env, static_cast<double>(index)));
+  if (!path.empty()) e.Set("path", Napi::String::New(env, path));
+  return e;
+}
+
 }  // namespace tfs

@@ -81,7 +81,7 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
   state->path = info[0].As<Napi::String>().Utf8Value();
   const int flags = info[1].As<Napi::Number>().Int32Value();
   const mode_t mode = info[2].As<Napi::Number>().Uint32Value();
-  state->open_flags = flags & O_ACCMODE;
+  state->open_flags = flags & (O_ACCMODE | O_SYNC | O_DSYNC);  // the O_DIRECT twin needs them too
   state->direct = static_cast<FileState::Direct>(info[3].As<Napi::Number>().Uint32Value() % 3);
   return PromiseWorker::Run(
       env, "open", state->path,

@@ -71,7 +71,8 @@ class UringEngine final : public Engine {
 
   int Start() {
     io_uring_params params{};
-    const unsigned entries = options_.queue_depth + 64;  // room for cancels and the wake poll
+    // Room for cancels and the wake poll, within io_uring's limit (a full SQ is flushed anyway).
+    const unsigned entries = std::min(options_.queue_depth + 64, 32768u);
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
     params.cq_entries = entries * 2;
     int r = io_uring_queue_init_params(entries, &ring_, &params);

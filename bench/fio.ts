@@ -1,0 +1,139 @@
+// The fio twin of each workload: the same file, block size and depth, time-based, run with
+// --output-format=json and read back into the same figures as ours.
+import { spawn, spawnSync } from 'node:child_process';
+import { children, type Measured, type Workload } from './shared';
+import type { RunOptions } from './workloads';
+
+/** fio's version ('fio-3.33'), or null when it is not installed. */
+export function fioVersion(): string | null {
+  const r = spawnSync('fio', ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return null;
+  return r.stdout.trim();
+}
+
+export const FIO_MISSING = 'fio is not installed, so the fio column is skipped; install it with `sudo apt-get install fio` (Debian/Ubuntu) or `sudo dnf install fio` (Fedora)';
+
+export interface FioOutcome extends Measured {
+  mode: string;
+  args: string[];
+}
+
+/** The fio command line for a workload (without the fio binary itself). */
+export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOptions): string[] {
+  const cached = w.file === 'cached';
+  // Cached reads run QD jobs; each gets its own slice of the file. Started together at offset 0,
+  // they would read the same bytes in lockstep and copy from the CPU cache, not from memory.
+  const slice = Math.floor(fileSize / w.queueDepth / w.blockSize) * w.blockSize;
+  const args = [
+    `--name=${w.name}`,
+    `--filename=${path}`,
+    ...(cached ? [`--size=${slice}`, `--offset_increment=${slice}`] : [`--size=${fileSize}`]),
+    `--bs=${w.blockSize}`,
+    `--rw=${w.write ? (w.pattern === 'rand' ? 'randwrite' : 'write') : w.pattern === 'rand' ? 'randread' : 'read'}`,
+    `--direct=${w.direct ? 1 : 0}`,
+    '--time_based',
+    `--runtime=${Math.round(opts.durationMs)}ms`,
+    `--ramp_time=${Math.round(opts.rampMs)}ms`,
+    '--group_reporting',
+    '--lat_percentiles=1',
+    '--percentile_list=50:99',
+    '--output-format=json',
+  ];
+  if (cached) {
+    // The ceiling for page-cache reads: QD synchronous readers, cache left as it is.
+    args.push('--ioengine=psync', `--numjobs=${w.queueDepth}`, '--invalidate=0');
+  } else {
+    // --fixedbufs: registered buffers, as our engine uses (see THP_ENV for the other half).
+    args.push('--ioengine=io_uring', `--iodepth=${w.queueDepth}`, '--fixedbufs', '--numjobs=1', '--invalidate=1');
+  }
+  if (w.pattern === 'rand') args.push('--norandommap', `--randseed=${opts.seed}`);
+  return args;
+}
+
+export function fioMode(w: Workload): string {
+  if (w.file === 'cached') return `psync x ${w.queueDepth} jobs (a slice each), buffered, warm cache`;
+  return `io_uring, ${w.direct ? 'O_DIRECT' : 'buffered'}, iodepth ${w.queueDepth}, fixedbufs, THP bufs`;
+}
+
+/**
+ * Our engine puts buffers of 2 MiB and more on transparent huge pages (MADV_HUGEPAGE). With
+ * O_DIRECT that matters a lot on virtio disks: physically contiguous memory lets a 4 MiB read go
+ * out as one request instead of several of ~0.5-1 MiB. fio mallocs its buffers; this glibc
+ * (>= 2.35) tunable makes malloc ask for huge pages too, so both tools get the same memory.
+ */
+function thpEnv(): NodeJS.ProcessEnv {
+  const tunable = 'glibc.malloc.hugetlb=1';
+  const prior = process.env.GLIBC_TUNABLES;
+  return { ...process.env, GLIBC_TUNABLES: prior ? `${prior}:${tunable}` : tunable };
+}
+
+export async function runFio(w: Workload, path: string, fileSize: number, opts: RunOptions): Promise<FioOutcome> {
+  const args = fioArgs(w, path, fileSize, opts);
+  const out = await run('fio', args);
+  let doc: FioJson;
+  try {
+    // fio may print notes before the JSON document.
+    doc = JSON.parse(out.slice(out.indexOf('{'))) as FioJson;
+  } catch {
+    throw new Error(`fio printed something that is not JSON:\n${out.slice(0, 2000)}`);
+  }
+  const job = doc.jobs?.[0];
+  if (!job) throw new Error('fio reported no job');
+  if (job.error) throw new Error(`fio job failed with error ${job.error}`);
+  const side = w.write ? job.write : job.read;
+  const pct = side.lat_ns?.percentile ?? side.clat_ns?.percentile ?? {};
+  const at = (p: string) => (pct[p] ?? 0) / 1000;
+  // usr_cpu / sys_cpu are percent of the job's run time (summed over jobs with group_reporting).
+  const cpuSeconds = ((job.usr_cpu + job.sys_cpu) / 100) * (job.job_runtime / 1000);
+  return {
+    seconds: side.runtime / 1000,
+    bytes: side.io_bytes,
+    ops: side.total_ios,
+    p50us: at('50.000000'),
+    p99us: at('99.000000'),
+    cpuSeconds,
+    mode: fioMode(w),
+    args,
+  };
+}
+
+interface FioSide {
+  io_bytes: number;
+  total_ios: number;
+  runtime: number;
+  iops: number;
+  bw_bytes: number;
+  lat_ns?: { percentile?: Record<string, number> };
+  clat_ns?: { percentile?: Record<string, number> };
+}
+
+interface FioJson {
+  jobs?: {
+    error: number;
+    job_runtime: number;
+    usr_cpu: number;
+    sys_cpu: number;
+    read: FioSide;
+    write: FioSide;
+  }[];
+}
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: thpEnv() });
+    children.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.on('error', (e) => {
+      children.delete(child);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      children.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${cmd} exited with ${signal ?? `code ${code}`}: ${(err || out).trim().slice(0, 2000)}`));
+    });
+  });
+}

@@ -1,0 +1,113 @@
+// The node:fs twin: FileHandle.read / FileHandle.write with the same concurrency, reusing one
+// Buffer per in-flight op. It runs in a child process so its UV_THREADPOOL_SIZE can match the
+// queue depth (libuv's default pool of 4 threads would otherwise cap it at 4 in flight) and so
+// its CPU time is its own. Node cannot do O_DIRECT with its (unaligned) Buffers: always buffered.
+//
+// This file is both the parent's launcher (runNodeFs) and the child's entry point.
+import { spawn } from 'node:child_process';
+import { open } from 'node:fs/promises';
+import { randomFillSync } from 'node:crypto';
+import { children, clearStamps, Meter, offsetSource, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
+
+export interface NodeFsSpec {
+  workload: Workload;
+  path: string;
+  fileSize: number;
+  rampMs: number;
+  durationMs: number;
+  seed: number;
+  /** Stop after one pass over the file (seq only): with a cold cache, every byte then comes from the disk. */
+  onePass: boolean;
+  /** fdatasync at the end of a write run, inside the measured window. */
+  fsync: boolean;
+  uvThreads: number;
+}
+
+export async function runNodeFs(spec: NodeFsSpec): Promise<Measured> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, [__filename, JSON.stringify(spec)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(spec.uvThreads) },
+    });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (e) => {
+      children.delete(child);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      children.delete(child);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`the node:fs run exited with ${signal ?? `code ${code}`}: ${stderr.trim().slice(0, 2000)}`));
+    });
+  });
+  const line = out.trim().split('\n').pop() ?? '';
+  return JSON.parse(line) as Measured;
+}
+
+async function childMain(spec: NodeFsSpec): Promise<Measured> {
+  const w = spec.workload;
+  const bs = w.blockSize;
+  const fh = await open(spec.path, w.write ? 'r+' : 'r');
+  try {
+    const buffers = Array.from({ length: w.queueDepth }, () => Buffer.allocUnsafeSlow(bs));
+    if (w.write) for (const b of buffers) randomFillSync(b);
+    const next = offsetSource(w, spec.fileSize, spec.seed, spec.onePass && w.pattern === 'seq');
+    const lastWritten: number[] = [];
+    let written = 0;
+    const tag = writeTag();
+    const syncInWindow = w.write && spec.fsync;
+    const m = new Meter(spec.rampMs, spec.durationMs, !syncInWindow);
+    const worker = async (buf: Buffer) => {
+      while (m.running) {
+        const off = next();
+        if (off < 0) break;
+        if (w.write) stampEnds(buf, off, bs, tag);
+        else clearStamps(buf, bs);
+        const t0 = performance.now();
+        const n = w.write ? (await fh.write(buf, 0, bs, off)).bytesWritten : (await fh.read(buf, 0, bs, off)).bytesRead;
+        const t1 = performance.now();
+        if (n !== bs) throw new Error(`node:fs: short ${w.write ? 'write' : 'read'} at offset ${off}: ${n} of ${bs} bytes`);
+        if (!w.write) verify(buf, off, bs, 'node:fs');
+        else lastWritten[written++ % 4] = off;
+        m.record(t0, t1, bs, 1);
+      }
+    };
+    await Promise.all(
+      buffers.map((b) =>
+        worker(b).catch((e) => {
+          m.end(); // the other workers stop at their next op
+          throw e;
+        }),
+      ),
+    );
+    if (syncInWindow) {
+      await fh.datasync();
+      m.end(performance.now(), false);
+    }
+    const result = m.result();
+    if (w.write) {
+      const buf = Buffer.alloc(bs);
+      for (const off of lastWritten) {
+        await fh.read(buf, 0, bs, off);
+        verify(buf, off, bs, 'node:fs (write read-back)', tag);
+      }
+    }
+    return result;
+  } finally {
+    await fh.close();
+  }
+}
+
+if (require.main === module) {
+  childMain(JSON.parse(process.argv[2]) as NodeFsSpec).then(
+    (r) => process.stdout.write(JSON.stringify(r) + '\n'),
+    (e: Error) => {
+      process.stderr.write(`${e.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,154 @@
+// Turns the runs into the table on stdout (ratios next to ours) and the JSON document.
+import { writeFile } from 'node:fs/promises';
+import { cpus, release, totalmem } from 'node:os';
+import { formatSize, type RunResult } from './shared';
+
+export interface Machine {
+  cpus: number;
+  memory: number;
+  kernel: string;
+  node: string;
+  cpuModel: string;
+  fio: string | null;
+}
+
+export function machineInfo(fio: string | null): Machine {
+  const list = cpus();
+  return { cpus: list.length, memory: totalmem(), kernel: release(), node: process.version, cpuModel: list[0]?.model ?? 'unknown', fio };
+}
+
+export interface BenchSettings {
+  dir: string;
+  fsType: string;
+  size: number;
+  cachedSize: number;
+  durationMs: number;
+  rampMs: number;
+  quick: boolean;
+  repeat: number;
+  /** CPUs' worth of other processes' work on the machine just before the bench started. */
+  busyCpusAtStart: number;
+}
+
+export interface BenchDocument {
+  version: 1;
+  machine: Machine;
+  settings: BenchSettings;
+  runs: RunResult[];
+}
+
+/** Ours relative to fio and to node:fs (the run whose thread pool matches the depth), by throughput. */
+export function ratios(runs: RunResult[], ours: RunResult): { fio?: number; nodeFs?: number } {
+  const same = (r: RunResult) => r.workload === ours.workload && r.blockSize === ours.blockSize && r.queueDepth === ours.queueDepth;
+  const fio = runs.find((r) => same(r) && r.tool === 'fio');
+  const nodeFs =
+    runs.find((r) => same(r) && r.tool === 'node:fs' && r.uvThreads === r.queueDepth) ?? runs.find((r) => same(r) && r.tool === 'node:fs');
+  const ratio = (peer?: RunResult) => (peer && peer.gibps > 0 ? ours.gibps / peer.gibps : undefined);
+  return { fio: ratio(fio), nodeFs: ratio(nodeFs) };
+}
+
+function fmtNum(v: number, digits: number): string {
+  return v.toFixed(digits);
+}
+
+function fmtLat(us: number): string {
+  if (us === 0) return '-';
+  return us >= 100 ? Math.round(us).toString() : us.toFixed(1);
+}
+
+function fmtRatio(v: number | undefined): string {
+  if (v === undefined) return '';
+  return `${v >= 10 ? v.toFixed(1) : v.toFixed(2)}x`;
+}
+
+/**
+ * One row per workload and tool: the run itself, or with --repeat the median run by throughput,
+ * its `how` saying so with the range.
+ */
+export function summarize(runs: RunResult[]): RunResult[] {
+  const groups = new Map<string, RunResult[]>();
+  for (const r of runs) {
+    const key = `${r.workload}/${r.blockSize}/${r.queueDepth}/${r.tool}/${r.uvThreads}`;
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
+  }
+  return [...groups.values()].map((g) => {
+    if (g.length === 1) return g[0];
+    const sorted = [...g].sort((a, b) => a.gibps - b.gibps);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)];
+    const range = `${sorted[0].gibps.toFixed(3)}-${sorted[sorted.length - 1].gibps.toFixed(3)}`;
+    return { ...median, mode: `${median.mode}; median of ${g.length} (${range} GiB/s)` };
+  });
+}
+
+export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
+  const header = ['workload', 'tool', 'GiB/s', 'GB/s', 'IOPS', 'p50 us', 'p99 us', 'CPU s/GiB', 'vs fio', 'vs node:fs', 'how'];
+  const rows: string[][] = [];
+  let last = '';
+  const shown = summarize(doc.runs);
+  for (const r of shown) {
+    const label = `${r.workload} ${formatSize(r.blockSize)} qd${r.queueDepth}`;
+    const rat = r.tool === '3fs-client' ? ratios(shown, r) : {};
+    rows.push([
+      label === last ? '' : label,
+      r.tool,
+      fmtNum(r.gibps, r.gibps < 1 ? 3 : 2),
+      fmtNum(r.gbps, r.gbps < 1 ? 3 : 2),
+      r.iops.toLocaleString('en-US'),
+      fmtLat(r.p50us),
+      fmtLat(r.p99us),
+      fmtNum(r.cpuSecPerGiB, 3),
+      rat.fio === undefined ? '' : `vs fio ${fmtRatio(rat.fio)}`,
+      rat.nodeFs === undefined ? '' : `vs node:fs ${fmtRatio(rat.nodeFs)}`,
+      r.mode,
+    ]);
+    last = label;
+  }
+  const numeric = new Set([2, 3, 4, 5, 6, 7]);
+  // Ratio columns with nothing in them (no fio, no node:fs run) are left out.
+  const keep = header.map((_, i) => !(i === 8 || i === 9) || rows.some((row) => row[i] !== ''));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : numeric.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .filter((_, i) => keep[i])
+      .join('  ')
+      .trimEnd();
+  const m = doc.machine;
+  const s = doc.settings;
+  const out: string[] = [];
+  out.push(
+    `3fs-client bench: ${m.cpus} CPUs (${m.cpuModel}), ${formatSize(m.memory)} RAM, Linux ${m.kernel}, node ${m.node}, ${m.fio ?? 'no fio'}`,
+    `files in ${s.dir} (${s.fsType}): data ${formatSize(s.size)}, cached ${formatSize(s.cachedSize)}; ` +
+      `${(s.durationMs / 1000).toFixed(1)} s per run after ${(s.rampMs / 1000).toFixed(1)} s ramp` +
+      `${s.repeat > 1 ? `, ${s.repeat} runs each (median shown)` : ''}${s.quick ? ' (--quick)' : ''}`,
+  );
+  if (s.busyCpusAtStart > 0.25) {
+    out.push(`warning: other processes were using ${s.busyCpusAtStart.toFixed(1)} of ${m.cpus} CPUs when the bench started: numbers are noisy`);
+  }
+  out.push('');
+  out.push(line(header));
+  let prev = '';
+  for (const [i, row] of rows.entries()) {
+    if (row[0] !== '' && i > 0 && row[0] !== prev) out.push('');
+    if (row[0] !== '') prev = row[0];
+    out.push(line(row));
+  }
+  out.push(
+    '',
+    'GiB/s = 2^30 B/s, GB/s = 10^9 B/s. Ratios compare throughput (same block size, so the IOPS ratio too).',
+    'Latency per op: 3fs-client = submission to settlement of the batch holding the op; fio = lat_ns (submit to',
+    '  completion); node:fs = FileHandle.read/write call to settlement. CPU = user+sys over the measured window:',
+    '  3fs-client and node:fs of their whole process (JS, engine/libuv threads, io_uring workers); fio from',
+    '  usr_cpu/sys_cpu, which count its job threads only (RUSAGE_THREAD), not io_uring\'s worker threads.',
+    'node:fs cannot use O_DIRECT (Buffers are not aligned) or posix_fadvise: it runs buffered in a child process with',
+    '  UV_THREADPOOL_SIZE = its concurrency; the bench drops the file\'s page cache (dd iflag=nocache) before it.',
+  );
+  if (fioMissing) out.push('fio is not installed: its column is skipped. Install it with `sudo apt-get install fio`.');
+  return out.join('\n') + '\n';
+}
+
+export async function writeJson(path: string, doc: BenchDocument): Promise<void> {
+  await writeFile(path, JSON.stringify(doc, null, 2) + '\n');
+}

@@ -1,0 +1,323 @@
+// Orchestration: make the bench files in a fresh temporary directory, run every workload with
+// each tool back to back (never two at once), report, and delete the files whatever happens.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FIO_MISSING, fioVersion, runFio } from './fio';
+import { runNodeFs } from './node-fs';
+import { formatTable, machineInfo, writeJson, type BenchDocument } from './report';
+import { children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, verify, workloadLabel, type Measured, type RunResult, type Tool, type Workload } from './shared';
+import { runOurs, writeBenchFile } from './workloads';
+
+export interface BenchOptions {
+  /** Where to make the temporary bench directory (default: os.tmpdir()). Must exist. */
+  dir?: string;
+  /** Data file size in bytes (default 1 GiB; 128 MiB with quick). */
+  size?: number;
+  /** Measured seconds per tool per workload, in ms (default 3000; 1000 with quick). */
+  durationMs?: number;
+  /** Warm-up before each measured window, in ms (default 500; 200 with quick). */
+  rampMs?: number;
+  /** Write the results as JSON here. */
+  json?: string;
+  /** A short smoke run: small files, 1 s runs, fewer workloads. */
+  quick?: boolean;
+  /** Run each workload's tools this many times (the table shows the median run). Default 1. */
+  repeat?: number;
+  /** Only these workloads (by name: seq-read, rand-read, cached-read, seq-write). */
+  workloads?: string[];
+  /** Only these tools (3fs-client, fio, node:fs). */
+  tools?: Tool[];
+  /** Progress (stderr). */
+  err?: (text: string) => void;
+  /** The table (stdout). */
+  out?: (text: string) => void;
+}
+
+export const WORKLOAD_NAMES = ['seq-read', 'rand-read', 'cached-read', 'seq-write'];
+export const TOOL_NAMES: Tool[] = ['3fs-client', 'fio', 'node:fs'];
+const SEED = 0x3f5;
+
+/** This issue's matrix. */
+export function workloads(quick: boolean): Workload[] {
+  const list: Workload[] = [
+    // 3FS's `fio -numjobs=128 -iodepth=2 -ioengine=libaio -direct=1 -rw=read -bs=4M`, scaled to one process.
+    { name: 'seq-read', write: false, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'data', batch: 1 },
+    { name: 'rand-read', write: false, pattern: 'rand', blockSize: 4 * KiB, queueDepth: 64, direct: true, file: 'data', batch: 16 },
+    { name: 'rand-read', write: false, pattern: 'rand', blockSize: 4 * KiB, queueDepth: 128, direct: true, file: 'data', batch: 16 },
+    { name: 'cached-read', write: false, pattern: 'seq', blockSize: 1 * MiB, queueDepth: 4, direct: false, file: 'cached', batch: 1 },
+    { name: 'seq-write', write: true, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'write', batch: 1 },
+  ];
+  return quick ? list.filter((w) => !(w.name === 'rand-read' && w.queueDepth > 64)) : list;
+}
+
+interface Planned {
+  w: Workload;
+  tool: Tool;
+  uvThreads?: number;
+  repeat: number;
+}
+
+export async function runBench(options: BenchOptions = {}): Promise<BenchDocument> {
+  const err = options.err ?? ((text: string) => process.stderr.write(text));
+  const log = (line: string) => err(line + '\n');
+  const out = options.out ?? ((text: string) => process.stdout.write(text));
+  const began = performance.now();
+  const quick = options.quick ?? false;
+  const durationMs = options.durationMs ?? (quick ? 1000 : 3000);
+  const rampMs = options.rampMs ?? (quick ? 200 : 500);
+  if (!(durationMs >= 100)) throw new Error('--duration must be at least 100ms');
+  if (!(rampMs >= 0)) throw new Error('--ramp must be >= 0');
+  const askedSize = options.size ?? (quick ? 128 * MiB : 1 * GiB);
+  const size = Math.floor(askedSize / (4 * MiB)) * 4 * MiB;
+  if (size < 32 * MiB) throw new Error(`--size must be at least 32MiB (got ${formatSize(askedSize)})`);
+  if (size !== askedSize) log(`note: --size rounded down to ${formatSize(size)} (a multiple of 4MiB)`);
+  const cachedSize = Math.min(quick ? 64 * MiB : 256 * MiB, size);
+
+  const names = options.workloads ?? WORKLOAD_NAMES;
+  for (const n of names) if (!WORKLOAD_NAMES.includes(n)) throw new Error(`unknown workload '${n}' (known: ${WORKLOAD_NAMES.join(', ')})`);
+  const tools = options.tools ?? TOOL_NAMES;
+  for (const t of tools) if (!TOOL_NAMES.includes(t)) throw new Error(`unknown tool '${t}' (known: ${TOOL_NAMES.join(', ')})`);
+  const selected = workloads(quick).filter((w) => names.includes(w.name));
+
+  // Other work on the machine skews every number; say so rather than report it silently.
+  const busyCpus = await otherCpuUse(300);
+  if (busyCpus > 0.25) log(`warning: other processes are using ${busyCpus.toFixed(1)} of ${cpus().length} CPUs: expect noisy numbers`);
+
+  const fio = fioVersion();
+  const fioMissing = tools.includes('fio') && fio === null;
+  if (fioMissing) log(FIO_MISSING);
+
+  const repeats = options.repeat ?? 1;
+  if (!Number.isInteger(repeats) || repeats < 1 || repeats > 100) throw new Error('--repeat must be a whole number from 1 to 100');
+  const plan: Planned[] = [];
+  for (const w of selected) {
+    for (let repeat = 1; repeat <= repeats; repeat++) {
+      if (tools.includes('3fs-client')) plan.push({ w, tool: '3fs-client', repeat });
+      if (fio && tools.includes('fio')) plan.push({ w, tool: 'fio', repeat });
+      if (tools.includes('node:fs')) {
+        plan.push({ w, tool: 'node:fs', uvThreads: Math.max(4, w.queueDepth), repeat });
+        // The same reads with libuv's default pool of 4 threads: what an unconfigured app gets.
+        if (!quick && w.name === 'rand-read' && w.queueDepth === 64) plan.push({ w, tool: 'node:fs', uvThreads: 4, repeat });
+      }
+    }
+  }
+  if (plan.length === 0) throw new Error('nothing to run: no workload and tool selected');
+
+  // The bench directory: a fresh one under --dir (which must exist) or the system's temp dir.
+  let base = tmpdir();
+  if (options.dir !== undefined) {
+    let st;
+    try {
+      st = statSync(options.dir);
+    } catch {
+      throw new Error(`--dir ${options.dir} does not exist`);
+    }
+    if (!st.isDirectory()) throw new Error(`--dir ${options.dir} is not a directory`);
+    base = options.dir;
+  }
+  const needsWrite = selected.some((w) => w.file === 'write');
+  const needsData = selected.some((w) => w.file === 'data');
+  const needsCached = selected.some((w) => w.file === 'cached');
+  const need = (needsData ? size : 0) + (needsWrite ? size : 0) + (needsCached ? cachedSize : 0);
+  const fsInfo = statfsSync(base);
+  const free = fsInfo.bavail * fsInfo.bsize;
+  if (free < need + 256 * MiB) {
+    throw new Error(`${base} has ${formatSize(free)} free; the bench needs ${formatSize(need)} plus room to spare (try a smaller --size)`);
+  }
+
+  const dir = mkdtempSync(join(base, options.dir !== undefined ? '.bench-' : '3fs-client-bench-'));
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  const onSignal = (signal: NodeJS.Signals) => {
+    for (const c of children) c.kill('SIGTERM');
+    removeDir();
+    process.stderr.write(`\n3fs-client: interrupted (${signal}); removed ${dir}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 129);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+
+  try {
+    const paths = { data: join(dir, 'data.bin'), write: join(dir, 'write.bin'), cached: join(dir, 'cached.bin') };
+    const sizes = { data: size, write: size, cached: cachedSize };
+    const fsType = fileSystemType(dir);
+    log(`bench directory ${dir} (${fsType})`);
+
+    // Files first, written once with our engine: random data, every 4 KiB block stamped, not sparse.
+    const setup: [keyof typeof paths, boolean][] = [];
+    if (needsData) setup.push(['data', false]);
+    if (needsWrite) setup.push(['write', false]);
+    if (needsCached) setup.push(['cached', true]);
+    for (const [which, buffered] of setup) {
+      const t = performance.now();
+      await writeBenchFile(paths[which], sizes[which], buffered);
+      await checkBenchFile(paths[which], sizes[which]);
+      if (!buffered) dropCache(paths[which]);
+      log(`wrote ${which} file: ${formatSize(sizes[which])} in ${((performance.now() - t) / 1000).toFixed(1)} s${buffered ? ' (buffered, left in the page cache)' : ' (O_DIRECT)'}`);
+    }
+
+    const canDrop = dropCache(paths[needsData ? 'data' : needsWrite ? 'write' : 'cached']);
+    const runs: RunResult[] = [];
+    const runOpts = { rampMs, durationMs, seed: SEED };
+    for (const [i, p] of plan.entries()) {
+      const { w, tool } = p;
+      const path = paths[w.file];
+      const fileSize = sizes[w.file];
+      const head = `[${i + 1}/${plan.length}] ${workloadLabel(w)}${repeats > 1 ? ` (run ${p.repeat}/${repeats})` : ''}: ${tool}${p.uvThreads !== undefined ? ` (UV_THREADPOOL_SIZE=${p.uvThreads})` : ''} ...`;
+      err(head);
+      // The same cache state for every tool: warm for cached reads, dropped before buffered runs.
+      if (w.file === 'cached') await warm(path);
+      let result: RunResult;
+      try {
+        if (tool === '3fs-client') {
+          const m = await runOurs(w, path, fileSize, runOpts);
+          result = toResult(w, tool, m, m.mode, w.direct);
+        } else if (tool === 'fio') {
+          const m = await runFio(w, path, fileSize, runOpts);
+          result = toResult(w, tool, m, m.mode, w.direct);
+        } else {
+          const cold = w.file !== 'cached';
+          if (cold) dropCache(path);
+          const onePass = cold && w.pattern === 'seq';
+          const m: Measured = await runNodeFs({
+            workload: w,
+            path,
+            fileSize,
+            rampMs: onePass ? 0 : rampMs,
+            durationMs,
+            seed: SEED,
+            onePass,
+            fsync: w.write,
+            uvThreads: p.uvThreads ?? w.queueDepth,
+          });
+          if (cold) dropCache(path);
+          const mode = [
+            'buffered',
+            cold ? (canDrop ? (onePass ? 'cold cache' : 'cold cache at start') : 'cache state unknown') : 'warm cache',
+            `FileHandle.${w.write ? 'write' : 'read'} x ${w.queueDepth}`,
+            onePass ? 'at most 1 pass' : '',
+            w.write ? 'fdatasync in window' : '',
+            `UV_THREADPOOL_SIZE=${p.uvThreads}`,
+          ]
+            .filter(Boolean)
+            .join(', ');
+          result = toResult(w, tool, m, mode, false, p.uvThreads ?? null);
+        }
+      } catch (e) {
+        err(' failed\n');
+        if (tool === '3fs-client') throw e;
+        log(`warning: the ${tool} run failed and is left out: ${(e as Error).message}`);
+        continue;
+      }
+      result.repeat = p.repeat;
+      runs.push(result);
+      let tail = ` ${result.gibps.toFixed(3)} GiB/s, ${result.iops} IOPS, p99 ${Math.round(result.p99us)} us`;
+      if (tool !== '3fs-client') {
+        const ours = runs.findLast((r) => r.tool === '3fs-client' && r.workload === w.name && r.queueDepth === w.queueDepth && r.blockSize === w.blockSize);
+        if (ours) {
+          if (result.gibps > 0) tail += ` (3fs-client is ${(ours.gibps / result.gibps).toFixed(2)}x)`;
+        }
+      }
+      err(tail + '\n');
+    }
+
+    const doc: BenchDocument = {
+      version: 1,
+      machine: machineInfo(fio),
+      settings: { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat: repeats, busyCpusAtStart: Math.round(busyCpus * 100) / 100 },
+      runs,
+    };
+    out(formatTable(doc, fioMissing));
+    if (options.json) {
+      await writeJson(options.json, doc);
+      log(`wrote ${options.json}`);
+    }
+    log(`done in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+    return doc;
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+    for (const c of children) c.kill('SIGTERM');
+    removeDir();
+  }
+}
+
+/** Size, allocation (not sparse) and a few stamps of a freshly written bench file, read through node:fs. */
+async function checkBenchFile(path: string, size: number): Promise<void> {
+  const st = await stat(path);
+  if (st.size !== size) throw new Error(`${path}: expected ${size} bytes, found ${st.size}`);
+  if (st.blocks * 512 < size) throw new Error(`${path}: the file is sparse (${st.blocks * 512} of ${size} bytes allocated)`);
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(STAMP_BLOCK);
+    const blocks = size / STAMP_BLOCK;
+    for (const b of [0, 1, Math.floor(blocks / 3), Math.floor(blocks / 2), blocks - 1]) {
+      await fh.read(buf, 0, STAMP_BLOCK, b * STAMP_BLOCK);
+      verify(buf, b * STAMP_BLOCK, STAMP_BLOCK, `bench file ${path}`);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Drops the file's pages from the page cache (posix_fadvise DONTNEED, through dd). False when that failed. */
+function dropCache(path: string): boolean {
+  const r = spawnSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none'], { stdio: 'ignore' });
+  return !r.error && r.status === 0;
+}
+
+/** Reads the whole file through the page cache so the cached runs start warm. */
+async function warm(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 * MiB);
+    let pos = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** CPUs' worth of time the machine spent busy over `ms` while this process waited (so: others' use). */
+async function otherCpuUse(ms: number): Promise<number> {
+  const sample = () => {
+    try {
+      const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      const idle = f[3] + (f[4] ?? 0);
+      return { busy: f.reduce((a, b) => a + b, 0) - idle, total: f.reduce((a, b) => a + b, 0) };
+    } catch {
+      return undefined;
+    }
+  };
+  const a = sample();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = sample();
+  if (!a || !b || b.total === a.total) return 0;
+  return ((b.busy - a.busy) / (b.total - a.total)) * cpus().length;
+}
+
+/** The type of the file system holding `path`, from /proc/mounts (longest matching mount point). */
+function fileSystemType(path: string): string {
+  try {
+    const real = realpathSync(path);
+    let best = '';
+    let type = 'unknown';
+    for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [, mount, fsType] = line.split(' ');
+      if (!mount) continue;
+      const m = mount.replace(/\\040/g, ' ');
+      if ((real === m || real.startsWith(m.endsWith('/') ? m : m + '/')) && m.length >= best.length) {
+        best = m;
+        type = fsType;
+      }
+    }
+    return type;
+  } catch {
+    return 'unknown';
+  }
+}

@@ -1,0 +1,151 @@
+// The `3fs-client` command line. bin/3fs-client.js calls main() with process.argv.slice(2).
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const USAGE = `Usage: 3fs-client <command> [options]
+
+Commands:
+  bench            Measure 3fs-client against fio and node:fs on this machine
+  help             Show this help
+
+Options of bench:
+  --dir D          make the bench files in a new directory under D, which must exist
+                   (default: the system temp dir); the files are deleted at the end
+  --size S         data file size, e.g. 1GiB, 512M (default 1GiB; with --quick 128MiB)
+  --duration T     measured time per tool per workload, e.g. 3, 3s, 1500ms
+                   (default 3s; with --quick 1s)
+  --ramp T         warm-up before each measured window (default 0.5s; with --quick 0.2s)
+  --json F         also write the results as JSON to F
+  --quick          a short smoke run (about 20 s): small files, 1 s runs, no qd128
+  --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
+  --tools L        only these, comma-separated: 3fs-client,fio,node:fs
+  --repeat N       run each workload N times; the table shows the median (default 1)
+
+Global options:
+  --debug          print stack traces with errors
+  -h, --help       show this help
+  -v, --version    print the version
+`;
+
+/** A mistake in how the command was called: reported with a hint, exit code 2. */
+class UsageError extends Error {}
+
+const options = {
+  dir: { type: 'string' },
+  size: { type: 'string' },
+  duration: { type: 'string' },
+  ramp: { type: 'string' },
+  json: { type: 'string' },
+  quick: { type: 'boolean' },
+  workloads: { type: 'string' },
+  tools: { type: 'string' },
+  repeat: { type: 'string' },
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const defaultIo: CliIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+/** Runs the command line; resolves with the exit code. */
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  const debug = argv.includes('--debug');
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    } catch (e) {
+      // Node's wording goes on about positionals after '--'; the first sentence says it.
+      throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    }
+    const { values, positionals } = parsed;
+    const [command, ...rest] = positionals;
+    if (values.version) {
+      io.stdout(`${version()}\n`);
+      return 0;
+    }
+    if (values.help || command === 'help') {
+      io.stdout(USAGE);
+      return 0;
+    }
+    if (command === undefined) {
+      io.stderr(USAGE);
+      return 2;
+    }
+    if (command !== 'bench') {
+      io.stderr(`3fs-client: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+    }
+    if (rest.length > 0) throw new UsageError(`bench takes no arguments, got '${rest.join(' ')}'`);
+    return await bench(values, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr(`3fs-client: ${e.message}\nRun '3fs-client help' for usage.\n`);
+      return 2;
+    }
+    const err = e as Error;
+    io.stderr(`3fs-client: ${err?.message ?? String(e)}\n`);
+    if (debug && err?.stack) io.stderr(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+async function bench(
+  values: { dir?: string; size?: string; duration?: string; ramp?: string; json?: string; quick?: boolean; workloads?: string; tools?: string; repeat?: string },
+  io: CliIo,
+): Promise<number> {
+  // Loaded only here: `help` must work even when the native addon does not load.
+  const { runBench } = await import('../bench/run');
+  const { parseDuration, parseSize } = await import('../bench/shared');
+  const usage = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  };
+  const list = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter(Boolean));
+  const tools = list(values.tools);
+  await runBench({
+    dir: values.dir,
+    size: values.size === undefined ? undefined : usage(() => parseSize(values.size as string)),
+    durationMs: values.duration === undefined ? undefined : usage(() => parseDuration(values.duration as string)),
+    rampMs: values.ramp === undefined ? undefined : usage(() => parseDuration(values.ramp as string)),
+    json: values.json,
+    quick: values.quick ?? false,
+    repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
+    workloads: list(values.workloads),
+    tools: tools as ('3fs-client' | 'fio' | 'node:fs')[] | undefined,
+    err: (text) => io.stderr(text),
+    out: (text) => io.stdout(text),
+  });
+  return 0;
+}
+
+function wholeNumber(text: string, name: string): number {
+  if (!/^\d+$/.test(text.trim())) throw new Error(`${name} must be a whole number, got '${text}'`);
+  return Number(text);
+}
+
+function version(): string {
+  let dir = __dirname;
+  for (;;) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === '3fs-client') return pkg.version ?? 'unknown';
+    }
+    const up = dirname(dir);
+    if (up === dir) return 'unknown';
+    dir = up;
+  }
+}

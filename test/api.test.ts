@@ -1,0 +1,426 @@
+// The public surface: ESM and CommonJS entry points, disposal, IoBuffer views, stat/truncate/sync,
+// direct-I/O reporting, open flags and the default client.
+import { spawnSync } from 'node:child_process';
+import { constants, fstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { alloc, connect, defaultClient, File, IoBuffer, open, ThreeFSError, type Client } from '../lib/index';
+import { fdCount, KiB, makeTmpDir, Rng, seedFor } from './helpers';
+
+const ROOT = resolve(__dirname, '..');
+const tmp = makeTmpDir('api');
+const rng = new Rng(seedFor('api'));
+let client: Client;
+
+beforeAll(() => {
+  client = connect({ queueDepth: 8 });
+});
+afterAll(async () => {
+  await client.close();
+  tmp.cleanup();
+});
+
+function runNode(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('entry points', () => {
+  it("ESM: import { open, connect, ThreeFSError } from '3fs-client' works and shares the CommonJS classes", () => {
+    const script = `
+      import { open, connect, alloc, defaultClient, ThreeFSError, IoBuffer, File, Client } from '3fs-client';
+      import * as ns from '3fs-client';
+      import { createRequire } from 'node:module';
+      import { writeFileSync } from 'node:fs';
+      const cjs = createRequire(process.cwd() + '/')('3fs-client');
+      const p = process.env.P;
+      writeFileSync(p, 'hello esm world');
+      const c = connect({ queueDepth: 2 });
+      const f = await c.open(p, 'r');
+      const io = c.alloc(64);
+      const n = await f.read(io, 6);
+      const g = await open(p);
+      const b = alloc(5);
+      await g.read(b, 0);
+      let err;
+      try { await c.open(p + '.missing'); } catch (e) { err = e; }
+      console.log(JSON.stringify({
+        n, text: io.bytes.subarray(0, n).toString(), viaDefault: b.bytes.toString(),
+        code: err && err.code, isThreeFS: err instanceof ThreeFSError, isCjsThreeFS: err instanceof cjs.ThreeFSError,
+        sameClass: ThreeFSError === cjs.ThreeFSError, isFile: f instanceof File, isIoBuffer: io instanceof IoBuffer, isClient: c instanceof Client,
+        names: Object.keys(ns).filter((k) => k !== 'default').sort(),
+      }));
+      await f.close(); await g.close(); io.free(); b.free();
+      await c.close(); await defaultClient().close();
+    `;
+    const r = runNode(['--input-type=module', '-e', script], { P: tmp.path('esm') });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toEqual({
+      n: 9,
+      text: 'esm world',
+      viaDefault: 'hello',
+      code: 'ENOENT',
+      isThreeFS: true,
+      isCjsThreeFS: true,
+      sameClass: true,
+      isFile: true,
+      isIoBuffer: true,
+      isClient: true,
+      names: ['Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'connect', 'defaultClient', 'open'],
+    });
+  });
+
+  it("CommonJS: require('/work/main') and require('3fs-client') work", () => {
+    const script = `
+      const lib = require(${JSON.stringify(ROOT)});
+      const self = require('3fs-client');
+      const fs = require('node:fs');
+      (async () => {
+        const p = process.env.P;
+        fs.writeFileSync(p, 'hello cjs');
+        const c = lib.connect();
+        const f = await c.open(p);
+        const b = Buffer.alloc(3);
+        await f.read(b, 6);
+        let code;
+        try { await f.write(b, 0); } catch (e) { code = e instanceof self.ThreeFSError && e.code; }
+        console.log(JSON.stringify({ text: b.toString(), same: lib === self, code, names: Object.keys(lib).sort() }));
+        await f.close(); await c.close();
+      })();
+    `;
+    const r = runNode(['-e', script], { P: tmp.path('cjs') });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      text: 'cjs',
+      same: true,
+      code: 'EBADF',
+      names: ['Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'connect', 'defaultClient', 'open'],
+    });
+  });
+});
+
+describe('disposal', () => {
+  it('File and Client implement Symbol.asyncDispose; IoBuffer implements Symbol.dispose', async () => {
+    const fds = fdCount();
+    const c = connect({ queueDepth: 2 });
+    const p = tmp.path('dispose');
+    writeFileSync(p, 'x');
+    const f = await c.open(p, 'r');
+    const io = c.alloc(16);
+    expect(typeof f[Symbol.asyncDispose]).toBe('function');
+    expect(typeof c[Symbol.asyncDispose]).toBe('function');
+    expect(typeof io[Symbol.dispose]).toBe('function');
+    io[Symbol.dispose]();
+    expect(io.freed).toBe(true);
+    await f[Symbol.asyncDispose]();
+    expect(f.closed).toBe(true);
+    await expect(f.read(Buffer.alloc(1), 0)).rejects.toMatchObject({ code: 'ERR_FILE_CLOSED' });
+    await c[Symbol.asyncDispose]();
+    expect(c.info().closed).toBe(true);
+    expect(fdCount()).toBe(fds);
+  });
+});
+
+describe('IoBuffer', () => {
+  it('subarray() follows Uint8Array.prototype.subarray for whole-number arguments (negative, clamped, nested)', () => {
+    const io = client.alloc(10);
+    const u8 = new Uint8Array(10);
+    io.bytes.forEach((_, i) => (io.bytes[i] = i));
+    const points = [undefined, -Infinity, -20, -11, -10, -9, -3, -1, 0, 1, 3, 9, 10, 11, 20, Infinity];
+    for (const s of points) {
+      for (const e of points) {
+        const mine = s === undefined ? io.subarray() : io.subarray(s, e);
+        const theirs = s === undefined ? u8.subarray() : u8.subarray(s, e);
+        const label = `subarray(${s}, ${e})`;
+        expect(mine.byteOffset, label).toBe(theirs.byteOffset);
+        expect(mine.byteLength, label).toBe(theirs.byteLength);
+        expect([...mine.bytes], label).toEqual([...theirs.keys()].map((k) => k + theirs.byteOffset));
+        // Nested views add up.
+        const nested = mine.subarray(1, -1);
+        const nestedTheirs = theirs.subarray(1, -1);
+        expect(nested.byteOffset, `${label}.subarray(1, -1)`).toBe(nestedTheirs.byteOffset);
+        expect(nested.byteLength, `${label}.subarray(1, -1)`).toBe(nestedTheirs.byteLength);
+      }
+    }
+    io.free();
+  });
+
+  it.each([
+    ['NaN', [NaN]],
+    ['0, NaN', [0, NaN]],
+    ['-1.5', [-1.5]],
+    ['1.5, -1.5', [1.5, -1.5]],
+    ["'2'", ['2']],
+    ['2.9, 7.9', [2.9, 7.9]],
+  ])('subarray(%s) also follows Uint8Array (ToIntegerOrInfinity: NaN is 0, fractions truncate toward zero before negatives count from the end)', (_, args) => {
+    const io = client.alloc(10);
+    const theirs = new Uint8Array(10).subarray(...(args as [number, number]));
+    const mine = io.subarray(...(args as [number, number]));
+    expect({ byteOffset: mine.byteOffset, byteLength: mine.byteLength }).toEqual({ byteOffset: theirs.byteOffset, byteLength: theirs.byteLength });
+    io.free();
+  });
+
+  it('bytes is a Buffer over the same memory: writes through one view are seen through every other', async () => {
+    const io = client.alloc(8 * KiB);
+    const bytes = io.bytes;
+    expect(Buffer.isBuffer(bytes)).toBe(true);
+    expect(bytes.byteLength).toBe(8 * KiB);
+    expect(io.bytes).toBe(bytes); // no new object per access
+    expect(bytes.every((b) => b === 0)).toBe(true);
+    const sub = io.subarray(100, 200);
+    expect(sub.bytes.buffer).toBe(bytes.buffer);
+    expect(sub.bytes.byteOffset).toBe(100);
+    bytes[150] = 42;
+    expect(sub.bytes[50]).toBe(42);
+    sub.bytes[0] = 7;
+    expect(bytes[100]).toBe(7);
+    expect(sub.registered).toBe(io.registered);
+    // I/O through a subarray lands exactly there.
+    const p = tmp.path('subarray-io');
+    const data = rng.bytes(1000);
+    writeFileSync(p, data);
+    const f = await client.open(p, 'r');
+    bytes.fill(0xcc);
+    expect(await f.read(sub, 10)).toBe(100);
+    expect(bytes.subarray(100, 200).equals(data.subarray(10, 110))).toBe(true);
+    expect(bytes.subarray(0, 100).every((b) => b === 0xcc)).toBe(true);
+    expect(bytes.subarray(200).every((b) => b === 0xcc)).toBe(true);
+    await f.close();
+    io.free();
+  });
+
+  it('alloc(0) gives an empty buffer that reads nothing', async () => {
+    const io = client.alloc(0);
+    expect(io.byteLength).toBe(0);
+    expect(io.bytes.length).toBe(0);
+    const p = tmp.path('zero');
+    writeFileSync(p, 'abc');
+    const f = await client.open(p, 'r');
+    expect(await f.batchRead([{ buffer: io, fileOffset: 0 }])).toEqual([{ bytes: 0, eof: false, error: null }]);
+    await f.close();
+    io.free();
+  });
+});
+
+describe('File', () => {
+  it('stat() agrees with fs.statSync, and fd is a real descriptor of the file', async () => {
+    const p = tmp.path('stat');
+    writeFileSync(p, rng.bytes(12345));
+    const f = await client.open(p, 'r+');
+    const st = await f.stat();
+    const ns = statSync(p);
+    for (const k of ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'blksize', 'blocks'] as const) expect(st[k], k).toBe(ns[k]);
+    for (const k of ['atimeMs', 'mtimeMs', 'ctimeMs'] as const) expect(Math.abs(st[k] - ns[k]), k).toBeLessThan(0.01);
+    expect(st.isFile).toBe(true);
+    expect(st.engine).toBe('io_uring');
+    expect(fstatSync(f.fd).ino).toBe(ns.ino);
+    expect(f.path).toBe(p);
+    await f.close();
+    mkdirSync(tmp.path('a-dir'));
+    const d = await client.open(tmp.path('a-dir'), 'r');
+    expect((await d.stat()).isFile).toBe(false);
+    await d.close();
+  });
+
+  it('direct I/O reporting: ext4 active, never inactive, procfs refused with a reason, /dev/shm consistent', async () => {
+    const p = tmp.path('direct');
+    writeFileSync(p, rng.bytes(8192));
+    const auto = await client.open(p, 'r');
+    const a = (await auto.stat()).direct;
+    expect(a).toMatchObject({ mode: 'auto', active: true, reason: null });
+    for (const align of [a.memoryAlign, a.offsetAlign]) {
+      expect(align).toBeGreaterThan(0);
+      expect(4096 % align).toBe(0);
+    }
+    const never = await client.open(p, 'r', 0o666, { direct: 'never' });
+    expect((await never.stat()).direct).toMatchObject({ mode: 'never', active: false, reason: null });
+    const always = await client.open(p, 'r', 0o666, { direct: true });
+    expect(always.direct).toBe('always');
+    expect((await always.stat()).direct).toMatchObject({ mode: 'always', active: true, reason: null });
+    const off = await client.open(p, 'r', 0o666, { direct: false });
+    expect(off.direct).toBe('never');
+    const numeric = await client.open(p, constants.O_RDONLY | constants.O_DIRECT);
+    expect(numeric.direct).toBe('always');
+    for (const f of [auto, never, always, off, numeric]) await f.close();
+
+    // procfs refuses O_DIRECT: buffered I/O, with the reason; reads still work.
+    const proc = await client.open('/proc/self/status', 'r');
+    const ps = (await proc.stat()).direct;
+    expect(ps.active).toBe(false);
+    expect(ps.reason).toMatch(/EINVAL/);
+    const head = Buffer.alloc(5);
+    expect(await proc.read(head, 0)).toBe(5);
+    expect(head.toString()).toBe('Name:');
+    await proc.close();
+
+    // tmpfs: O_DIRECT support depends on the kernel; whatever it reports must be consistent and
+    // I/O must be right either way.
+    const shm = `/dev/shm/3fs-test-${process.pid}`;
+    try {
+      const f = await client.open(shm, 'w+');
+      const s = (await f.stat()).direct;
+      expect(typeof s.active).toBe('boolean');
+      if (s.active) expect(s.reason).toBeNull();
+      else expect(s.reason).toMatch(/O_DIRECT/);
+      const io = client.alloc(2 * 4096);
+      rng.fill(io.bytes);
+      const before = client.metrics().directBytes;
+      expect(await f.write(io, 4096)).toBe(8192);
+      expect(client.metrics().directBytes - before).toBe(s.active ? 8192 : 0);
+      expect(readFileSync(shm).subarray(4096).equals(io.bytes)).toBe(true);
+      io.free();
+      await f.close();
+    } finally {
+      try {
+        rmSync(shm, { force: true });
+      } catch {
+        /* ignore */
+      }
+    }
+  });
+
+  it('truncate() grows with zeros and shrinks, like ftruncate; default length 0', async () => {
+    const p = tmp.path('truncate');
+    const data = rng.bytes(10_000);
+    writeFileSync(p, data);
+    const f = await client.open(p, 'r+');
+    await f.truncate(20_000);
+    expect(statSync(p).size).toBe(20_000);
+    const b = Buffer.alloc(20_000);
+    const [r] = await f.batchRead([{ buffer: b, fileOffset: 0 }]);
+    expect(r).toEqual({ bytes: 20_000, eof: false, error: null });
+    expect(b.subarray(0, 10_000).equals(data)).toBe(true);
+    expect(b.subarray(10_000).every((x) => x === 0)).toBe(true);
+    await f.truncate(123);
+    expect(readFileSync(p).equals(data.subarray(0, 123))).toBe(true);
+    expect((await f.stat()).size).toBe(123);
+    await f.truncate();
+    expect(statSync(p).size).toBe(0);
+    await f.close();
+  });
+
+  it('fsync() and datasync() resolve, on files opened for writing and for reading', async () => {
+    const p = tmp.path('sync');
+    const f = await client.open(p, 'w+');
+    const data = rng.bytes(5000);
+    await f.write(data, 0);
+    await expect(f.fsync()).resolves.toBeUndefined();
+    await expect(f.datasync()).resolves.toBeUndefined();
+    expect(readFileSync(p).equals(data)).toBe(true);
+    const r = await client.open(p, 'r');
+    await expect(r.fsync()).resolves.toBeUndefined();
+    await expect(r.datasync()).resolves.toBeUndefined();
+    await r.close();
+    await f.close();
+  });
+
+  it('open flags behave like node:fs: w truncates, wx creates, w+ reads back, rs+ writes through, mode applies', async () => {
+    const p = tmp.path('flags');
+    writeFileSync(p, 'existing content');
+    const w = await client.open(p, 'w');
+    expect(statSync(p).size).toBe(0);
+    await w.write(Buffer.from('abc'), 0);
+    await w.close();
+    expect(readFileSync(p).toString()).toBe('abc');
+
+    const q = tmp.path('flags-new');
+    const umask = process.umask();
+    const x = await client.open(q, 'wx', 0o640);
+    expect(statSync(q).mode & 0o777).toBe(0o640 & ~umask);
+    await x.close();
+
+    const wp = await client.open(p, 'w+');
+    await wp.write(Buffer.from('hello'), 0);
+    const b = Buffer.alloc(10);
+    const [r] = await wp.batchRead([{ buffer: b, fileOffset: 0 }]);
+    expect(r).toEqual({ bytes: 5, eof: true, error: null });
+    expect(b.subarray(0, 5).toString()).toBe('hello');
+    await wp.close();
+
+    const rs = await client.open(p, 'rs+');
+    await rs.write(Buffer.from('J'), 0);
+    await rs.close();
+    expect(readFileSync(p).toString()).toBe('Jello');
+
+    const num = await client.open(p, constants.O_RDWR);
+    await num.write(Buffer.from('Y'), 0);
+    await num.close();
+    expect(readFileSync(p).toString()).toBe('Yello');
+  });
+});
+
+describe('synchronous-write flags', () => {
+  /** open(2) flags of every descriptor of this process that names `path`. */
+  function descriptorsOf(path: string): number[] {
+    const flags: number[] = [];
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`) !== path) continue;
+        flags.push(parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+    return flags;
+  }
+
+  it.each([
+    ['rs+', 'rs+', constants.O_SYNC],
+    ['O_RDWR | O_DSYNC', constants.O_RDWR | constants.O_DSYNC, constants.O_DSYNC],
+  ] as const)('%s: every descriptor the file writes through (buffered and O_DIRECT) keeps the flag', async (_, flags, want) => {
+    const p = tmp.path(`sync-flags-${want}`);
+    writeFileSync(p, Buffer.alloc(8192));
+    const f = await client.open(p, flags);
+    const st = await f.stat();
+    const fds = descriptorsOf(p);
+    expect(fds.length).toBe(st.direct.active ? 2 : 1);
+    for (const fl of fds) expect((fl & want) === want, `descriptor with flags 0o${fl.toString(8)} lacks 0o${want.toString(8)}`).toBe(true);
+    await f.close();
+  });
+});
+
+describe('Client', () => {
+  it('info() echoes the options', async () => {
+    const c = connect({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true });
+    expect(c.info()).toMatchObject({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true, closed: false });
+    expect(typeof c.info().engine).toBe('string');
+    await c.close();
+    expect(c.info().closed).toBe(true);
+    const d = connect({ asyncBuffered: false });
+    expect(d.info().asyncBuffered).toBe(false);
+    await d.close();
+  });
+
+  it('the default client: one instance behind open() and alloc(), replaced after it is closed', async () => {
+    const p = tmp.path('default');
+    writeFileSync(p, 'default client');
+    const c = defaultClient();
+    expect(defaultClient()).toBe(c);
+    const f = await open(p);
+    expect(f).toBeInstanceOf(File);
+    const io = alloc(7);
+    expect(io).toBeInstanceOf(IoBuffer);
+    expect(await f.read(io, 8)).toBe(6);
+    expect(io.bytes.subarray(0, 6).toString()).toBe('client');
+    io.free();
+    await f.close();
+    await c.close();
+    const c2 = defaultClient();
+    expect(c2).not.toBe(c);
+    const g = await open(p);
+    const b = Buffer.alloc(7);
+    expect(await g.read(b, 0)).toBe(7);
+    expect(b.toString()).toBe('default');
+    await g.close();
+    await c2.close();
+  });
+
+  it('errors are ThreeFSError and Error', async () => {
+    const e = await client.open(tmp.path('none')).catch((x) => x);
+    expect(e).toBeInstanceOf(ThreeFSError);
+    expect(e).toBeInstanceOf(Error);
+  });
+});

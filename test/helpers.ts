@@ -1,0 +1,148 @@
+// Shared by the test files: a seeded PRNG, temporary directories, a reference model of a file's
+// bytes, and process-level probes (open descriptors, memory).
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** The seed of every randomized test. Set THREEFS_TEST_SEED to replay a failure. */
+export const SEED = process.env.THREEFS_TEST_SEED ? Number(process.env.THREEFS_TEST_SEED) : 0x3f5c11e;
+
+/** mulberry32: a tiny, fast, seedable PRNG (uniform in [0, 1)). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class Rng {
+  readonly next: () => number;
+  constructor(readonly seed: number) {
+    this.next = mulberry32(seed);
+  }
+  /** Integer in [lo, hi] inclusive. */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  bool(p = 0.5): boolean {
+    return this.next() < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)];
+  }
+  /** Random bytes (fast: 32 bits at a time). */
+  bytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) out.writeUInt32LE((this.next() * 4294967296) >>> 0, i);
+    for (; i < n; i++) out[i] = (this.next() * 256) | 0;
+    return out;
+  }
+  fill(target: Uint8Array): void {
+    target.set(this.bytes(target.byteLength));
+  }
+}
+
+/** A seed for one test, derived from SEED and a label, so tests do not share streams. */
+export function seedFor(label: string): number {
+  let h = SEED >>> 0;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x9e3779b1) >>> 0;
+  return h;
+}
+
+/** A fresh directory under os.tmpdir() (ext4 here, so O_DIRECT works); remove it with cleanup(). */
+export function makeTmpDir(label: string): { dir: string; path: (name: string) => string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `3fs-test-${label}-`));
+  return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** What the bytes of a file should be: an independent model, updated only by the test. */
+export class FileModel {
+  private data: Buffer;
+  size: number;
+  constructor(initial: Buffer = Buffer.alloc(0)) {
+    this.data = Buffer.alloc(Math.max(initial.length, 1 << 16));
+    initial.copy(this.data);
+    this.size = initial.length;
+  }
+  private reserve(n: number): void {
+    if (n <= this.data.length) return;
+    const grown = Buffer.alloc(Math.max(n, this.data.length * 2));
+    this.data.copy(grown, 0, 0, this.size);
+    this.data = grown;
+  }
+  write(offset: number, bytes: Uint8Array): void {
+    this.reserve(offset + bytes.length);
+    if (offset > this.size) this.data.fill(0, this.size, offset); // a hole reads as zeros
+    this.data.set(bytes, offset);
+    this.size = Math.max(this.size, offset + bytes.length);
+  }
+  truncate(length: number): void {
+    this.reserve(length);
+    if (length > this.size) this.data.fill(0, this.size, length);
+    this.size = length;
+  }
+  /** What a read of `length` bytes at `offset` returns (shorter at the end of the file). */
+  read(offset: number, length: number): Buffer {
+    if (offset >= this.size) return Buffer.alloc(0);
+    return Buffer.from(this.data.subarray(offset, Math.min(this.size, offset + length)));
+  }
+  contents(): Buffer {
+    return Buffer.from(this.data.subarray(0, this.size));
+  }
+}
+
+/** Open descriptors of this process. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Threads of this process. */
+export function threadCount(): number {
+  return readdirSync('/proc/self/task').length;
+}
+
+export const MiB = 1 << 20;
+export const KiB = 1 << 10;
+
+/** Lets finalizers and pending callbacks run, then collects, a few times over. */
+export async function collectGarbage(rounds = 4): Promise<boolean> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return false;
+  for (let i = 0; i < rounds; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+/** First index where two byte arrays differ, or -1. For short failure messages. */
+export function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  const A = Buffer.from(a.buffer as ArrayBuffer, a.byteOffset, a.byteLength);
+  const B = Buffer.from(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength);
+  const CHUNK = 64 * 1024;
+  for (let at = 0; at < n; at += CHUNK) {
+    const end = Math.min(n, at + CHUNK);
+    if (A.compare(B, at, end, at, end) === 0) continue; // memcmp; byte by byte only where it differs
+    for (let i = at; i < end; i++) if (A[i] !== B[i]) return i;
+  }
+  return a.length === b.length ? -1 : n;
+}
+
+/** Runs `task(i)` for i in [0, count) with at most `limit` running at once. */
+export async function pool(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, count) }, async () => {
+    while (next < count) await task(next++);
+  });
+  await Promise.all(runners);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
