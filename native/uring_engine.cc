@@ -133,15 +133,14 @@ class UringEngine final : public Engine {
     int err;
   };
 
-  // JS thread: queue a command and wake the ring thread if it may be asleep.
+  // JS thread: queue a command, and wake the ring thread only if it is (about to be) asleep: a
+  // busy ring thread takes the command on its next turn without a system call from us.
   void Post(Command command) {
-    bool was_empty;
     {
       std::lock_guard<std::mutex> lock(commands_mu_);
-      was_empty = commands_.empty();
       commands_.push_back(command);
     }
-    if (was_empty) {
+    if (sleeping_.exchange(false)) {
       uint64_t one = 1;
       ssize_t ignored = write(wake_fd_, &one, sizeof one);
       (void)ignored;
@@ -172,7 +171,16 @@ class UringEngine final : public Engine {
       if (stopping_ && in_flight_ == 0) break;
       FillRing();
       counters.submit_calls++;
-      int r = io_uring_submit_and_wait(&ring_, 1);
+      // Announce the sleep before the last look at the queue, so Post() either sees the flag
+      // (and wakes us) or its command is seen here.
+      sleeping_.store(true);
+      bool idle;
+      {
+        std::lock_guard<std::mutex> lock(commands_mu_);
+        idle = commands_.empty();
+      }
+      int r = idle ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit(&ring_);
+      sleeping_.store(false);
       if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
         // The ring itself failed: nothing more can complete, so settle everything.
         FailAll(-r);
@@ -380,6 +388,7 @@ class UringEngine final : public Engine {
 
   std::mutex commands_mu_;
   std::vector<Command> commands_;
+  std::atomic<bool> sleeping_{false};
 
   // Owned by the ring thread.
   std::deque<Op*> pending_;
