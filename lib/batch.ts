@@ -166,7 +166,9 @@ export async function runBatch(
     aborted = true;
     client.cancel(batchId, ECANCELED);
   };
-  if (stopAt !== Infinity) {
+  if (stopAt <= Date.now()) {
+    client.cancel(batchId, ETIMEDOUT); // already due: whatever has not finished fails now
+  } else if (stopAt !== Infinity) {
     // setTimeout holds at most 2^31-1 ms; a farther deadline re-arms until it is near.
     const arm = () => {
       const left = stopAt - Date.now();

@@ -9,8 +9,13 @@ import { native, type NativeClient, type NativeMetrics } from './native';
 export interface ClientOptions {
   /** Only 'local' (io_uring on local files) in this version; 'hf3fs' (USRBIO) comes next. */
   engine?: 'local';
-  /** Ops in flight in the kernel at once; more wait their turn in native memory. Default 128. */
+  /** Ops in flight in the kernel at once, over all rings; more wait their turn in native memory. Default 128. */
   queueDepth?: number;
+  /**
+   * Rings, each with its own native thread; batches are spread over them, so submissions and
+   * page-cache copies use several cores. Default 2.
+   */
+  rings?: number;
   /** Size of the registered (fixed) buffer table. Default 1024; 0 turns registration off. */
   registeredBuffers?: number;
   /**
@@ -35,6 +40,7 @@ export interface FileIoOp extends IoOp {
 
 export interface ClientInfo {
   engine: string;
+  rings: number;
   queueDepth: number;
   registeredBuffers: number;
   asyncBuffered: boolean;
@@ -64,10 +70,11 @@ export class Client implements AsyncDisposable {
       throw argError('ERR_INVALID_ARG_VALUE', `engine ${JSON.stringify(options.engine)} is not available; this version has 'local'`);
     }
     const queueDepth = wholeNumber(options.queueDepth ?? 128, 'queueDepth', 1, 32768);
+    const rings = wholeNumber(options.rings ?? 2, 'rings', 1, 64);
     const registeredSlots = wholeNumber(options.registeredBuffers ?? 1024, 'registeredBuffers', 0, 16384);
     this.#asyncBuffered = options.asyncBuffered ?? false;
     try {
-      this.#native = new (native().NativeClient)({ queueDepth, registeredSlots, asyncBuffered: this.#asyncBuffered });
+      this.#native = new (native().NativeClient)({ queueDepth, rings, registeredSlots, asyncBuffered: this.#asyncBuffered });
     } catch (e) {
       throw fromNative(e);
     }
@@ -125,7 +132,7 @@ export class Client implements AsyncDisposable {
 
   info(): ClientInfo {
     const i = this.#native.info();
-    return { engine: i.engine, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
+    return { engine: i.engine, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
   }
 
   metrics(): ClientMetrics {

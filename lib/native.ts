@@ -5,6 +5,7 @@ import { ThreeFSError } from './errors';
 
 export interface NativeClientOptions {
   queueDepth: number;
+  rings: number;
   registeredSlots: number;
   asyncBuffered: boolean;
 }
@@ -62,7 +63,7 @@ export interface NativeClient {
     failFast: boolean,
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
-  info(): { engine: string; queueDepth: number; registeredSlots: number; closed: boolean };
+  info(): { engine: string; rings: number; queueDepth: number; registeredSlots: number; closed: boolean };
   metrics(): NativeMetrics;
   close(): Promise<void>;
 }

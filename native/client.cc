@@ -36,12 +36,14 @@ Napi::Function Client::Init(Napi::Env env) {
                       InstanceMethod<&Client::Close>("close")});
 }
 
-// new NativeClient({ queueDepth, registeredSlots, asyncBuffered })
+// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered })
 Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
   Napi::Env env = info.Env();
   EngineOptions options;
+  unsigned rings = 2;
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
+    if (o.Has("rings")) rings = o.Get("rings").As<Napi::Number>().Uint32Value();
     if (o.Has("queueDepth")) options.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
     if (o.Has("registeredSlots"))
       options.registered_slots = o.Get("registeredSlots").As<Napi::Number>().Uint32Value();
@@ -51,9 +53,20 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
     throw CodeError(env, "ERR_OUT_OF_RANGE", "queueDepth must be between 1 and 32768");
   if (options.registered_slots > 16384)
     throw CodeError(env, "ERR_OUT_OF_RANGE", "registeredSlots must be at most 16384");
-  int err = 0;
-  engine_ = MakeUringEngine(options, this, &err);
-  if (!engine_) throw ErrnoError(env, err, "io_uring_setup", "");
+  if (rings < 1 || rings > 64) throw CodeError(env, "ERR_OUT_OF_RANGE", "rings must be between 1 and 64");
+  // The queue depth bounds the whole client: each ring gets its share.
+  queue_depth_ = options.queue_depth;
+  options.queue_depth = (options.queue_depth + rings - 1) / rings;
+  for (unsigned i = 0; i < rings; i++) {
+    options.index = i;
+    int err = 0;
+    std::unique_ptr<Engine> engine = MakeUringEngine(options, this, &err);
+    if (!engine) {
+      for (auto& e : engines_) e->Close();
+      throw ErrnoError(env, err, "io_uring_setup", "");
+    }
+    engines_.push_back(std::move(engine));
+  }
   // Created before the cleanup hook, so the hook (run in reverse order) stops us first.
   tsfn_ = Tsfn::New(env, "3fs-client completions", 0, 1, this);
   tsfn_.Unref(env);
@@ -77,7 +90,7 @@ void Client::OnEnvCleanup(void* data) {
 // Stops the engine and drops what it settled. Used when no JS will run any more (teardown, GC);
 // close() is the orderly way.
 void Client::Shutdown() {
-  if (engine_) engine_->Close();
+  for (auto& e : engines_) e->Close();
   {
     std::lock_guard<std::mutex> lock(settled_mu_);
     settled_.clear();
@@ -93,15 +106,14 @@ void Client::Shutdown() {
   }
 }
 
-Engine& Client::engine(Napi::Env env) {
+void Client::CheckOpen(Napi::Env env) {
   if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
-  return *engine_;
 }
 
 // alloc(bytes, register) -> [id, ArrayBuffer, registered]
 Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine& eng = engine(env);
+  CheckOpen(env);
   if (info.Length() < 1 || !info[0].IsNumber())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "alloc(bytes): bytes must be a number");
   const double bytes = info[0].As<Napi::Number>().DoubleValue();
@@ -110,7 +122,8 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   int err = 0;
   std::shared_ptr<Region> region = Region::Map(static_cast<size_t>(bytes), &err);
   if (!region) throw ErrnoError(env, err, "mmap", "");
-  if (info.Length() < 2 || info[1].ToBoolean()) eng.Register(*region);
+  if (info.Length() < 2 || info[1].ToBoolean())
+    for (auto& e : engines_) e->Register(*region);
   const uint64_t id = regions_->next_id++;
   regions_->regions[id] = region;
   auto* hint = new RegionHint{regions_, id};
@@ -143,7 +156,7 @@ Napi::Value Client::Free(const Napi::CallbackInfo& info) {
 // Every op is checked before anything is queued: bad input loses nothing.
 Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine& eng = engine(env);
+  CheckOpen(env);
   if (info.Length() < 6 || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsTypedArray() ||
       !info[4].IsTypedArray())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "submit(write, files, views, descriptors, results, failFast)");
@@ -238,6 +251,7 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   batch->unsettled = static_cast<uint32_t>(n);
   batch->fail_fast = info[5].ToBoolean();
   batch->js = js;
+  batch->ring = next_ring_++ % engines_.size();
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(batch->id)));
   out.Set(1u, js->deferred.Promise());
@@ -247,7 +261,7 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   if (n == 0) {
     BatchSettled(b);  // nothing to do; settle through the same path as everything else
   } else {
-    eng.Submit(b);
+    engines_[b->ring]->Submit(b);
   }
   return out;
 }
@@ -258,7 +272,8 @@ Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "cancel(batchId, errno)");
   auto it = outstanding_.find(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
-  if (it != outstanding_.end() && !closing_) engine_->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
+  if (it != outstanding_.end() && !closing_)
+    engines_[it->second->ring]->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
   return env.Undefined();
 }
 
@@ -297,33 +312,35 @@ void Client::DeliverSettled(Napi::Env env) {
 Napi::Value Client::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("engine", engine_->name());
-  o.Set("queueDepth", engine_->queue_depth());
-  o.Set("registeredSlots", engine_->registered_slots());
+  o.Set("engine", engines_[0]->name());
+  o.Set("rings", static_cast<double>(engines_.size()));
+  o.Set("queueDepth", queue_depth_);
+  o.Set("registeredSlots", engines_[0]->registered_slots());
   o.Set("closed", closing_);
   return o;
 }
 
 Napi::Value Client::Metrics(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const EngineCounters& c = engine_->counters;
   Napi::Object o = Napi::Object::New(env);
-  auto put = [&](const char* key, const std::atomic<uint64_t>& v) {
-    o.Set(key, Napi::Number::New(env, static_cast<double>(v.load(std::memory_order_relaxed))));
+  auto put = [&](const char* key, std::atomic<uint64_t> EngineCounters::*field) {
+    uint64_t sum = 0;
+    for (auto& e : engines_) sum += (e->counters.*field).load(std::memory_order_relaxed);
+    o.Set(key, Napi::Number::New(env, static_cast<double>(sum)));
   };
-  put("readOps", c.read_ops);
-  put("writeOps", c.write_ops);
-  put("readBytes", c.read_bytes);
-  put("writeBytes", c.write_bytes);
-  put("directBytes", c.direct_bytes);
-  put("bufferedBytes", c.buffered_bytes);
-  put("registeredBytes", c.registered_bytes);
-  put("unregisteredBytes", c.unregistered_bytes);
-  put("bouncedBytes", c.bounced_bytes);
-  put("shortTransfers", c.short_transfers);
-  put("errors", c.errors);
-  put("submitCalls", c.submit_calls);
-  put("batches", c.batches);
+  put("readOps", &EngineCounters::read_ops);
+  put("writeOps", &EngineCounters::write_ops);
+  put("readBytes", &EngineCounters::read_bytes);
+  put("writeBytes", &EngineCounters::write_bytes);
+  put("directBytes", &EngineCounters::direct_bytes);
+  put("bufferedBytes", &EngineCounters::buffered_bytes);
+  put("registeredBytes", &EngineCounters::registered_bytes);
+  put("unregisteredBytes", &EngineCounters::unregistered_bytes);
+  put("bouncedBytes", &EngineCounters::bounced_bytes);
+  put("shortTransfers", &EngineCounters::short_transfers);
+  put("errors", &EngineCounters::errors);
+  put("submitCalls", &EngineCounters::submit_calls);
+  put("batches", &EngineCounters::batches);
   return o;
 }
 
@@ -332,12 +349,13 @@ Napi::Value Client::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
   closing_ = true;
-  Engine* eng = engine_.get();
+  std::vector<Engine*> engines;
+  for (auto& e : engines_) engines.push_back(e.get());
   Napi::Reference<Napi::Object>* self = new Napi::Reference<Napi::Object>(Napi::Persistent(info.This().As<Napi::Object>()));
   return PromiseWorker::Run(
       env, "close", "",
-      [eng]() -> int {
-        eng->Close();
+      [engines]() -> int {
+        for (Engine* e : engines) e->Close();
         return 0;
       },
       [this, self](Napi::Env env) -> Napi::Value {

@@ -1,5 +1,6 @@
-// The native side of a JS Client: one engine (a ring and its completion thread), the registered
-// memory it lends to JS, and the hand-off of settled batches back to the JS thread.
+// The native side of a JS Client: its engines (rings, each with its own thread; batches are spread
+// over them so copies and submissions use several cores), the registered memory it lends to JS,
+// and the hand-off of settled batches back to the JS thread.
 #pragma once
 
 #include <napi.h>
@@ -44,9 +45,11 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   static void OnEnvCleanup(void* client);
   void Shutdown();
   void DeliverSettled(Napi::Env env);
-  Engine& engine(Napi::Env env);
+  void CheckOpen(Napi::Env env);
 
-  std::unique_ptr<Engine> engine_;
+  std::vector<std::unique_ptr<Engine>> engines_;
+  size_t next_ring_ = 0;
+  unsigned queue_depth_ = 0;  // as asked, for the whole client
   std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
   Tsfn tsfn_;
   std::atomic<bool> tsfn_live_{false};

@@ -56,6 +56,7 @@ struct Batch {
   std::atomic<uint32_t> unsettled{0};
   bool fail_fast = false;
   int cancel_errno = 0;  // nonzero once canceled: what unfinished ops report
+  size_t ring = 0;       // which of the client's engines runs it
   void* js = nullptr;    // owned by the JS-facing side (promise, references)
 };
 
@@ -74,7 +75,8 @@ struct EngineCounters {
 };
 
 struct EngineOptions {
-  unsigned queue_depth = 128;       // ops in flight in the kernel at most
+  unsigned index = 0;               // this engine's place among the client's rings
+  unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)
   unsigned registered_slots = 1024; // fixed-buffer table size
   bool async_buffered = false;      // force buffered I/O onto kernel workers (IOSQE_ASYNC)
 };

@@ -21,7 +21,7 @@ std::shared_ptr<Region> Region::Map(size_t size, int* err) {
 }
 
 Region::~Region() {
-  if (registrar_ && slot_ >= 0) registrar_->Unregister(slot_);
+  for (const Registration& r : registrations_) r.registrar->Unregister(r.slot);
   munmap(data_, mapped_);
 }
 

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace tfs {
 
@@ -25,11 +26,13 @@ class Region {
 
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
-  bool registered() const { return slot_ >= 0; }
-  int slot() const { return slot_; }
-  void SetRegistration(int slot, std::shared_ptr<Registrar> registrar) {
-    slot_ = slot;
-    registrar_ = std::move(registrar);
+  // A client has several rings; the region has a slot in each ring's table (-1: none there).
+  bool registered() const { return !registrations_.empty(); }
+  int slot(size_t ring) const { return ring < slots_.size() ? slots_[ring] : -1; }
+  void AddRegistration(size_t ring, int slot, std::shared_ptr<Registrar> registrar) {
+    if (slots_.size() <= ring) slots_.resize(ring + 1, -1);
+    slots_[ring] = slot;
+    registrations_.push_back({slot, std::move(registrar)});
   }
 
  private:
@@ -37,8 +40,12 @@ class Region {
   uint8_t* data_;
   size_t size_;
   size_t mapped_;
-  int slot_ = -1;
-  std::shared_ptr<Registrar> registrar_;
+  std::vector<int> slots_;
+  struct Registration {
+    int slot;
+    std::shared_ptr<Registrar> registrar;
+  };
+  std::vector<Registration> registrations_;
 };
 
 }  // namespace tfs

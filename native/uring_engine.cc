@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cerrno>
 #include <deque>
 #include <mutex>
@@ -89,8 +90,6 @@ class UringEngine final : public Engine {
     slots_ = options_.registered_slots;
     if (slots_ > 0 && io_uring_register_buffers_sparse(&ring_, slots_) < 0) slots_ = 0;
     fixed_ = std::make_shared<FixedBuffers>(&ring_, slots_);
-    ArmWakePoll();
-    io_uring_submit(&ring_);
     thread_ = std::thread([this] { Run(); });
     return 0;
   }
@@ -102,7 +101,7 @@ class UringEngine final : public Engine {
   void Register(Region& region) override {
     if (slots_ == 0 || region.size() == 0 || region.size() > kMaxChunk) return;
     int slot = fixed_->Register(region.data(), region.size());
-    if (slot >= 0) region.SetRegistration(slot, fixed_);
+    if (slot >= 0) region.AddRegistration(options_.index, slot, fixed_);
   }
 
   void Submit(Batch* batch) override { Post({Command::kSubmit, batch, 0, 0}); }
@@ -140,6 +139,8 @@ class UringEngine final : public Engine {
       std::lock_guard<std::mutex> lock(commands_mu_);
       commands_.push_back(command);
     }
+    posted_.store(true, std::memory_order_relaxed);
+    idle_.notify_one();
     if (sleeping_.exchange(false)) {
       uint64_t one = 1;
       ssize_t ignored = write(wake_fd_, &one, sizeof one);
@@ -166,10 +167,22 @@ class UringEngine final : public Engine {
   }
 
   void Run() {
+    // Every request, the wake poll included, is submitted from this thread: the kernel runs a
+    // request's completion work in its submitter's context, and that must not be the JS thread.
+    ArmWakePoll();
     for (;;) {
       TakeCommands();
       if (stopping_ && in_flight_ == 0) break;
       FillRing();
+      if (in_flight_ == 0) {
+        // Nothing in the kernel to wait for: sleep on a condition variable, a much cheaper wake-up
+        // for the JS thread than the eventfd the ring polls.
+        io_uring_submit(&ring_);  // cancels may be prepared
+        Reap();
+        std::unique_lock<std::mutex> lock(commands_mu_);
+        idle_.wait(lock, [this] { return !commands_.empty(); });
+        continue;
+      }
       counters.submit_calls++;
       // Announce the sleep before the last look at the queue, so Post() either sees the flag
       // (and wakes us) or its command is seen here.
@@ -195,6 +208,7 @@ class UringEngine final : public Engine {
     {
       std::lock_guard<std::mutex> lock(commands_mu_);
       commands.swap(commands_);
+      posted_.store(false, std::memory_order_relaxed);
     }
     for (const Command& c : commands) {
       switch (c.kind) {
@@ -236,6 +250,13 @@ class UringEngine final : public Engine {
       Op* op = pending_.front();
       pending_.pop_front();
       Prepare(op);
+      if (!op->direct && !options_.async_buffered) {
+        // A cached read or write is copied inside the submit call: submit it alone and hand its
+        // result on at once, rather than after the copies of everything prepared with it.
+        io_uring_submit(&ring_);
+        Reap();
+        if (posted_.load(std::memory_order_relaxed)) break;  // a cancel may be waiting: take it first
+      }
     }
   }
 
@@ -247,11 +268,12 @@ class UringEngine final : public Engine {
                  Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);
     const int fd = op->direct ? f.direct_fd : f.fd;
     io_uring_sqe* sqe = GetSqe();
-    if (op->region && op->region->registered()) {
+    const int slot = op->region ? op->region->slot(options_.index) : -1;
+    if (slot >= 0) {
       if (op->write)
-        io_uring_prep_write_fixed(sqe, fd, op->ptr, len, op->offset, op->region->slot());
+        io_uring_prep_write_fixed(sqe, fd, op->ptr, len, op->offset, slot);
       else
-        io_uring_prep_read_fixed(sqe, fd, op->ptr, len, op->offset, op->region->slot());
+        io_uring_prep_read_fixed(sqe, fd, op->ptr, len, op->offset, slot);
     } else {
       if (op->write)
         io_uring_prep_write(sqe, fd, op->ptr, len, op->offset);
@@ -388,7 +410,9 @@ class UringEngine final : public Engine {
 
   std::mutex commands_mu_;
   std::vector<Command> commands_;
-  std::atomic<bool> sleeping_{false};
+  std::condition_variable idle_;      // the ring thread waits here when nothing is in flight
+  std::atomic<bool> sleeping_{false};  // the ring thread waits in the kernel: wake it by eventfd
+  std::atomic<bool> posted_{false};    // commands are waiting
 
   // Owned by the ring thread.
   std::deque<Op*> pending_;
