@@ -1,7 +1,7 @@
 // The fio twin of each workload: the same file, block size and depth, time-based, run with
 // --output-format=json and read back into the same figures as ours.
-import { spawn, spawnSync } from 'node:child_process';
-import { children, type Measured, type Workload } from './shared';
+import { spawnSync } from 'node:child_process';
+import { runChild, type Measured, type Workload } from './shared';
 import type { RunOptions } from './workloads';
 
 /** fio's version ('fio-3.33'), or null when it is not installed. */
@@ -119,21 +119,5 @@ interface FioJson {
 }
 
 function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: thpEnv() });
-    children.add(child);
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('error', (e) => {
-      children.delete(child);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      children.delete(child);
-      if (code === 0) resolve(out);
-      else reject(new Error(`${cmd} exited with ${signal ?? `code ${code}`}: ${(err || out).trim().slice(0, 2000)}`));
-    });
-  });
+  return runChild(cmd, cmd, args, thpEnv());
 }

@@ -4,10 +4,9 @@
 // its CPU time is its own. Node cannot do O_DIRECT with its (unaligned) Buffers: always buffered.
 //
 // This file is both the parent's launcher (runNodeFs) and the child's entry point.
-import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
-import { children, clearStamps, Meter, offsetSource, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
+import { clearStamps, runChild, Meter, offsetSource, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
 
 export interface NodeFsSpec {
   workload: Workload;
@@ -24,25 +23,9 @@ export interface NodeFsSpec {
 }
 
 export async function runNodeFs(spec: NodeFsSpec): Promise<Measured> {
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, [__filename, JSON.stringify(spec)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(spec.uvThreads) },
-    });
-    children.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', (e) => {
-      children.delete(child);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      children.delete(child);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`the node:fs run exited with ${signal ?? `code ${code}`}: ${stderr.trim().slice(0, 2000)}`));
-    });
+  const out = await runChild('the node:fs run', process.execPath, [__filename, JSON.stringify(spec)], {
+    ...process.env,
+    UV_THREADPOOL_SIZE: String(spec.uvThreads),
   });
   const line = out.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as Measured;

@@ -1,6 +1,6 @@
 // What every part of the bench shares: the workload and result records, the measuring window,
 // the seeded PRNG, the block stamps that let a run prove it read the right bytes, and unit parsing.
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export type Tool = '3fs-client' | 'fio' | 'node:fs';
 
@@ -279,6 +279,27 @@ export function writeTag(): number {
 
 /** Children the bench is running (fio, node:fs), so an interrupt can stop them. */
 export const children = new Set<ChildProcess>();
+
+/** Runs a child to its end and resolves with its stdout; rejects, naming `label`, if it fails. */
+export function runChild(label: string, cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    children.add(child);
+    let out = '';
+    let err = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.on('error', (e) => {
+      children.delete(child);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      children.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${label} exited with ${signal ?? `code ${code}`}: ${(err || out).trim().slice(0, 2000)}`));
+    });
+  });
+}
 
 const units: Record<string, number> = {
   '': 1, b: 1,

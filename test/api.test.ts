@@ -394,6 +394,32 @@ describe('Client', () => {
     await d.close();
   });
 
+  it('any number of rings gives the same bytes: batches spread round robin, each ring registers every buffer', async () => {
+    const dir = makeTmpDir('rings');
+    const p = dir.path("rings");
+    const rng = new Rng(seedFor('rings'));
+    const content = rng.bytes(256 * KiB);
+    writeFileSync(p, content);
+    for (const rings of [1, 2, 3, 8]) {
+      const c = connect({ rings, queueDepth: 4 });
+      expect(c.info().rings).toBe(rings);
+      const f = await c.open(p, 'r');
+      const mem = c.alloc(content.length);
+      expect(mem.registered).toBe(true);
+      // 64 single-op batches at once: every ring gets several, and aligned ops take the fixed-buffer path.
+      await Promise.all(
+        Array.from({ length: 64 }, (_, i) => f.read(mem.subarray(i * 4 * KiB, (i + 1) * 4 * KiB), i * 4 * KiB)),
+      );
+      expect(Buffer.compare(mem.bytes, content), `rings ${rings}`).toBe(0);
+      expect(c.metrics().batches).toBe(64);
+      await f.close();
+      await c.close();
+    }
+    expect(() => connect({ rings: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => connect({ rings: 65 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    dir.cleanup();
+  });
+
   it('the default client: one instance behind open() and alloc(), replaced after it is closed', async () => {
     const p = tmp.path('default');
     writeFileSync(p, 'default client');

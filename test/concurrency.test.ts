@@ -6,23 +6,13 @@ import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, IoBuffer, ThreeFSError, type OpResult } from '../lib/index';
-import { fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep } from './helpers';
+import { fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin } from './helpers';
 
 const tmp = makeTmpDir('concurrency');
 afterAll(() => tmp.cleanup());
 
 /** The compiled CommonJS build: worker threads load it, not the TypeScript sources. */
 const DIST = resolve(__dirname, '..', 'dist', 'lib', 'index.js');
-
-function settledWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (hang)`)), ms);
-    }),
-  ]);
-}
 
 describe('hundreds of batches in flight', () => {
   it('300 read batches and 300 write batches of 16 ops at once, queueDepth 32: every byte right', async () => {

@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, ThreeFSError, type Client, type File, type IoBuffer, type OpResult } from '../lib/index';
-import { fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep } from './helpers';
+import { fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin } from './helpers';
 
 const tmp = makeTmpDir('errors');
 const rng = new Rng(seedFor('errors'));
@@ -45,16 +45,6 @@ async function failure(run: () => unknown): Promise<ThreeFSError> {
     return e as ThreeFSError;
   }
   throw new Error(`expected a failure, got ${JSON.stringify(result)}`);
-}
-
-function settledWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (hang)`)), ms);
-    }),
-  ]);
 }
 
 /** Nothing was written and no batch reached the engine. */

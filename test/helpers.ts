@@ -146,3 +146,14 @@ export async function pool(count: number, limit: number, task: (i: number) => Pr
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** Rejects, naming `what`, if `p` has not settled within `ms`: a hang fails the test instead of stalling it. */
+export function settledWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (hang)`)), ms);
+    }),
+  ]);
+}
