@@ -222,9 +222,9 @@ class UringEngine final : public Engine {
         }
         case Command::kStop:
           stopping_ = true;
-          for (auto& entry : live_) toCancel_.push_back(entry.second);
-          for (Batch* b : toCancel_) CancelBatch(b, ECANCELED);
-          toCancel_.clear();
+          std::vector<Batch*> live;  // CancelBatch may settle batches, which erases them from live_
+          for (auto& entry : live_) live.push_back(entry.second);
+          for (Batch* b : live) CancelBatch(b, ECANCELED);
           break;
       }
     }
@@ -417,7 +417,6 @@ class UringEngine final : public Engine {
   // Owned by the ring thread.
   std::deque<Op*> pending_;
   std::unordered_map<uint64_t, Batch*> live_;
-  std::vector<Batch*> toCancel_;
   unsigned in_flight_ = 0;
   bool stopping_ = false;
 };
