@@ -57,6 +57,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   // The queue depth bounds the whole client: each ring gets its share.
   queue_depth_ = options.queue_depth;
   options.queue_depth = (options.queue_depth + rings - 1) / rings;
+  ring_load_ = std::make_unique<std::atomic<size_t>[]>(rings);
   for (unsigned i = 0; i < rings; i++) {
     options.index = i;
     int err = 0;
@@ -251,7 +252,9 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   batch->unsettled = static_cast<uint32_t>(n);
   batch->fail_fast = info[5].ToBoolean();
   batch->js = js;
-  batch->ring = next_ring_++ % engines_.size();
+  batch->ring = PickRing();
+  next_ring_++;
+  ring_load_[batch->ring].fetch_add(n, std::memory_order_relaxed);
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(batch->id)));
   out.Set(1u, js->deferred.Promise());
@@ -277,7 +280,20 @@ Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The ring with the fewest unsettled ops; ties rotate so equal rings share the work.
+size_t Client::PickRing() const {
+  const size_t rings = engines_.size();
+  size_t best = next_ring_ % rings, best_load = SIZE_MAX;
+  for (size_t k = 0; k < rings; k++) {
+    size_t r = (next_ring_ + k) % rings;
+    size_t load = ring_load_[r].load(std::memory_order_relaxed);
+    if (load < best_load) best = r, best_load = load;
+  }
+  return best;
+}
+
 void Client::BatchSettled(Batch* batch) {
+  ring_load_[batch->ring].fetch_sub(batch->ops.size(), std::memory_order_relaxed);
   bool first;
   {
     std::lock_guard<std::mutex> lock(settled_mu_);

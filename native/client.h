@@ -47,7 +47,12 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   void DeliverSettled(Napi::Env env);
   void CheckOpen(Napi::Env env);
 
+  size_t PickRing() const;
+
   std::vector<std::unique_ptr<Engine>> engines_;
+  // Ops submitted to each ring and not yet settled: a batch goes to the least loaded ring, so a
+  // ring busy with long copies does not queue work while another idles (round robin did).
+  std::unique_ptr<std::atomic<size_t>[]> ring_load_;
   size_t next_ring_ = 0;
   unsigned queue_depth_ = 0;  // as asked, for the whole client
   std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
