@@ -4,11 +4,31 @@ import { argError, fromNative, type OpResult } from './errors';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
 import { lend, type IoBuffer } from './io-buffer';
-import { native, type NativeClient, type NativeMetrics } from './native';
+import { native, type NativeClient, type NativeClientOptions, type NativeMetrics } from './native';
 
 export interface ClientOptions {
-  /** Only 'local' (io_uring on local files) in this version; 'hf3fs' (USRBIO) comes next. */
-  engine?: 'local';
+  /**
+   * 'local': io_uring on local files (the default). 'hf3fs': 3FS's USRBIO on a 3FS mount (the
+   * default when `mount` is given).
+   */
+  engine?: 'local' | 'hf3fs';
+  /** hf3fs: a path on the 3FS mount (the mount point is found from it). */
+  mount?: string;
+  /** hf3fs: path of libhf3fs_api_shared.so. Default: $HF3FS_LIB, then the dynamic linker's search. */
+  library?: string;
+  /**
+   * hf3fs: NUMA node for iovs and rings; -1 binds nothing. Default 'auto': the node of the first
+   * RDMA NIC with an active port, else -1.
+   */
+  numa?: number | 'auto';
+  /** hf3fs: iov block size for alloc() (no op may cross a block; 0: one block). Default 0. */
+  blockSize?: number;
+  /** hf3fs: bytes of the iov each ring pair bounces ops on other memory through. Default 16 MiB. */
+  bounceBuffer?: number;
+  /** hf3fs: reads of a hole fail with ENODATA instead of returning zeros. */
+  forbidHoles?: boolean;
+  /** hf3fs: reads may return a chunk's pending (not yet committed) CRAQ version instead of retrying. */
+  readUncommitted?: boolean;
   /** Ops in flight in the kernel at once, over all rings; more wait their turn in native memory. Default 128. */
   queueDepth?: number;
   /**
@@ -26,6 +46,13 @@ export interface ClientOptions {
   asyncBuffered?: boolean;
 }
 
+export interface AllocOptions {
+  /** Register the memory with the engine (io_uring fixed buffer). Default true; iovs always are. */
+  register?: boolean;
+  /** hf3fs: this buffer's iov block size, instead of the client's `blockSize`. */
+  blockSize?: number;
+}
+
 export interface OpenOptions {
   /** 'auto' (default): O_DIRECT when memory, offset and length are aligned, buffered otherwise.
    *  'always' / true: every op must be aligned (ERR_UNALIGNED_DIRECT otherwise).
@@ -39,7 +66,12 @@ export interface FileIoOp extends IoOp {
 }
 
 export interface ClientInfo {
+  /** 'io_uring' or 'usrbio' */
   engine: string;
+  /** hf3fs: the mount point, the library loaded and the NUMA node used. */
+  mount?: string;
+  library?: string;
+  numa?: number;
   rings: number;
   queueDepth: number;
   registeredBuffers: number;
@@ -50,6 +82,39 @@ export interface ClientInfo {
 export interface ClientMetrics extends NativeMetrics {}
 
 const directCode: Record<DirectMode, number> = { auto: 0, always: 1, never: 2 };
+
+const DEFAULT_BOUNCE = 16 * 1024 * 1024;
+
+// The native settings of the 3FS engine, checked here so a bad value names its option.
+function hf3fsSettings(options: ClientOptions): Partial<NativeClientOptions> {
+  const { mount, library } = options;
+  if (typeof mount !== 'string' || mount.length === 0 || mount.includes('\0')) {
+    throw argError('ERR_INVALID_ARG_VALUE', `the 'hf3fs' engine needs mount: a path on the 3FS mount`);
+  }
+  if (library !== undefined && (typeof library !== 'string' || library.length === 0)) throw argError('ERR_INVALID_ARG_VALUE', 'library must be a path');
+  const numa = options.numa === undefined || options.numa === 'auto' ? nicNumaNode() : wholeNumber(options.numa, 'numa', -1, 1023);
+  return {
+    engine: 'hf3fs',
+    mount,
+    ...(library !== undefined ? { library } : {}),
+    numa,
+    blockSize: wholeNumber(options.blockSize ?? 0, 'blockSize', 0, Number.MAX_SAFE_INTEGER),
+    bounceBytes: wholeNumber(options.bounceBuffer ?? DEFAULT_BOUNCE, 'bounceBuffer', 0, 2 ** 40),
+    forbidHoles: options.forbidHoles === true,
+    readUncommitted: options.readUncommitted === true,
+  };
+}
+
+// The NUMA node of the first RDMA NIC with an active port: iovs there are one hop from the NIC.
+function nicNumaNode(): number {
+  try {
+    const { devices } = native().rdmaDevices();
+    const active = devices.find((d) => d.numaNode >= 0 && d.ports.some((p) => p.state === 'ACTIVE'));
+    return active ? active.numaNode : -1;
+  } catch {
+    return -1;
+  }
+}
 
 function wholeNumber(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -62,31 +127,44 @@ function wholeNumber(value: unknown, name: string, min: number, max: number): nu
 export class Client implements AsyncDisposable {
   readonly #native: NativeClient;
   readonly #asyncBuffered: boolean;
+  readonly #usrbio: boolean;
   #closing: Promise<void> | undefined;
 
   constructor(options: ClientOptions = {}) {
     options ??= {};
-    if (options.engine !== undefined && options.engine !== 'local') {
-      throw argError('ERR_INVALID_ARG_VALUE', `engine ${JSON.stringify(options.engine)} is not available; this version has 'local'`);
+    const engine = options.engine ?? (options.mount !== undefined ? 'hf3fs' : 'local');
+    if (engine !== 'local' && engine !== 'hf3fs') {
+      throw argError('ERR_INVALID_ARG_VALUE', `engine must be 'local' or 'hf3fs', got ${JSON.stringify(options.engine)}`);
     }
     const queueDepth = wholeNumber(options.queueDepth ?? 128, 'queueDepth', 1, 32768);
     const rings = wholeNumber(options.rings ?? 2, 'rings', 1, 64);
     const registeredSlots = wholeNumber(options.registeredBuffers ?? 1024, 'registeredBuffers', 0, 16384);
     this.#asyncBuffered = options.asyncBuffered ?? false;
+    this.#usrbio = engine === 'hf3fs';
+    const settings: NativeClientOptions = { queueDepth, rings, registeredSlots, asyncBuffered: this.#asyncBuffered };
+    if (this.#usrbio) Object.assign(settings, hf3fsSettings(options));
+    else {
+      const only3fs = (['mount', 'library', 'numa', 'blockSize', 'bounceBuffer', 'forbidHoles', 'readUncommitted'] as const).filter((k) => options[k] !== undefined);
+      if (only3fs.length > 0) throw argError('ERR_INVALID_ARG_VALUE', `${only3fs.join(', ')}: only for the 'hf3fs' engine`);
+    }
     try {
-      this.#native = new (native().NativeClient)({ queueDepth, rings, registeredSlots, asyncBuffered: this.#asyncBuffered });
+      this.#native = new (native().NativeClient)(settings);
     } catch (e) {
-      throw fromNative(e);
+      throw fromNative(e, this.#usrbio ? { path: options.mount } : {});
     }
   }
 
   /** Page-aligned memory registered with the engine, seen from JS without copying. */
-  alloc(bytes: number, options: { register?: boolean } = {}): IoBuffer {
+  alloc(bytes: number, options: AllocOptions = {}): IoBuffer {
     this.checkOpen();
     options ??= {};
     wholeNumber(bytes, 'bytes', 0, Number.MAX_SAFE_INTEGER);
+    if (options.blockSize !== undefined) {
+      if (!this.#usrbio) throw argError('ERR_INVALID_ARG_VALUE', `blockSize: only for the 'hf3fs' engine`);
+      wholeNumber(options.blockSize, 'blockSize', 0, bytes);
+    }
     try {
-      const [id, memory, registered] = this.#native.alloc(bytes, options.register ?? true);
+      const [id, memory, registered] = this.#native.alloc(bytes, options.register ?? true, options.blockSize);
       return lend(this.#native, id, memory, registered);
     } catch (e) {
       throw fromNative(e);
@@ -109,8 +187,8 @@ export class Client implements AsyncDisposable {
     else if (asked === 'auto' || asked === 'always' || asked === 'never') direct = asked;
     else throw argError('ERR_INVALID_ARG_VALUE', `direct must be 'auto', 'always', 'never' or a boolean`);
     try {
-      const handle = await native().open(path, parsed.flags, mode, directCode[direct]);
-      return new File(this.#native, 'io_uring', handle, path, direct);
+      const handle = await native().open(path, parsed.flags, mode, directCode[direct], this.#native);
+      return new File(this.#native, this.#usrbio ? 'usrbio' : 'io_uring', handle, path, direct);
     } catch (e) {
       const err = fromNative(e, { path });
       if (direct === 'always' && err.errno === -constants.errno.EINVAL) {
@@ -132,7 +210,20 @@ export class Client implements AsyncDisposable {
 
   info(): ClientInfo {
     const i = this.#native.info();
-    return { engine: i.engine, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
+    const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
+    return { engine: i.engine, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
+  }
+
+  /**
+   * Makes `linkPath` a hard link to `target`; on 3FS through its own ioctl (FUSE has no link(2)
+   * there), elsewhere with link(2).
+   */
+  async hardlink(target: string, linkPath: string): Promise<void> {
+    this.checkOpen();
+    for (const [name, p] of [['target', target], ['linkPath', linkPath]] as const) {
+      if (typeof p !== 'string' || p.length === 0 || p.includes('\0')) throw argError('ERR_INVALID_ARG_VALUE', `${name} must be a non-empty string without NUL bytes`);
+    }
+    await native().hardlink(target, linkPath, this.#native).catch((e) => Promise.reject(fromNative(e, { path: linkPath })));
   }
 
   metrics(): ClientMetrics {

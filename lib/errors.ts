@@ -64,9 +64,10 @@ export function argError(code: string, message: string, details: ErrorDetails = 
 /** Native errors carry code/errno/syscall/path as plain properties; give them our class. */
 export function fromNative(e: unknown, details: ErrorDetails = {}): ThreeFSError {
   if (e instanceof ThreeFSError) return e;
-  const n = e as { code?: string; errno?: number; syscall?: string; path?: string; message?: string };
+  const n = e as { code?: string; errno?: number; syscall?: string; path?: string; index?: number; message?: string };
   if (typeof n?.errno === 'number' && typeof n.syscall === 'string') {
     return errnoError(n.errno, n.syscall, { ...details, path: n.path ?? details.path });
   }
-  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { ...details, cause: e });
+  const own: ErrorDetails = { errno: n?.errno, index: n?.index, path: n?.path ?? details.path };
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { ...details, ...own, cause: e });
 }

@@ -24,6 +24,19 @@ export interface FileStat extends RawStat {
   };
 }
 
+/** Where a file's bytes live, as far as a client can see. */
+export interface FileLayout {
+  /** 'usrbio' (3FS) or 'io_uring' (local) */
+  engine: string;
+  /**
+   * On 3FS the file's chunk size (st_blksize there): each chunk is replicated on its own CRAQ
+   * chain, so ops aligned to chunks touch one chain each. Elsewhere, the file system's block size.
+   */
+  chunkSize: number;
+  /** The 3FS mount point (usrbio only). */
+  mount?: string;
+}
+
 /** An open file. Every read and write names its offset; batches of them are one native call each. */
 export class File implements BatchTarget, AsyncDisposable {
   readonly path: string;
@@ -37,6 +50,7 @@ export class File implements BatchTarget, AsyncDisposable {
   readonly #memoryAlign: number;
   readonly #offsetAlign: number;
   readonly #access: 'r' | 'w' | 'rw';
+  readonly #usrbio: boolean;
   #inFlight = 0;
   #drained: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -48,7 +62,8 @@ export class File implements BatchTarget, AsyncDisposable {
     this.native = native;
     this.path = path;
     this.direct = direct;
-    const [fd, directFd, directErrno, memoryAlign, offsetAlign, flags] = native.describe();
+    const [fd, directFd, directErrno, memoryAlign, offsetAlign, flags, usrbio] = native.describe();
+    this.#usrbio = usrbio;
     this.fd = fd;
     this.#directFd = directFd;
     this.#directErrno = directErrno;
@@ -94,8 +109,9 @@ export class File implements BatchTarget, AsyncDisposable {
       engine: this.#engine,
       direct: {
         mode: this.direct,
-        active: this.#directFd >= 0,
-        reason: wanted && this.#directFd < 0 ? errnoError(this.#directErrno, 'open').message.replace(/, open$/, '') + ': this file system refuses O_DIRECT, buffered I/O is used' : null,
+        // USRBIO: 3FS moves the data by RDMA between storage and the iov; no page cache on the way.
+        active: this.#usrbio || this.#directFd >= 0,
+        reason: this.#usrbio ? null : wanted && this.#directFd < 0 ? errnoError(this.#directErrno, 'open').message.replace(/, open$/, '') + ': this file system refuses O_DIRECT, buffered I/O is used' : null,
         memoryAlign: this.#memoryAlign,
         offsetAlign: this.#offsetAlign,
       },
@@ -112,6 +128,55 @@ export class File implements BatchTarget, AsyncDisposable {
   async fsync(): Promise<void> {
     this.checkOpen('fsync');
     await this.native.sync(false).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+  }
+
+  /**
+   * Makes the file's length exact for every reader. On 3FS, writes are readable as soon as they
+   * complete but the length others stat lags (seconds); this settles it (HF3FS_IOC_FSYNC).
+   * Elsewhere it is fsync(2).
+   */
+  async forceFsync(): Promise<void> {
+    this.checkOpen('forceFsync');
+    await this.native.forceFsync().catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+  }
+
+  /** Chunk size and mount (see FileLayout). */
+  async layout(): Promise<FileLayout> {
+    const st = await this.stat();
+    const layout: FileLayout = { engine: this.#engine, chunkSize: st.blksize };
+    if (this.#usrbio) layout.mount = this.#client.info().mount;
+    return layout;
+  }
+
+  /**
+   * Frees whole chunks: `offset` and `length` must be multiples of the chunk size (layout()); reads
+   * of the range then see zeros (or ENODATA with `forbidHoles`). The length is kept. 3FS removes
+   * the chunks on storage; elsewhere fallocate(PUNCH_HOLE).
+   */
+  async punchHole(offset: number, length: number): Promise<void> {
+    await this.punchHoles([{ offset, length }]);
+  }
+
+  /** punchHole over many ranges in one call (3FS takes up to 1000 per request). */
+  async punchHoles(ranges: readonly { offset: number; length: number }[]): Promise<void> {
+    this.checkOpen('punchHole');
+    if (this.#access === 'r') throw argError('EBADF', `punchHole: file is not open for writing: '${this.path}'`, { errno: -constants.errno.EBADF, path: this.path, syscall: 'punchHole' });
+    if (!Array.isArray(ranges)) throw argError('ERR_INVALID_ARG_TYPE', 'ranges must be an array of { offset, length }');
+    const { chunkSize } = await this.layout();
+    const starts = new Float64Array(ranges.length);
+    const ends = new Float64Array(ranges.length);
+    ranges.forEach((r, i) => {
+      const { offset, length } = r ?? {};
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > Number.MAX_SAFE_INTEGER) {
+        throw argError('ERR_OUT_OF_RANGE', `range ${i}: offset and length must be whole numbers >= 0`, { index: i });
+      }
+      if (offset % chunkSize !== 0 || length % chunkSize !== 0) {
+        throw argError('EINVAL', `range ${i}: offset ${offset} and length ${length} must be multiples of the chunk size ${chunkSize}`, { errno: -constants.errno.EINVAL, index: i, path: this.path, offset, syscall: 'punchHole' });
+      }
+      starts[i] = offset;
+      ends[i] = offset + length;
+    });
+    await this.native.punchHoles(starts, ends).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
   }
 
   /** fdatasync(2). */

@@ -8,14 +8,24 @@ export interface NativeClientOptions {
   rings: number;
   registeredSlots: number;
   asyncBuffered: boolean;
+  engine?: 'hf3fs';
+  mount?: string;
+  library?: string;
+  numa?: number;
+  blockSize?: number;
+  bounceBytes?: number;
+  forbidHoles?: boolean;
+  readUncommitted?: boolean;
 }
 
 export interface NativeFile {
-  /** [fd, directFd, directErrno, dioMemAlign, dioOffsetAlign, accessMode] */
-  describe(): [number, number, number, number, number, number];
+  /** [fd, directFd, directErrno, dioMemAlign, dioOffsetAlign, accessMode, usrbioRegistered] */
+  describe(): [number, number, number, number, number, number, boolean];
   stat(): Promise<RawStat>;
   truncate(length: number): Promise<void>;
   sync(dataOnly: boolean): Promise<void>;
+  forceFsync(): Promise<void>;
+  punchHoles(starts: Float64Array, ends: Float64Array): Promise<void>;
   close(): Promise<void>;
   closed(): boolean;
 }
@@ -52,7 +62,7 @@ export interface NativeMetrics {
 }
 
 export interface NativeClient {
-  alloc(bytes: number, register: boolean): [number, ArrayBuffer, boolean];
+  alloc(bytes: number, register: boolean, blockSize?: number): [number, ArrayBuffer, boolean];
   free(id: number, memory: ArrayBuffer): void;
   submit(
     write: boolean,
@@ -63,14 +73,58 @@ export interface NativeClient {
     failFast: boolean,
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
-  info(): { engine: string; rings: number; queueDepth: number; registeredSlots: number; closed: boolean };
+  info(): { engine: string; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };
   metrics(): NativeMetrics;
   close(): Promise<void>;
 }
 
+export interface UsrbioProbe {
+  requested: string;
+  loaded: boolean;
+  path?: string;
+  error?: string;
+  iorSize1?: number;
+  iorSizeExpected?: number;
+}
+
+export interface RdmaPort {
+  port: number;
+  state: string;
+  linkLayer: string;
+  activeMtu?: number;
+  gid0?: string;
+  lid?: number;
+}
+
+export interface RdmaDevice {
+  name: string;
+  guid?: string;
+  fwVer?: string;
+  maxSge: number;
+  maxSgeRd?: number;
+  maxQp?: number;
+  maxQpWr?: number;
+  maxQpRdAtom: number;
+  maxCqe?: number;
+  physPortCnt?: number;
+  numaNode: number;
+  ports: RdmaPort[];
+}
+
+export interface RdmaReport {
+  loaded: boolean;
+  library?: string;
+  error?: string;
+  devices: RdmaDevice[];
+}
+
 export interface Binding {
   NativeClient: new (options: NativeClientOptions) => NativeClient;
-  open(path: string, flags: number, mode: number, direct: number): Promise<NativeFile>;
+  open(path: string, flags: number, mode: number, direct: number, client?: NativeClient): Promise<NativeFile>;
+  hardlink(target: string, linkPath: string, client?: NativeClient): Promise<void>;
+  usrbioProbe(library?: string): UsrbioProbe;
+  ioUringProbe(): { available: boolean; errno: number; code?: string };
+  rdmaDevices(): RdmaReport;
 }
 
 function packageRoot(): string {

@@ -4,6 +4,8 @@
 #include "addon.h"
 #include "client.h"
 #include "file.h"
+#include "probe.h"
+#include "usrbio_lib.h"
 
 namespace tfs {
 
@@ -17,6 +19,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeClient", client);
   exports.Set("NativeFile", file);
   exports.Set("open", Napi::Function::New<&File::Open>(env, "open"));
+  exports.Set("hardlink", Napi::Function::New<&File::Hardlink>(env, "hardlink"));
+  exports.Set("usrbioProbe", Napi::Function::New<&UsrbioProbe>(env, "usrbioProbe"));
+  exports.Set("ioUringProbe", Napi::Function::New<&IoUringProbe>(env, "ioUringProbe"));
+  exports.Set("rdmaDevices", Napi::Function::New<&RdmaDevices>(env, "rdmaDevices"));
   return exports;
 }
 

@@ -1,10 +1,14 @@
 #include "client.h"
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "addon.h"
 #include "errors.h"
 #include "file.h"
+#include "hf3fs.h"
 #include "promise_worker.h"
 
 namespace tfs {
@@ -36,13 +40,39 @@ Napi::Function Client::Init(Napi::Env env) {
                       InstanceMethod<&Client::Close>("close")});
 }
 
-// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered })
+// The 3FS side of `new NativeClient({ engine: 'hf3fs', ... })`: the library, and the mount as
+// the library sees it (a path that is not on 3FS is refused here, before any ring is made).
+std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi::Object o) {
+  auto context = std::make_shared<Hf3fsContext>();
+  std::string error;
+  const std::string library = o.Has("library") ? o.Get("library").ToString().Utf8Value() : "";
+  context->lib = UsrbioLib::Load(library, &error);
+  if (!context->lib) throw CodeError(env, "ERR_USRBIO_UNAVAILABLE", error);
+  const std::string mount = o.Get("mount").ToString().Utf8Value();
+  std::vector<char> found(4096);
+  const int n = context->lib->extract_mount_point(found.data(), static_cast<int>(found.size()), mount.c_str());
+  if (n <= 0 || n > static_cast<int>(found.size()))
+    throw CodeError(env, "ERR_NOT_3FS", "'" + mount + "' is not on a 3FS mount with 3fs-virt (hf3fs_extract_mount_point)");
+  context->mount = found.data();
+  if (o.Has("numa")) context->numa = o.Get("numa").As<Napi::Number>().Int32Value();
+  if (o.Has("blockSize")) context->block_size = static_cast<size_t>(o.Get("blockSize").As<Napi::Number>().Int64Value());
+  if (o.Has("bounceBytes"))
+    context->bounce_bytes = static_cast<size_t>(o.Get("bounceBytes").As<Napi::Number>().Int64Value());
+  if (o.Has("forbidHoles") && o.Get("forbidHoles").ToBoolean()) context->read_flags |= HF3FS_IOR_FORBID_READ_HOLES;
+  if (o.Has("readUncommitted") && o.Get("readUncommitted").ToBoolean())
+    context->read_flags |= HF3FS_IOR_ALLOW_READ_UNCOMMITTED;
+  return context;
+}
+
+// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered,
+//                    engine?: 'hf3fs', mount, library, numa, blockSize, bounceBytes, forbidHoles, readUncommitted })
 Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
   Napi::Env env = info.Env();
   EngineOptions options;
   unsigned rings = 2;
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
+    if (o.Has("engine") && o.Get("engine").ToString().Utf8Value() == "hf3fs") hf3fs_ = MakeHf3fsContext(env, o);
     if (o.Has("rings")) rings = o.Get("rings").As<Napi::Number>().Uint32Value();
     if (o.Has("queueDepth")) options.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
     if (o.Has("registeredSlots"))
@@ -61,10 +91,11 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   for (unsigned i = 0; i < rings; i++) {
     options.index = i;
     int err = 0;
-    std::unique_ptr<Engine> engine = MakeUringEngine(options, this, &err);
+    std::unique_ptr<Engine> engine =
+        hf3fs_ ? MakeHf3fsEngine(options, hf3fs_, this, &err) : MakeUringEngine(options, this, &err);
     if (!engine) {
       for (auto& e : engines_) e->Close();
-      throw ErrnoError(env, err, "io_uring_setup", "");
+      throw ErrnoError(env, err, hf3fs_ ? "hf3fs_iorcreate4" : "io_uring_setup", hf3fs_ ? hf3fs_->mount : "");
     }
     engines_.push_back(std::move(engine));
   }
@@ -107,11 +138,19 @@ void Client::Shutdown() {
   }
 }
 
+Client* Client::Unwrap(Napi::Value value) {
+  if (!value.IsObject()) return nullptr;
+  Napi::Object object = value.As<Napi::Object>();
+  if (!object.InstanceOf(AddonData::Of(value.Env()).client_class.Value())) return nullptr;
+  return Napi::ObjectWrap<Client>::Unwrap(object);
+}
+
 void Client::CheckOpen(Napi::Env env) {
   if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
 }
 
-// alloc(bytes, register) -> [id, ArrayBuffer, registered]
+// alloc(bytes, register, blockSize?) -> [id, ArrayBuffer, registered]
+// On 3FS the memory is an iov (always registered: 3FS moves data into it by RDMA).
 Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
@@ -121,10 +160,18 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   if (!(bytes >= 0 && bytes <= kMaxOffset) || std::floor(bytes) != bytes)
     throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc(bytes): bytes must be a whole number >= 0");
   int err = 0;
-  std::shared_ptr<Region> region = Region::Map(static_cast<size_t>(bytes), &err);
-  if (!region) throw ErrnoError(env, err, "mmap", "");
-  if (info.Length() < 2 || info[1].ToBoolean())
-    for (auto& e : engines_) e->Register(*region);
+  std::shared_ptr<Region> region;
+  if (hf3fs_ && bytes > 0) {
+    size_t block_size = hf3fs_->block_size;
+    if (info.Length() > 2 && info[2].IsNumber()) block_size = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+    region = CreateIovRegion(*hf3fs_, static_cast<size_t>(bytes), block_size, &err);
+    if (!region) throw ErrnoError(env, err, "hf3fs_iovcreate", hf3fs_->mount);
+  } else {
+    region = Region::Map(static_cast<size_t>(bytes), &err);
+    if (!region) throw ErrnoError(env, err, "mmap", "");
+    if (info.Length() < 2 || info[1].ToBoolean())
+      for (auto& e : engines_) e->Register(*region);
+  }
   const uint64_t id = regions_->next_id++;
   regions_->regions[id] = region;
   auto* hint = new RegionHint{regions_, id};
@@ -138,7 +185,7 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   Napi::Array out = Napi::Array::New(env, 3);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
   out.Set(1u, ab);
-  out.Set(2u, Napi::Boolean::New(env, region->registered()));
+  out.Set(2u, Napi::Boolean::New(env, region->registered() || region->iov() != nullptr));
   return out;
 }
 
@@ -179,6 +226,18 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
     if (f == nullptr) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "not a file");
     files[i] = f->state();
     if (files[i]->fd < 0) throw CodeError(env, "ERR_FILE_CLOSED", "file is closed: " + files[i]->path);
+    if (hf3fs_ && files[i]->usrbio != hf3fs_->lib)
+      throw CodeError(env, "ERR_WRONG_ENGINE", "file was not opened by a 3FS client, so it is not registered with USRBIO: " +
+                                                   files[i]->path);
+    // pread/pwrite would say EBADF for the op; 3FS refuses the whole batch (EACCES): say it first, alike.
+    const int mode = files[i]->open_flags & O_ACCMODE;
+    if (write ? mode == O_RDONLY : mode == O_WRONLY) {
+      Napi::Error e = CodeError(env, "EBADF", std::string("file is not open for ") + (write ? "writing" : "reading") +
+                                                  ": " + files[i]->path);
+      e.Set("errno", Napi::Number::New(env, -EBADF));
+      e.Set("path", files[i]->path);
+      throw e;
+    }
   }
   struct View {
     uint8_t* data;
@@ -223,6 +282,15 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
     }
     if (d[kBufferOffset] + d[kLength] > static_cast<double>(size))
       throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": length goes past the buffer");
+    if (op.region && op.region->block_size() > 0 && d[kLength] > 0) {
+      const size_t bs = op.region->block_size(), first = static_cast<size_t>(d[kBufferOffset]);
+      if (first / bs != (first + static_cast<size_t>(d[kLength]) - 1) / bs) {
+        Napi::Error e = OpError(env, "EINVAL", i, files[static_cast<size_t>(d[kFile])]->path,
+                                "the buffer range crosses a " + std::to_string(bs) + "-byte block of its iov (3FS refuses that)");
+        e.Set("errno", Napi::Number::New(env, -EINVAL));
+        throw e;
+      }
+    }
     op.batch = batch.get();
     op.index = static_cast<uint32_t>(i);
     op.write = write;
@@ -239,6 +307,7 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
                           std::to_string(f.dio_mem_align) + " and offset and length to " +
                           std::to_string(f.dio_offset_align) + " bytes");
   }
+  if (!write) CheckReadsApart(env, *batch);
 
   auto* js = new JsBatch{Napi::Promise::Deferred::New(env), Napi::Reference<Napi::Array>()};
   Napi::Array keep = Napi::Array::New(env, 4);
@@ -278,6 +347,27 @@ Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
   if (it != outstanding_.end() && !closing_)
     engines_[it->second->ring]->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
   return env.Undefined();
+}
+
+// Two reads of one batch into the same bytes would race; 3FS fails the whole batch with EIO for
+// it. Both engines refuse it up front, naming the ops.
+void Client::CheckReadsApart(Napi::Env env, const Batch& batch) {
+  if (batch.ops.size() < 2) return;
+  std::vector<const Op*> ops;
+  ops.reserve(batch.ops.size());
+  for (const Op& op : batch.ops)
+    if (op.remaining > 0) ops.push_back(&op);
+  std::sort(ops.begin(), ops.end(), [](const Op* a, const Op* b) { return a->ptr < b->ptr; });
+  for (size_t k = 1; k < ops.size(); k++) {
+    const Op* a = ops[k - 1];
+    const Op* b = ops[k];
+    if (a->ptr + a->remaining > b->ptr) {
+      const uint32_t lo = std::min(a->index, b->index), hi = std::max(a->index, b->index);
+      throw OpError(env, "ERR_OVERLAPPING_BUFFERS", hi, batch.ops[hi].file->path,
+                    "its buffer overlaps op " + std::to_string(lo) +
+                        "'s: the reads of one batch need separate memory (3FS fails the whole batch otherwise)");
+    }
+  }
 }
 
 // The ring with the fewest unsettled ops; ties rotate so equal rings share the work.
@@ -329,6 +419,11 @@ Napi::Value Client::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("engine", engines_[0]->name());
+  if (hf3fs_) {
+    o.Set("mount", hf3fs_->mount);
+    o.Set("library", hf3fs_->lib->path());
+    o.Set("numa", hf3fs_->numa);
+  }
   o.Set("rings", static_cast<double>(engines_.size()));
   o.Set("queueDepth", queue_depth_);
   o.Set("registeredSlots", engines_[0]->registered_slots());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "hf3fs.h"
 
 namespace tfs {
 
@@ -28,6 +29,8 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   ~Client() override;
 
   void BatchSettled(Batch* batch) override;  // completion thread
+  static Client* Unwrap(Napi::Value value);   // nullptr if not a NativeClient
+  const std::shared_ptr<const Hf3fsContext>& hf3fs() const { return hf3fs_; }
 
  private:
   struct JsBatch;
@@ -48,7 +51,10 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   void CheckOpen(Napi::Env env);
 
   size_t PickRing() const;
+  static void CheckReadsApart(Napi::Env env, const Batch& batch);
+  static std::shared_ptr<const Hf3fsContext> MakeHf3fsContext(Napi::Env env, Napi::Object options);
 
+  std::shared_ptr<const Hf3fsContext> hf3fs_;  // set for the 3FS engine
   std::vector<std::unique_ptr<Engine>> engines_;
   // Ops submitted to each ring and not yet settled: a batch goes to the least loaded ring, so a
   // ring busy with long copies does not queue work while another idles (round robin did).

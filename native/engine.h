@@ -29,6 +29,8 @@ struct FileState {
   int direct_errno = 0; // why direct_fd is -1 although direct I/O was wanted
   uint32_t dio_mem_align = 4096;
   uint32_t dio_offset_align = 4096;
+  // Set when the descriptor is registered with USRBIO (hf3fs_reg_fd): deregistered before close.
+  std::shared_ptr<class UsrbioLib> usrbio;
 };
 
 struct Batch;
@@ -44,6 +46,8 @@ struct Op {
   uint64_t remaining = 0;          // bytes still to move
   uint64_t done = 0;               // bytes moved so far
   bool direct = false;             // the last submission used the O_DIRECT descriptor
+  int64_t bounce = -1;             // hf3fs: where in the bounce iov the current piece lives
+  uint64_t piece = 0;              // hf3fs: bytes of the current submission
   enum class State : uint8_t { kPending, kInFlight, kDone } state = State::kPending;
 };
 

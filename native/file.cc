@@ -1,6 +1,8 @@
 #include "file.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +10,7 @@
 #include <cstdio>
 
 #include "addon.h"
+#include "client.h"
 #include "errors.h"
 #include "promise_worker.h"
 
@@ -17,6 +20,9 @@ FileState::~FileState() { CloseNow(); }
 
 int FileState::CloseNow() {
   int err = 0;
+  // USRBIO keys registrations by descriptor number: deregister before the number can be reused.
+  if (usrbio && fd >= 0) usrbio->dereg_fd(fd);
+  usrbio.reset();
   if (direct_fd >= 0 && close(direct_fd) != 0) err = errno;
   if (fd >= 0 && close(fd) != 0 && err == 0) err = errno;
   fd = direct_fd = -1;
@@ -56,6 +62,8 @@ Napi::Function File::Init(Napi::Env env) {
   return DefineClass(env, "NativeFile",
                      {InstanceMethod<&File::Describe>("describe"), InstanceMethod<&File::Stat>("stat"),
                       InstanceMethod<&File::Truncate>("truncate"), InstanceMethod<&File::Sync>("sync"),
+                      InstanceMethod<&File::ForceFsync>("forceFsync"),
+                      InstanceMethod<&File::PunchHoles>("punchHoles"),
                       InstanceMethod<&File::Close>("close"), InstanceMethod<&File::Closed>("closed")});
 }
 
@@ -83,11 +91,24 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
   const mode_t mode = info[2].As<Napi::Number>().Uint32Value();
   state->open_flags = flags & (O_ACCMODE | O_SYNC | O_DSYNC);  // the O_DIRECT twin needs them too
   state->direct = static_cast<FileState::Direct>(info[3].As<Napi::Number>().Uint32Value() % 3);
+  std::shared_ptr<UsrbioLib> usrbio;
+  if (Client* client = info.Length() > 4 ? Client::Unwrap(info[4]) : nullptr)
+    if (client->hf3fs()) usrbio = client->hf3fs()->lib;
+  if (usrbio) state->direct = FileState::Direct::kNever;  // 3FS moves data by RDMA; no page cache to avoid
   return PromiseWorker::Run(
-      env, "open", state->path,
-      [state, flags, mode]() -> int {
+      env, usrbio ? "hf3fs_reg_fd" : "open", state->path,
+      [state, flags, mode, usrbio]() -> int {
         state->fd = open(state->path.c_str(), flags | O_CLOEXEC, mode);
         if (state->fd < 0) return errno;
+        if (usrbio) {
+          const int r = usrbio->reg_fd(state->fd, 0);  // <= 0: registered; > 0: an errno
+          if (r > 0) {
+            state->CloseNow();
+            return r;
+          }
+          state->usrbio = usrbio;
+          return 0;
+        }
         if (state->direct != FileState::Direct::kNever) OpenDirectTwin(*state);
         if (state->direct == FileState::Direct::kAlways && state->direct_fd < 0) return state->direct_errno;
         return 0;
@@ -100,17 +121,19 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
       });
 }
 
-// What the JS File needs to know, once: [fd, directFd, directErrno, dioMemAlign, dioOffsetAlign, accessMode]
+// What the JS File needs to know, once:
+// [fd, directFd, directErrno, dioMemAlign, dioOffsetAlign, accessMode, usrbioRegistered]
 Napi::Value File::Describe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const FileState& f = *state_;
-  Napi::Array out = Napi::Array::New(env, 6);
+  Napi::Array out = Napi::Array::New(env, 7);
   out.Set(0u, f.fd);
   out.Set(1u, f.direct_fd);
   out.Set(2u, f.direct_errno);
   out.Set(3u, f.dio_mem_align);
   out.Set(4u, f.dio_offset_align);
   out.Set(5u, f.open_flags);
+  out.Set(6u, f.usrbio != nullptr);
   return out;
 }
 
@@ -161,6 +184,72 @@ Napi::Value File::Sync(const Napi::CallbackInfo& info) {
                               int r = data_only ? fdatasync(state->fd) : fsync(state->fd);
                               return r == 0 ? 0 : errno;
                             }, nullptr);
+}
+
+// forceFsync(): on 3FS, settles the file's length on the meta service so stat sees what was
+// written (HF3FS_IOC_FSYNC); elsewhere, and where that ioctl is unknown, an fsync.
+Napi::Value File::ForceFsync(const Napi::CallbackInfo& info) {
+  auto state = state_;
+  return PromiseWorker::Run(info.Env(), "ioctl(HF3FS_IOC_FSYNC)", state->path, [state]() -> int {
+    if (state->fd < 0) return EBADF;
+    if (state->usrbio) {
+      uint32_t unused = 0;
+      if (ioctl(state->fd, HF3FS_IOC_FSYNC, &unused) == 0) return 0;
+      if (errno != ENOTTY) return errno;
+    }
+    return fsync(state->fd) == 0 ? 0 : errno;
+  }, nullptr);
+}
+
+// punchHoles(starts: Float64Array, ends: Float64Array) -> Promise<void>. The JS side checked the
+// ranges (whole chunks on 3FS). 3FS removes whole chunks; elsewhere fallocate punches the range.
+Napi::Value File::PunchHoles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "punchHoles(starts, ends)");
+  Napi::Float64Array starts_js = info[0].As<Napi::Float64Array>();
+  Napi::Float64Array ends_js = info[1].As<Napi::Float64Array>();
+  if (starts_js.ElementLength() != ends_js.ElementLength())
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", "punchHoles: starts and ends differ in length");
+  auto starts = std::make_shared<std::vector<size_t>>(), ends = std::make_shared<std::vector<size_t>>();
+  for (size_t i = 0; i < starts_js.ElementLength(); i++) {
+    starts->push_back(static_cast<size_t>(starts_js[i]));
+    ends->push_back(static_cast<size_t>(ends_js[i]));
+  }
+  auto state = state_;
+  return PromiseWorker::Run(env, state->usrbio ? "hf3fs_punchhole" : "fallocate", state->path,
+                            [state, starts, ends]() -> int {
+    if (state->fd < 0) return EBADF;
+    for (size_t i = 0; i < starts->size();) {
+      if (state->usrbio) {
+        const int n = static_cast<int>(std::min<size_t>(starts->size() - i, HF3FS_PUNCH_HOLE_MAX));
+        const int r = state->usrbio->punchhole(state->fd, n, starts->data() + i, ends->data() + i, 0);
+        if (r != 0) return r;
+        i += static_cast<size_t>(n);
+      } else {
+        const off_t len = static_cast<off_t>((*ends)[i] - (*starts)[i]);
+        if (len > 0 &&
+            fallocate(state->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>((*starts)[i]), len) != 0)
+          return errno;
+        i++;
+      }
+    }
+    return 0;
+  }, nullptr);
+}
+
+Napi::Value File::Hardlink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "hardlink(target, linkPath, client?)");
+  const std::string target = info[0].As<Napi::String>().Utf8Value(), link_path = info[1].As<Napi::String>().Utf8Value();
+  std::shared_ptr<UsrbioLib> usrbio;
+  if (Client* client = info.Length() > 2 ? Client::Unwrap(info[2]) : nullptr)
+    if (client->hf3fs()) usrbio = client->hf3fs()->lib;
+  return PromiseWorker::Run(env, usrbio ? "hf3fs_hardlink" : "link", link_path, [target, link_path, usrbio]() -> int {
+    if (usrbio) return usrbio->hardlink(target.c_str(), link_path.c_str());  // 0 or a positive errno
+    return link(target.c_str(), link_path.c_str()) == 0 ? 0 : errno;
+  }, nullptr);
 }
 
 // The JS side waits for this file's I/O to drain before it calls close.

@@ -20,9 +20,21 @@ std::shared_ptr<Region> Region::Map(size_t size, int* err) {
   return std::shared_ptr<Region>(new Region(static_cast<uint8_t*>(p), size, mapped));
 }
 
+std::shared_ptr<Region> Region::Adopt(uint8_t* data, size_t size, size_t block_size, const hf3fs_iov* iov,
+                                      std::unique_ptr<RegionBacking> backing) {
+  std::shared_ptr<Region> region(new Region(data, size, 0));
+  region->block_size_ = block_size;
+  region->iov_ = iov;
+  region->backing_ = std::move(backing);
+  return region;
+}
+
 Region::~Region() {
   for (const Registration& r : registrations_) r.registrar->Unregister(r.slot);
-  munmap(data_, mapped_);
+  if (backing_)
+    backing_.reset();
+  else
+    munmap(data_, mapped_);
 }
 
 }  // namespace tfs

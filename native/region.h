@@ -8,7 +8,15 @@
 #include <memory>
 #include <vector>
 
+struct hf3fs_iov;
+
 namespace tfs {
+
+// Memory that is not a plain anonymous mapping (a USRBIO iov): freed by its destructor.
+class RegionBacking {
+ public:
+  virtual ~RegionBacking() = default;
+};
 
 class Registrar {
  public:
@@ -20,12 +28,18 @@ class Region {
  public:
   // Maps `size` bytes (rounded up to pages). Returns nullptr and sets *err on failure.
   static std::shared_ptr<Region> Map(size_t size, int* err);
+  // Wraps memory someone else mapped; `backing` releases it when the region dies. `block_size`
+  // (0: one block) is a boundary no single I/O may cross; `iov` is set for USRBIO memory.
+  static std::shared_ptr<Region> Adopt(uint8_t* data, size_t size, size_t block_size, const hf3fs_iov* iov,
+                                       std::unique_ptr<RegionBacking> backing);
   ~Region();
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
 
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  size_t block_size() const { return block_size_; }
+  const hf3fs_iov* iov() const { return iov_; }
   // A client has several rings; the region has a slot in each ring's table (-1: none there).
   bool registered() const { return !registrations_.empty(); }
   int slot(size_t ring) const { return ring < slots_.size() ? slots_[ring] : -1; }
@@ -40,6 +54,9 @@ class Region {
   uint8_t* data_;
   size_t size_;
   size_t mapped_;
+  size_t block_size_ = 0;
+  const hf3fs_iov* iov_ = nullptr;
+  std::unique_ptr<RegionBacking> backing_;
   std::vector<int> slots_;
   struct Registration {
     int slot;

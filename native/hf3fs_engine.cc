@@ -1,0 +1,444 @@
+// The 3FS engine: USRBIO rings on a 3FS FUSE mount.
+//
+// USRBIO's rules shape it (../shared/reference/3fs-usrbio.md, 1.4 and 10):
+// - a ring carries reads or writes, never both: each engine has one of each;
+// - one thread prepares and submits on a ring and one thread waits on it: here one preparing
+//   thread serves both rings of the engine, and each ring has its own waiting thread;
+// - io_depth = 0 (anything else can hang a ring that never fills);
+// - a full ring (-EAGAIN from prep_io) is back-pressure: the op waits until a completion frees a slot;
+// - completions come back in any order: each carries its Op as userdata;
+// - USRBIO cannot cancel an I/O in flight: its memory belongs to 3FS until the CQE, so a cancel
+//   settles only ops not yet handed to the ring.
+// Memory that is not an iov of this mount is bounced through the engine's own iov, and counted.
+#include "hf3fs.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace tfs {
+namespace {
+
+constexpr uint64_t kMaxBouncePiece = 4ull << 20;  // a bounced op moves in pieces of at most this
+constexpr long kWaitSliceNs = 50 * 1000 * 1000;   // the waiter rechecks for shutdown this often
+
+// An iov, destroyed (symlink removed, memory unmapped) when its region dies.
+class IovBacking final : public RegionBacking {
+ public:
+  explicit IovBacking(std::shared_ptr<UsrbioLib> lib) : lib_(std::move(lib)) {}
+  ~IovBacking() override {
+    if (created_) lib_->iovdestroy(&iov_);
+  }
+  // 0 or -errno, as hf3fs_iovcreate.
+  int Create(const std::string& mount, size_t size, size_t block_size, int numa) {
+    int r = lib_->iovcreate(&iov_, mount.c_str(), size, block_size, numa);
+    created_ = r == 0;
+    if (created_) lib_->iovunlink(&iov_);  // 3FS has mapped it: without the /dev/shm name a crash leaks nothing
+    return r;
+  }
+  const hf3fs_iov* iov() const { return &iov_; }
+
+ private:
+  std::shared_ptr<UsrbioLib> lib_;
+  hf3fs_iov iov_{};
+  bool created_ = false;
+};
+
+// First-fit allocator over the bounce iov. Guarded by the engine's mutex.
+class BouncePool {
+ public:
+  explicit BouncePool(size_t size) { free_[0] = size; }
+  int64_t Take(uint64_t len) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < len) continue;
+      const uint64_t at = it->first, left = it->second - len;
+      free_.erase(it);
+      if (left > 0) free_[at + len] = left;
+      return static_cast<int64_t>(at);
+    }
+    return -1;
+  }
+  void Give(uint64_t at, uint64_t len) {
+    auto next = free_.lower_bound(at);
+    if (next != free_.end() && next->first == at + len) {  // merge with the block after
+      len += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {  // and with the block before
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == at) {
+        prev->second += len;
+        return;
+      }
+    }
+    free_[at] = len;
+  }
+
+ private:
+  std::map<uint64_t, uint64_t> free_;  // offset -> length
+};
+
+// A USRBIO ring (hf3fs_ior), destroyed with the engine.
+struct Ring {
+  hf3fs_ior ior{};
+  bool created = false;
+  bool read = false;
+  int entries = 0;
+  int in_ring = 0;        // prepared and not yet reaped
+  bool stalled = false;   // the ring or the bounce pool was full: wait for a completion
+  bool unsubmitted = false;
+  std::deque<Op*> pending;
+  std::condition_variable has_work;  // its waiter sleeps here while nothing is in the ring
+  std::thread waiter;
+};
+
+class Hf3fsEngine final : public Engine {
+ public:
+  Hf3fsEngine(const EngineOptions& options, std::shared_ptr<const Hf3fsContext> context, CompletionSink* sink)
+      : options_(options), context_(std::move(context)), lib_(*context_->lib), sink_(sink) {}
+  ~Hf3fsEngine() override { Close(); }
+
+  // Runs on the JS thread, like every iov and ring creation of the process (see the reference, 2.3).
+  int Start() {
+    const int entries = static_cast<int>(std::max(1u, options_.queue_depth));
+    for (int d = 0; d < 2; d++) {
+      Ring& ring = rings_[d];
+      ring.read = d == 0;
+      ring.entries = entries;
+      int r = lib_.iorcreate4(&ring.ior, context_->mount.c_str(), entries, ring.read, 0, 0, context_->numa,
+                              ring.read ? context_->read_flags : 0);
+      if (r < 0) return -r;
+      ring.created = true;
+    }
+    if (context_->bounce_bytes > 0) {
+      int err = 0;
+      bounce_region_ = CreateIovRegion(*context_, context_->bounce_bytes, 0, &err);
+      if (!bounce_region_) return err;
+      bounce_ = std::make_unique<BouncePool>(context_->bounce_bytes);
+    }
+    preparer_ = std::thread([this] { Prepare(); });
+    for (Ring& ring : rings_) ring.waiter = std::thread([this, &ring] { Wait(ring); });
+    return 0;
+  }
+
+  const char* name() const override { return "usrbio"; }
+  unsigned queue_depth() const override { return options_.queue_depth; }
+  unsigned registered_slots() const override { return 0; }
+  void Register(Region&) override {}  // iovs are registered with 3FS when created
+
+  void Submit(Batch* batch) override { Post({Command::kSubmit, batch, 0, 0}); }
+  void Cancel(Batch* batch, int err) override { Post({Command::kCancel, nullptr, batch->id, err}); }
+
+  void Close() override {
+    std::lock_guard<std::mutex> close_lock(close_mu_);
+    if (preparer_.joinable()) {
+      Post({Command::kStop, nullptr, 0, 0});
+      preparer_.join();  // returns once every op has settled
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      exiting_ = true;
+    }
+    for (Ring& ring : rings_) {
+      ring.has_work.notify_all();
+      if (ring.waiter.joinable()) ring.waiter.join();
+      if (ring.created) lib_.iordestroy(&ring.ior);
+      ring.created = false;
+    }
+    bounce_region_.reset();
+  }
+
+ private:
+  struct Command {
+    enum Kind { kSubmit, kCancel, kStop } kind;
+    Batch* batch;
+    uint64_t id;
+    int err;
+  };
+
+  void Post(Command command) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      commands_.push_back(command);
+    }
+    wake_.notify_one();
+  }
+
+  // The preparing thread: takes commands, hands pending ops to the rings while they have room.
+  void Prepare() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      TakeCommands();
+      if (stopping_ && live_.empty()) break;
+      for (Ring& ring : rings_) Fill(ring);
+      for (Ring& ring : rings_) {
+        if (!ring.unsubmitted) continue;
+        ring.unsubmitted = false;
+        counters.submit_calls++;
+        lib_.submit_ios(&ring.ior);  // only a wake-up for 3FS: it may have started already
+      }
+      wake_.wait(lock, [this] {
+        return !commands_.empty() || CanFill(rings_[0]) || CanFill(rings_[1]) || (stopping_ && live_.empty());
+      });
+    }
+  }
+
+  bool CanFill(const Ring& ring) const {
+    return !ring.pending.empty() && !ring.stalled && ring.in_ring < ring.entries;
+  }
+
+  void TakeCommands() {
+    std::vector<Command> commands;
+    commands.swap(commands_);
+    for (const Command& c : commands) {
+      switch (c.kind) {
+        case Command::kSubmit:
+          Accept(c.batch);
+          break;
+        case Command::kCancel: {
+          auto it = live_.find(c.id);
+          if (it != live_.end()) CancelBatch(it->second, c.err);
+          break;
+        }
+        case Command::kStop: {
+          stopping_ = true;
+          std::vector<Batch*> live;
+          for (auto& entry : live_) live.push_back(entry.second);
+          for (Batch* b : live) CancelBatch(b, ECANCELED);
+          break;
+        }
+      }
+    }
+  }
+
+  void Accept(Batch* batch) {
+    counters.batches++;
+    live_[batch->id] = batch;
+    std::vector<Op*> empty;
+    for (Op& op : batch->ops) {
+      if (op.remaining == 0)
+        empty.push_back(&op);
+      else
+        rings_[op.write ? 1 : 0].pending.push_back(&op);
+    }
+    if (stopping_) CancelBatch(batch, ECANCELED);
+    for (Op* op : empty) Settle(op, 0);
+  }
+
+  void Fill(Ring& ring) {
+    while (CanFill(ring)) {
+      Op* op = ring.pending.front();
+      const hf3fs_iov* iov = ZeroCopyIov(*op);
+      uint8_t* ptr = op->ptr;
+      uint64_t len = op->remaining;
+      if (iov == nullptr) {  // bounce: a piece of the op through the engine's own iov
+        len = std::min(len, kMaxBouncePiece);
+        const int64_t at = bounce_ ? bounce_->Take(len) : -1;
+        if (at < 0) {
+          if (!bounce_) {
+            ring.pending.pop_front();
+            Settle(op, EFAULT);  // no bounce memory configured and the memory is not an iov
+            continue;
+          }
+          ring.stalled = true;  // wait for a completion to give memory back
+          return;
+        }
+        op->bounce = at;
+        iov = bounce_region_->iov();
+        ptr = bounce_region_->data() + at;
+        if (op->write) std::memcpy(ptr, op->ptr, len);
+      }
+      const int slot = lib_.prep_io(&ring.ior, iov, ring.read, ptr, op->file->fd, op->offset, len, op);
+      if (slot == -EAGAIN) {  // the ring is full after all: back-pressure, not an error
+        ReleaseBounce(op, len);
+        ring.stalled = true;
+        return;
+      }
+      ring.pending.pop_front();
+      if (slot < 0) {
+        ReleaseBounce(op, len);
+        Settle(op, -slot);
+        continue;
+      }
+      op->piece = len;
+      op->state = Op::State::kInFlight;
+      ring.in_ring++;
+      ring.unsubmitted = true;
+      if (ring.in_ring == 1) ring.has_work.notify_one();
+    }
+  }
+
+  // The op's memory, if 3FS can move data into it directly: an iov of this mount.
+  const hf3fs_iov* ZeroCopyIov(const Op& op) const {
+    if (!op.region || op.region->iov() == nullptr) return nullptr;
+    const hf3fs_iov* iov = op.region->iov();
+    if (context_->mount != iov->mount_point) return nullptr;
+    return iov;
+  }
+
+  void ReleaseBounce(Op* op, uint64_t len) {
+    if (op->bounce < 0) return;
+    bounce_->Give(static_cast<uint64_t>(op->bounce), len);
+    op->bounce = -1;
+  }
+
+  // A ring's waiting thread: the only caller of hf3fs_wait_for_ios on this ring.
+  void Wait(Ring& ring) {
+    std::vector<hf3fs_cqe> cqes(static_cast<size_t>(ring.entries));
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      ring.has_work.wait(lock, [&] { return ring.in_ring > 0 || exiting_; });
+      if (ring.in_ring == 0 && exiting_) return;
+      lock.unlock();
+      timespec deadline{};
+      clock_gettime(CLOCK_REALTIME, &deadline);  // USRBIO takes an absolute CLOCK_REALTIME time
+      deadline.tv_nsec += kWaitSliceNs;
+      if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+      }
+      const int n = lib_.wait_for_ios(&ring.ior, cqes.data(), ring.entries, 1, &deadline);
+      lock.lock();
+      if (n < 0) {
+        FailRing(ring, -n);
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // then wait again: its ops are still 3FS's
+        lock.lock();
+        continue;
+      }
+      for (int i = 0; i < n; i++) Complete(ring, static_cast<Op*>(const_cast<void*>(cqes[i].userdata)), cqes[i].result);
+      if (n > 0) {
+        rings_[0].stalled = rings_[1].stalled = false;  // slots and bounce memory came back
+        wake_.notify_one();
+      }
+    }
+  }
+
+  void Complete(Ring& ring, Op* op, int64_t result) {
+    ring.in_ring--;
+    const uint64_t piece = op->piece;
+    const bool bounced = op->bounce >= 0;
+    if (bounced && !op->write && result > 0) {
+      std::memcpy(op->ptr, bounce_region_->data() + op->bounce, static_cast<size_t>(result));
+    }
+    ReleaseBounce(op, piece);
+    if (result < 0) {
+      Settle(op, static_cast<int>(-result));
+      return;
+    }
+    const uint64_t n = static_cast<uint64_t>(result);
+    (op->write ? counters.write_bytes : counters.read_bytes) += n;
+    counters.direct_bytes += n;  // never through a page cache: RDMA into or out of the iov
+    (bounced ? counters.unregistered_bytes : counters.registered_bytes) += n;
+    if (bounced) counters.bounced_bytes += n;
+    op->done += n;
+    op->ptr += n;
+    op->offset += n;
+    op->remaining -= n;
+    if (op->remaining == 0) {
+      Settle(op, 0);
+    } else if (!op->write && n < piece) {
+      Settle(op, 0);  // end of file (or a hole at its end): USRBIO reads do not look at the length
+    } else if (n == 0) {
+      Settle(op, EIO);  // a write that moves nothing would loop forever
+    } else {
+      if (n < piece) counters.short_transfers++;
+      if (op->batch->cancel_errno != 0) {
+        Settle(op, op->batch->cancel_errno);
+        return;
+      }
+      op->state = Op::State::kPending;  // the next piece, ahead of newer work
+      ring.pending.push_front(op);
+    }
+  }
+
+  void CancelBatch(Batch* b, int err) {
+    if (b->cancel_errno != 0) return;
+    b->cancel_errno = err;
+    // Ops in a ring finish there (USRBIO has no cancel); the rest settle now.
+    std::vector<Op*> settle_now;
+    for (Ring& ring : rings_) {
+      auto mine = [b](Op* op) { return op->batch == b; };
+      for (Op* op : ring.pending)
+        if (mine(op)) settle_now.push_back(op);
+      ring.pending.erase(std::remove_if(ring.pending.begin(), ring.pending.end(), mine), ring.pending.end());
+    }
+    for (Op* op : settle_now) Settle(op, err);
+  }
+
+  // The ring refused to wait: ops not yet handed to it fail rather than queue behind it.
+  void FailRing(Ring& ring, int err) {
+    std::vector<Op*> pending(ring.pending.begin(), ring.pending.end());
+    ring.pending.clear();
+    for (Op* op : pending) Settle(op, err);
+  }
+
+  void Settle(Op* op, int err) {
+    Batch* b = op->batch;
+    op->state = Op::State::kDone;
+    b->results[2 * op->index] = static_cast<double>(op->done);
+    b->results[2 * op->index + 1] = err;
+    (op->write ? counters.write_ops : counters.read_ops)++;
+    if (err != 0) {
+      counters.errors++;
+      if (b->fail_fast && b->cancel_errno == 0) CancelBatch(b, ECANCELED);
+    }
+    op->region.reset();
+    op->file.reset();
+    if (--b->unsettled == 0) {
+      live_.erase(b->id);
+      sink_->BatchSettled(b);
+      if (stopping_ && live_.empty()) wake_.notify_one();
+    }
+  }
+
+  EngineOptions options_;
+  std::shared_ptr<const Hf3fsContext> context_;
+  const UsrbioLib& lib_;
+  CompletionSink* sink_;
+  std::shared_ptr<Region> bounce_region_;
+  std::unique_ptr<BouncePool> bounce_;
+  std::thread preparer_;
+  std::mutex close_mu_;
+
+  std::mutex mu_;  // everything below
+  std::condition_variable wake_;  // the preparing thread sleeps here
+  std::vector<Command> commands_;
+  Ring rings_[2];  // [0] reads, [1] writes
+  std::unordered_map<uint64_t, Batch*> live_;
+  bool stopping_ = false;
+  bool exiting_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<Region> CreateIovRegion(const Hf3fsContext& context, size_t size, size_t block_size, int* err) {
+  auto backing = std::make_unique<IovBacking>(context.lib);
+  int r = backing->Create(context.mount, size, block_size, context.numa);
+  if (r < 0) {
+    *err = -r;
+    return nullptr;
+  }
+  const hf3fs_iov* iov = backing->iov();
+  return Region::Adopt(iov->base, size, block_size, iov, std::move(backing));
+}
+
+std::unique_ptr<Engine> MakeHf3fsEngine(const EngineOptions& options, std::shared_ptr<const Hf3fsContext> context,
+                                        CompletionSink* sink, int* err) {
+  auto engine = std::make_unique<Hf3fsEngine>(options, std::move(context), sink);
+  *err = engine->Start();
+  if (*err != 0) return nullptr;
+  return engine;
+}
+
+}  // namespace tfs
