@@ -1,16 +1,58 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+// Two projects share one pool of workers:
+// - 'local': every test file, on the local engine (io_uring);
+// - 'hf3fs': the File and batch suites again, plus test/hf3fs.test.ts, on the hf3fs engine (USRBIO).
+//   Its global setup builds the test-only stand-in of 3FS's library and makes a stand-in mount, or
+//   uses a real 3FS mount when THREEFS_TEST_MOUNT names a directory on one (test/global-setup.ts).
+// Each project tells its test processes the engine through THREEFS_TEST_ENGINE (test/helpers.ts).
+// One engine only: THREEFS_TEST_ENGINE=local|hf3fs npm test, or npx vitest run --project hf3fs.
+
+/** The suites that run on both engines. */
+const ENGINE_SUITES = ['test/oracle.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts'];
+
+const only = process.env.THREEFS_TEST_ENGINE;
+if (only !== undefined && only !== '' && only !== 'local' && only !== 'hf3fs') {
+  throw new Error(`THREEFS_TEST_ENGINE must be 'local' or 'hf3fs', got '${only}'`);
+}
+
+// What both projects run with.
+const common = {
+  // A native addon with its own threads: one child process per test file, never worker threads.
+  pool: 'forks' as const,
+  // test/cleanup.test.ts checks that dropped buffers and files are collected; it needs global.gc.
+  execArgv: ['--expose-gc'],
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+};
+
+const projects = [
+  {
+    test: {
+      ...common,
+      name: 'local',
+      include: ['test/**/*.test.ts'],
+      exclude: [...configDefaults.exclude, 'test/hf3fs.test.ts'],
+      env: { THREEFS_TEST_ENGINE: 'local' },
+    },
+  },
+  {
+    test: {
+      ...common,
+      name: 'hf3fs',
+      include: [...ENGINE_SUITES, 'test/hf3fs.test.ts'],
+      globalSetup: ['test/global-setup.ts'],
+      env: { THREEFS_TEST_ENGINE: 'hf3fs' },
+    },
+  },
+].filter((p) => !only || p.test.name === only);
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // A native addon with its own threads: one child process per test file, never worker threads.
-    pool: 'forks',
-    // test/cleanup.test.ts checks that dropped buffers and files are collected; it needs global.gc.
-    execArgv: ['--expose-gc'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    ...common,
     watch: false,
-    // The suite is I/O- and CPU-heavy and must fit a 2-core machine.
+    // The suite is I/O- and CPU-heavy and must fit a 2-core machine (both projects share the workers).
     maxWorkers: 2,
+    projects,
   },
 });

@@ -3,7 +3,7 @@
 // refilling each batch as soon as it settles. Setup (connect, open, alloc) is outside the window.
 import { open as fsOpen } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
-import { connect, type Client, type File, type IoBuffer, type IoOp } from '../lib/index';
+import { connect, type Client, type ClientOptions, type File, type IoBuffer, type IoOp } from '../lib/index';
 import { clearStamps, Meter, offsetSource, stampAll, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
 
 export interface RunOptions {
@@ -17,8 +17,8 @@ export interface OursOutcome extends Measured {
   mode: string;
 }
 
-export async function runOurs(w: Workload, path: string, fileSize: number, opts: RunOptions): Promise<OursOutcome> {
-  const client = connect({ queueDepth: w.queueDepth });
+export async function runOurs(w: Workload, path: string, fileSize: number, opts: RunOptions, clientOptions: ClientOptions = {}): Promise<OursOutcome> {
+  const client = connect({ ...clientOptions, queueDepth: w.queueDepth });
   let file: File | undefined;
   const buffers: IoBuffer[] = [];
   let meter: Meter | undefined;
@@ -77,8 +77,9 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
     if (w.write) await checkWritten(path, lastWritten, bs, tag);
 
     const inFlight = w.batch === 1 ? `${lanes} x 1-op batches` : `${lanes} x ${w.batch}-op batches`;
-    const how = w.direct ? 'O_DIRECT' : `buffered (${client.info().asyncBuffered ? 'IOSQE_ASYNC workers' : 'inline copies'}), warm cache`;
-    const mode = `${how}, io_uring, ${inFlight}${registered ? ', fixed bufs' : ''}`;
+    const info = client.info();
+    const how = info.engine === 'usrbio' ? `USRBIO on ${info.mount}` : w.direct ? 'O_DIRECT' : `buffered (${info.asyncBuffered ? 'IOSQE_ASYNC workers' : 'inline copies'}), warm cache`;
+    const mode = `${how}, ${info.engine}, ${inFlight}${info.engine === 'usrbio' ? ', iovs' : registered ? ', fixed bufs' : ''}`;
     return { ...measured, mode };
   } finally {
     meter?.end();

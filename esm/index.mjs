@@ -2,5 +2,22 @@
 // and one ThreeFSError class.
 import cjs from '../dist/lib/index.js';
 
-export const { Client, connect, open, alloc, defaultClient, File, IoBuffer, ThreeFSError } = cjs;
+export const {
+  Client,
+  connect,
+  open,
+  alloc,
+  defaultClient,
+  clientFor,
+  File,
+  IoBuffer,
+  ThreeFSError,
+  runDoctor,
+  formatDoctor,
+  loadConfig,
+  readLauncherConfig,
+  findMount,
+  findHf3fsMount,
+  listMounts,
+} = cjs;
 export default cjs;

@@ -221,6 +221,6 @@ function abortError(signal: AbortSignal, results: OpResult[] | undefined): Three
 
 function toBatchError(e: unknown): ThreeFSError {
   if (e instanceof ThreeFSError) return e;
-  const n = e as { code?: string; message?: string; index?: number; path?: string };
-  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { index: n?.index, path: n?.path });
+  const n = e as { code?: string; message?: string; index?: number; path?: string; errno?: number };
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { errno: n?.errno, index: n?.index, path: n?.path });
 }

@@ -7,6 +7,8 @@ const USAGE = `Usage: 3fs-client <command> [options]
 
 Commands:
   bench            Measure 3fs-client against fio and node:fs on this machine
+  doctor [path]    Check this machine and path for 3fs-client and 3FS, and say what to change
+                   (path: default the config's mount, else the current directory)
   help             Show this help
 
 Options of bench:
@@ -22,6 +24,13 @@ Options of bench:
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
   --repeat N       run each workload N times; the table shows the median (default 1)
 
+Options of doctor:
+  --json           print the report as JSON
+  --lib PATH       the USRBIO library to try (default: library in 3fs-client.toml, then $HF3FS_LIB)
+  --config F       check this 3fs-client.toml instead of the usual lookup
+                   ($THREEFS_CLIENT_CONFIG, ./3fs-client.toml, /etc/3fs-client.toml)
+  doctor exits with 1 when a check fails, else 0.
+
 Global options:
   --debug          print stack traces with errors
   -h, --help       show this help
@@ -31,7 +40,14 @@ Global options:
 /** A mistake in how the command was called: reported with a hint, exit code 2. */
 class UsageError extends Error {}
 
-const options = {
+const globalOptions = {
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+const benchOptions = {
+  ...globalOptions,
   dir: { type: 'string' },
   size: { type: 'string' },
   duration: { type: 'string' },
@@ -41,10 +57,26 @@ const options = {
   workloads: { type: 'string' },
   tools: { type: 'string' },
   repeat: { type: 'string' },
-  debug: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'v' },
 } as const;
+
+// doctor's --json is a switch, bench's takes a file: each command parses its own options.
+const doctorOptions = {
+  ...globalOptions,
+  json: { type: 'boolean' },
+  lib: { type: 'string' },
+  config: { type: 'string' },
+} as const;
+
+const COMMANDS = ['bench', 'doctor', 'help'];
+
+/**
+ * The command word: the first argument naming a command, else the first that is not an option.
+ * Looking for a known name first keeps `--json out.json bench` working.
+ */
+function commandOf(argv: string[]): string | undefined {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  return words.find((w) => COMMANDS.includes(w)) ?? words[0];
+}
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -60,6 +92,8 @@ const defaultIo: CliIo = {
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
   const debug = argv.includes('--debug');
   try {
+    const word = commandOf(argv);
+    const options = word === 'doctor' ? doctorOptions : benchOptions;
     let parsed;
     try {
       parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -68,7 +102,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
     }
     const { values, positionals } = parsed;
-    const [command, ...rest] = positionals;
+    const at = word === undefined ? 0 : positionals.indexOf(word);
+    const command = positionals[at];
+    const rest = [...positionals.slice(0, at), ...positionals.slice(at + 1)];
     if (values.version) {
       io.stdout(`${version()}\n`);
       return 0;
@@ -81,12 +117,16 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       io.stderr(USAGE);
       return 2;
     }
+    if (command === 'doctor') {
+      if (rest.length > 1) throw new UsageError(`doctor takes one path, got '${rest.join(' ')}'`);
+      return await doctor(rest[0], values as DoctorValues, io);
+    }
     if (command !== 'bench') {
       io.stderr(`3fs-client: unknown command '${command}'\n\n${USAGE}`);
       return 2;
     }
     if (rest.length > 0) throw new UsageError(`bench takes no arguments, got '${rest.join(' ')}'`);
-    return await bench(values, io);
+    return await bench(values as BenchValues, io);
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr(`3fs-client: ${e.message}\nRun '3fs-client help' for usage.\n`);
@@ -99,10 +139,33 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   }
 }
 
-async function bench(
-  values: { dir?: string; size?: string; duration?: string; ramp?: string; json?: string; quick?: boolean; workloads?: string; tools?: string; repeat?: string },
-  io: CliIo,
-): Promise<number> {
+interface DoctorValues {
+  json?: boolean;
+  lib?: string;
+  config?: string;
+}
+
+async function doctor(path: string | undefined, values: DoctorValues, io: CliIo): Promise<number> {
+  // Loaded only here, as bench is; the doctor itself copes with an addon that does not load.
+  const { runDoctor, formatDoctor } = await import('./doctor');
+  const report = await runDoctor({ path, library: values.lib, config: values.config });
+  io.stdout(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
+  return report.exitCode;
+}
+
+interface BenchValues {
+  dir?: string;
+  size?: string;
+  duration?: string;
+  ramp?: string;
+  json?: string;
+  quick?: boolean;
+  workloads?: string;
+  tools?: string;
+  repeat?: string;
+}
+
+async function bench(values: BenchValues, io: CliIo): Promise<number> {
   // Loaded only here: `help` must work even when the native addon does not load.
   const { runBench } = await import('../bench/run');
   const { parseDuration, parseSize } = await import('../bench/shared');

@@ -1,9 +1,11 @@
 import { constants } from 'node:os';
 import { runBatch, type BatchOptions, type IoOp } from './batch';
-import { argError, fromNative, type OpResult } from './errors';
+import { loadConfig } from './config';
+import { argError, fromNative, ThreeFSError, type OpResult } from './errors';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
 import { lend, type IoBuffer } from './io-buffer';
+import { findHf3fsMount } from './mounts';
 import { native, type NativeClient, type NativeClientOptions, type NativeMetrics } from './native';
 
 export interface ClientOptions {
@@ -256,20 +258,62 @@ export function connect(options?: ClientOptions): Client {
   return new Client(options);
 }
 
-let shared: Client | undefined;
+let sharedLocal: Client | undefined;
+const sharedByMount = new Map<string, Client>();
+let warnedFallback = false;
 
-/** The client behind the top-level `open()`, made on first use with default options. */
+// Options of 3fs-client.toml that are not the 3FS engine's own.
+function localOptions(config: ClientOptions): ClientOptions {
+  const { queueDepth, rings, registeredBuffers, asyncBuffered } = config;
+  return Object.fromEntries(Object.entries({ queueDepth, rings, registeredBuffers, asyncBuffered }).filter(([, v]) => v !== undefined));
+}
+
+/**
+ * The client behind the top-level `open()` and `alloc()` for local files: the local engine, with
+ * 3fs-client.toml's settings when there is such a file. Made on first use.
+ */
 export function defaultClient(): Client {
-  if (!shared || shared.info().closed) shared = new Client();
-  return shared;
+  if (!sharedLocal || sharedLocal.info().closed) sharedLocal = new Client(localOptions(loadConfig().client));
+  return sharedLocal;
 }
 
-/** Opens a file on the default client. */
+/**
+ * The client the top-level `open()` uses for `path`: one 3FS client per 3FS mount (made on first
+ * use, with 3fs-client.toml's settings), the default client elsewhere. If 3FS's library cannot be
+ * loaded, files on the mount go through FUSE with the local engine, after one process warning
+ * (`3fs-client doctor` says why).
+ */
+export function clientFor(path: string): Client {
+  if (typeof path !== 'string' || path.length === 0) throw argError('ERR_INVALID_ARG_VALUE', 'path must be a non-empty string');
+  const mount = findHf3fsMount(path);
+  if (!mount) return defaultClient();
+  const known = sharedByMount.get(mount.mountPoint);
+  if (known && !known.info().closed) return known;
+  let client: Client;
+  try {
+    client = new Client({ ...loadConfig().client, engine: 'hf3fs', mount: mount.mountPoint });
+  } catch (e) {
+    if (!(e instanceof ThreeFSError) || (e.code !== 'ERR_USRBIO_UNAVAILABLE' && e.code !== 'ERR_NOT_3FS')) throw e;
+    if (!warnedFallback) {
+      warnedFallback = true;
+      process.emitWarning(`${e.message}. Files on ${mount.mountPoint} go through FUSE with the local engine; run '3fs-client doctor ${mount.mountPoint}'.`, { code: 'THREEFS_CLIENT_NO_USRBIO' });
+    }
+    return defaultClient();
+  }
+  sharedByMount.set(mount.mountPoint, client);
+  return client;
+}
+
+/** Opens a file with the client for its path (see clientFor): USRBIO on a 3FS mount, io_uring elsewhere. */
 export function open(path: string, flags?: OpenFlags, mode?: number, options?: OpenOptions): Promise<File> {
-  return defaultClient().open(path, flags, mode, options);
+  return clientFor(path).open(path, flags, mode, options);
 }
 
-/** Allocates registered memory on the default client. */
-export function alloc(bytes: number, options?: { register?: boolean }): IoBuffer {
-  return defaultClient().alloc(bytes, options);
+/**
+ * Allocates memory on the default client, or, given `options.for` (a path), on the client for that
+ * path: an iov there when it is on 3FS, so I/O on its files needs no bounce copy.
+ */
+export function alloc(bytes: number, options?: AllocOptions & { for?: string }): IoBuffer {
+  const { for: path, ...rest } = options ?? {};
+  return (path === undefined ? defaultClient() : clientFor(path)).alloc(bytes, rest);
 }

@@ -1,9 +1,15 @@
-export { Client, connect, open, alloc, defaultClient } from './client';
-export type { ClientOptions, OpenOptions, FileIoOp, ClientInfo, ClientMetrics } from './client';
+export { Client, connect, open, alloc, defaultClient, clientFor } from './client';
+export type { ClientOptions, OpenOptions, AllocOptions, FileIoOp, ClientInfo, ClientMetrics } from './client';
 export { File } from './file';
-export type { FileStat, DirectMode } from './file';
+export type { FileStat, FileLayout, DirectMode } from './file';
 export { IoBuffer } from './io-buffer';
 export { ThreeFSError } from './errors';
 export type { OpResult, ErrorDetails } from './errors';
 export type { IoOp, BatchOptions } from './batch';
 export type { OpenFlags } from './flags';
+export { runDoctor, formatDoctor } from './doctor';
+export type { DoctorReport, DoctorOptions, Finding, FindingStatus } from './doctor';
+export { loadConfig, readLauncherConfig } from './config';
+export type { LoadedConfig, LauncherConfig, ConfigClientOptions, ConfigError } from './config';
+export { findMount, findHf3fsMount, listMounts } from './mounts';
+export type { Mount, Hf3fsMount } from './mounts';

@@ -162,7 +162,8 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   int err = 0;
   std::shared_ptr<Region> region;
   if (hf3fs_ && bytes > 0) {
-    size_t block_size = hf3fs_->block_size;
+    // The client's block size applies to buffers it fits in; a smaller buffer is one block anyway.
+    size_t block_size = hf3fs_->block_size <= bytes ? hf3fs_->block_size : 0;
     if (info.Length() > 2 && info[2].IsNumber()) block_size = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
     region = CreateIovRegion(*hf3fs_, static_cast<size_t>(bytes), block_size, &err);
     if (!region) throw ErrnoError(env, err, "hf3fs_iovcreate", hf3fs_->mount);
@@ -226,9 +227,12 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
     if (f == nullptr) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "not a file");
     files[i] = f->state();
     if (files[i]->fd < 0) throw CodeError(env, "ERR_FILE_CLOSED", "file is closed: " + files[i]->path);
-    if (hf3fs_ && files[i]->usrbio != hf3fs_->lib)
-      throw CodeError(env, "ERR_WRONG_ENGINE", "file was not opened by a 3FS client, so it is not registered with USRBIO: " +
-                                                   files[i]->path);
+    if (hf3fs_ && files[i]->usrbio != hf3fs_->lib) {
+      Napi::Error e = CodeError(env, "ERR_WRONG_ENGINE",
+                                "file was not opened by a 3FS client, so it is not registered with USRBIO: " + files[i]->path);
+      e.Set("path", files[i]->path);
+      throw e;
+    }
     // pread/pwrite would say EBADF for the op; 3FS refuses the whole batch (EACCES): say it first, alike.
     const int mode = files[i]->open_flags & O_ACCMODE;
     if (write ? mode == O_RDONLY : mode == O_WRONLY) {

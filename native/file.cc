@@ -96,13 +96,14 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
     if (client->hf3fs()) usrbio = client->hf3fs()->lib;
   if (usrbio) state->direct = FileState::Direct::kNever;  // 3FS moves data by RDMA; no page cache to avoid
   return PromiseWorker::Run(
-      env, usrbio ? "hf3fs_reg_fd" : "open", state->path,
-      [state, flags, mode, usrbio]() -> int {
+      env, "open", state->path,
+      PromiseWorker::NamedWork([state, flags, mode, usrbio](const char** syscall) -> int {
         state->fd = open(state->path.c_str(), flags | O_CLOEXEC, mode);
         if (state->fd < 0) return errno;
         if (usrbio) {
           const int r = usrbio->reg_fd(state->fd, 0);  // <= 0: registered; > 0: an errno
           if (r > 0) {
+            *syscall = "hf3fs_reg_fd";
             state->CloseNow();
             return r;
           }
@@ -112,7 +113,7 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
         if (state->direct != FileState::Direct::kNever) OpenDirectTwin(*state);
         if (state->direct == FileState::Direct::kAlways && state->direct_fd < 0) return state->direct_errno;
         return 0;
-      },
+      }),
       [state](Napi::Env env) -> Napi::Value {
         auto* holder = new std::shared_ptr<FileState>(state);
         auto external = Napi::External<std::shared_ptr<FileState>>::New(

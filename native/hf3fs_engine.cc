@@ -136,13 +136,36 @@ class Hf3fsEngine final : public Engine {
   unsigned registered_slots() const override { return 0; }
   void Register(Region&) override {}  // iovs are registered with 3FS when created
 
-  void Submit(Batch* batch) override { Post({Command::kSubmit, batch, 0, 0}); }
-  void Cancel(Batch* batch, int err) override { Post({Command::kCancel, nullptr, batch->id, err}); }
+  // JS thread. prep_io only writes into the ring's shared memory and submit_ios only posts a
+  // semaphore, so the batch goes straight into the rings here, under the engine's lock (which keeps
+  // one preparer at a time per ring). The preparing thread takes what does not fit: ops behind a
+  // full ring, and bounced writes, whose copy must not run on the JS thread.
+  void Submit(Batch* batch) override {
+    bool backlog;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Accept(batch);
+      for (Ring& ring : rings_) Fill(ring, /*on_js_thread=*/true);
+      SubmitPrepared();
+      backlog = CanFill(rings_[0]) || CanFill(rings_[1]);
+    }
+    if (backlog) wake_.notify_one();
+  }
+
+  void Cancel(Batch* batch, int err) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(batch->id);
+    if (it != live_.end()) CancelBatch(it->second, err);
+  }
 
   void Close() override {
     std::lock_guard<std::mutex> close_lock(close_mu_);
     if (preparer_.joinable()) {
-      Post({Command::kStop, nullptr, 0, 0});
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_asked_ = true;
+      }
+      wake_.notify_one();
       preparer_.join();  // returns once every op has settled
     }
     {
@@ -159,37 +182,26 @@ class Hf3fsEngine final : public Engine {
   }
 
  private:
-  struct Command {
-    enum Kind { kSubmit, kCancel, kStop } kind;
-    Batch* batch;
-    uint64_t id;
-    int err;
-  };
-
-  void Post(Command command) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      commands_.push_back(command);
-    }
-    wake_.notify_one();
-  }
-
-  // The preparing thread: takes commands, hands pending ops to the rings while they have room.
+  // The preparing thread: hands the backlog to the rings as they free slots, and stops the engine.
   void Prepare() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      TakeCommands();
+      if (stop_asked_ && !stopping_) Stop();
       if (stopping_ && live_.empty()) break;
-      for (Ring& ring : rings_) Fill(ring);
-      for (Ring& ring : rings_) {
-        if (!ring.unsubmitted) continue;
-        ring.unsubmitted = false;
-        counters.submit_calls++;
-        lib_.submit_ios(&ring.ior);  // only a wake-up for 3FS: it may have started already
-      }
+      for (Ring& ring : rings_) Fill(ring, /*on_js_thread=*/false);
+      SubmitPrepared();
       wake_.wait(lock, [this] {
-        return !commands_.empty() || CanFill(rings_[0]) || CanFill(rings_[1]) || (stopping_ && live_.empty());
+        return (stop_asked_ && !stopping_) || CanFill(rings_[0]) || CanFill(rings_[1]) || (stopping_ && live_.empty());
       });
+    }
+  }
+
+  void SubmitPrepared() {
+    for (Ring& ring : rings_) {
+      if (!ring.unsubmitted) continue;
+      ring.unsubmitted = false;
+      counters.submit_calls++;
+      lib_.submit_ios(&ring.ior);  // only a wake-up for 3FS: it may have started already
     }
   }
 
@@ -197,28 +209,12 @@ class Hf3fsEngine final : public Engine {
     return !ring.pending.empty() && !ring.stalled && ring.in_ring < ring.entries;
   }
 
-  void TakeCommands() {
-    std::vector<Command> commands;
-    commands.swap(commands_);
-    for (const Command& c : commands) {
-      switch (c.kind) {
-        case Command::kSubmit:
-          Accept(c.batch);
-          break;
-        case Command::kCancel: {
-          auto it = live_.find(c.id);
-          if (it != live_.end()) CancelBatch(it->second, c.err);
-          break;
-        }
-        case Command::kStop: {
-          stopping_ = true;
-          std::vector<Batch*> live;
-          for (auto& entry : live_) live.push_back(entry.second);
-          for (Batch* b : live) CancelBatch(b, ECANCELED);
-          break;
-        }
-      }
-    }
+  // Unfinished work is canceled; ops in a ring still finish there before the engine stops.
+  void Stop() {
+    stopping_ = true;
+    std::vector<Batch*> live;
+    for (auto& entry : live_) live.push_back(entry.second);
+    for (Batch* b : live) CancelBatch(b, ECANCELED);
   }
 
   void Accept(Batch* batch) {
@@ -235,14 +231,15 @@ class Hf3fsEngine final : public Engine {
     for (Op* op : empty) Settle(op, 0);
   }
 
-  void Fill(Ring& ring) {
+  void Fill(Ring& ring, bool on_js_thread) {
     while (CanFill(ring)) {
       Op* op = ring.pending.front();
       const hf3fs_iov* iov = ZeroCopyIov(*op);
       uint8_t* ptr = op->ptr;
       uint64_t len = op->remaining;
+      if (iov == nullptr && op->write && on_js_thread) return;  // its copy is the preparing thread's job
       if (iov == nullptr) {  // bounce: a piece of the op through the engine's own iov
-        len = std::min(len, kMaxBouncePiece);
+        len = std::min<uint64_t>({len, kMaxBouncePiece, context_->bounce_bytes});
         const int64_t at = bounce_ ? bounce_->Take(len) : -1;
         if (at < 0) {
           if (!bounce_) {
@@ -318,8 +315,9 @@ class Hf3fsEngine final : public Engine {
       }
       for (int i = 0; i < n; i++) Complete(ring, static_cast<Op*>(const_cast<void*>(cqes[i].userdata)), cqes[i].result);
       if (n > 0) {
-        rings_[0].stalled = rings_[1].stalled = false;  // slots and bounce memory came back
-        wake_.notify_one();
+        // Slots and bounce memory came back: the preparing thread has work if anything waits.
+        rings_[0].stalled = rings_[1].stalled = false;
+        if (CanFill(rings_[0]) || CanFill(rings_[1])) wake_.notify_one();
       }
     }
   }
@@ -413,7 +411,7 @@ class Hf3fsEngine final : public Engine {
 
   std::mutex mu_;  // everything below
   std::condition_variable wake_;  // the preparing thread sleeps here
-  std::vector<Command> commands_;
+  bool stop_asked_ = false;
   Ring rings_[2];  // [0] reads, [1] writes
   std::unordered_map<uint64_t, Batch*> live_;
   bool stopping_ = false;

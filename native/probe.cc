@@ -248,7 +248,7 @@ class DeviceList {
 
 class OpenDevice {
  public:
-  OpenDevice(const Verbs& v, verbs::Device* device) : v_(v), context_(v.open_device(device)) {}
+  OpenDevice(const Verbs& v, verbs::Device* device) : v_(v), context_((errno = 0, v.open_device(device))) {}
   ~OpenDevice() {
     if (context_ != nullptr) v_.close_device(context_);
   }

@@ -13,9 +13,15 @@ namespace tfs {
 class PromiseWorker final : public Napi::AsyncWorker {
  public:
   using Work = std::function<int()>;  // runs on the pool; returns 0 or an errno
+  // The same, for work of several calls: it names the one that failed.
+  using NamedWork = std::function<int(const char** syscall)>;
   using Done = std::function<Napi::Value(Napi::Env)>;  // runs on the JS thread after success
 
   static Napi::Promise Run(Napi::Env env, const char* syscall, std::string path, Work work, Done done) {
+    return Run(env, syscall, std::move(path), NamedWork([work = std::move(work)](const char**) { return work(); }),
+               std::move(done));
+  }
+  static Napi::Promise Run(Napi::Env env, const char* syscall, std::string path, NamedWork work, Done done) {
     auto* worker = new PromiseWorker(env, syscall, std::move(path), std::move(work), std::move(done));
     Napi::Promise promise = worker->deferred_.Promise();
     worker->Queue();
@@ -23,7 +29,7 @@ class PromiseWorker final : public Napi::AsyncWorker {
   }
 
  private:
-  PromiseWorker(Napi::Env env, const char* syscall, std::string path, Work work, Done done)
+  PromiseWorker(Napi::Env env, const char* syscall, std::string path, NamedWork work, Done done)
       : Napi::AsyncWorker(env, "3fs-client"),
         deferred_(Napi::Promise::Deferred::New(env)),
         syscall_(syscall),
@@ -31,7 +37,7 @@ class PromiseWorker final : public Napi::AsyncWorker {
         work_(std::move(work)),
         done_(std::move(done)) {}
 
-  void Execute() override { err_ = work_(); }
+  void Execute() override { err_ = work_(&syscall_); }
   void OnOK() override {
     if (err_ != 0) {
       deferred_.Reject(ErrnoError(Env(), err_, syscall_, path_).Value());
@@ -48,7 +54,7 @@ class PromiseWorker final : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   const char* syscall_;
   std::string path_;
-  Work work_;
+  NamedWork work_;
   Done done_;
   int err_ = 0;
 };

@@ -136,10 +136,12 @@ class UringEngine final : public Engine {
   // busy ring thread takes the command on its next turn without a system call from us.
   void Post(Command command) {
     {
+      // Set under the lock: TakeCommands clears it under the same lock, so the flag can never
+      // be left up with the queue empty (FillRing would yield to a command that is not there).
       std::lock_guard<std::mutex> lock(commands_mu_);
       commands_.push_back(command);
+      posted_.store(true, std::memory_order_relaxed);
     }
-    posted_.store(true, std::memory_order_relaxed);
     idle_.notify_one();
     if (sleeping_.exchange(false)) {
       uint64_t one = 1;
@@ -175,6 +177,7 @@ class UringEngine final : public Engine {
       if (stopping_ && in_flight_ == 0) break;
       FillRing();
       if (in_flight_ == 0) {
+        if (!pending_.empty()) continue;  // FillRing yielded to a command: take it, then fill on
         // Nothing in the kernel to wait for: sleep on a condition variable, a much cheaper wake-up
         // for the JS thread than the eventfd the ring polls.
         io_uring_submit(&ring_);  // cancels may be prepared

@@ -1,19 +1,25 @@
 // The public surface: ESM and CommonJS entry points, disposal, IoBuffer views, stat/truncate/sync,
-// direct-I/O reporting, open flags and the default client.
+// direct-I/O reporting, open flags and the default client. Runs on both engines (test/helpers.ts
+// ENGINE); what concerns only module loading or the local engine runs in the local project.
 import { spawnSync } from 'node:child_process';
 import { constants, fstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alloc, connect, defaultClient, File, IoBuffer, open, ThreeFSError, type Client } from '../lib/index';
-import { fdCount, KiB, makeTmpDir, Rng, seedFor } from './helpers';
+import { alloc, clientFor, connect, defaultClient, File, IoBuffer, open, ThreeFSError, type Client } from '../lib/index';
+import { ENGINE, ENGINE_NAME, fdCount, HF3FS, KiB, makeTmpDir, Rng, seedFor, testConnect } from './helpers';
 
 const ROOT = resolve(__dirname, '..');
+/** The package's runtime exports, the same through import and require. */
+const EXPORTS = [
+  'Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'clientFor', 'connect', 'defaultClient', 'findHf3fsMount', 'findMount',
+  'formatDoctor', 'listMounts', 'loadConfig', 'open', 'readLauncherConfig', 'runDoctor',
+].sort();
 const tmp = makeTmpDir('api');
 const rng = new Rng(seedFor('api'));
 let client: Client;
 
 beforeAll(() => {
-  client = connect({ queueDepth: 8 });
+  client = testConnect({ queueDepth: 8 });
 });
 afterAll(async () => {
   await client.close();
@@ -25,7 +31,8 @@ function runNode(args: string[], env: Record<string, string> = {}): { status: nu
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe('entry points', () => {
+// Module loading does not depend on the engine: these run once, in the local project.
+describe.skipIf(ENGINE === 'hf3fs')('entry points (engine-independent: local project only)', () => {
   it("ESM: import { open, connect, ThreeFSError } from '3fs-client' works and shares the CommonJS classes", () => {
     const script = `
       import { open, connect, alloc, defaultClient, ThreeFSError, IoBuffer, File, Client } from '3fs-client';
@@ -68,7 +75,7 @@ describe('entry points', () => {
       isFile: true,
       isIoBuffer: true,
       isClient: true,
-      names: ['Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'connect', 'defaultClient', 'open'],
+      names: EXPORTS,
     });
   });
 
@@ -97,7 +104,7 @@ describe('entry points', () => {
       text: 'cjs',
       same: true,
       code: 'EBADF',
-      names: ['Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'connect', 'defaultClient', 'open'],
+      names: EXPORTS,
     });
   });
 });
@@ -105,7 +112,7 @@ describe('entry points', () => {
 describe('disposal', () => {
   it('File and Client implement Symbol.asyncDispose; IoBuffer implements Symbol.dispose', async () => {
     const fds = fdCount();
-    const c = connect({ queueDepth: 2 });
+    const c = testConnect({ queueDepth: 2 });
     const p = tmp.path('dispose');
     writeFileSync(p, 'x');
     const f = await c.open(p, 'r');
@@ -215,7 +222,7 @@ describe('File', () => {
     for (const k of ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'blksize', 'blocks'] as const) expect(st[k], k).toBe(ns[k]);
     for (const k of ['atimeMs', 'mtimeMs', 'ctimeMs'] as const) expect(Math.abs(st[k] - ns[k]), k).toBeLessThan(0.01);
     expect(st.isFile).toBe(true);
-    expect(st.engine).toBe('io_uring');
+    expect(st.engine).toBe(ENGINE_NAME);
     expect(fstatSync(f.fd).ino).toBe(ns.ino);
     expect(f.path).toBe(p);
     await f.close();
@@ -225,7 +232,27 @@ describe('File', () => {
     await d.close();
   });
 
-  it('direct I/O reporting: ext4 active, never inactive, procfs refused with a reason, /dev/shm consistent', async () => {
+  // USRBIO moves data by RDMA into or out of an iov, never through a page cache: every file of a
+  // 3FS client reports direct I/O active, whatever was asked for at open.
+  it.skipIf(ENGINE === 'local')('direct I/O reporting (hf3fs): active and without a reason in every mode', async () => {
+    const p = tmp.path('direct-hf3fs');
+    writeFileSync(p, rng.bytes(8192));
+    for (const [options, mode] of [[{}, 'auto'], [{ direct: 'never' }, 'never'], [{ direct: false }, 'never'], [{ direct: true }, 'always'], [{ direct: 'always' }, 'always']] as const) {
+      const f = await client.open(p, 'r', 0o666, options);
+      expect(f.direct).toBe(mode);
+      const st = await f.stat();
+      expect(st.engine).toBe('usrbio');
+      expect(st.direct, JSON.stringify(options)).toMatchObject({ mode, active: true, reason: null });
+      // 3FS asks no alignment of the ops: unaligned ones work in every mode.
+      const b = Buffer.alloc(101);
+      expect(await f.read(b, 3)).toBe(101);
+      expect(b.equals(readFileSync(p).subarray(3, 104))).toBe(true);
+      await f.close();
+    }
+  });
+
+  // Local only: ext4's O_DIRECT, procfs without it, tmpfs either way; a 3FS client opens only files on 3FS.
+  it.skipIf(ENGINE === 'hf3fs')('direct I/O reporting (local): ext4 active, never inactive, procfs refused with a reason, /dev/shm consistent', async () => {
     const p = tmp.path('direct');
     writeFileSync(p, rng.bytes(8192));
     const auto = await client.open(p, 'r');
@@ -376,7 +403,8 @@ describe('synchronous-write flags', () => {
     const f = await client.open(p, flags);
     const st = await f.stat();
     const fds = descriptorsOf(p);
-    expect(fds.length).toBe(st.direct.active ? 2 : 1);
+    // Local: the file and its O_DIRECT twin. hf3fs: the file and USRBIO's dup of it (hf3fs_reg_fd).
+    expect(fds.length).toBe(ENGINE === 'hf3fs' || st.direct.active ? 2 : 1);
     for (const fl of fds) expect((fl & want) === want, `descriptor with flags 0o${fl.toString(8)} lacks 0o${want.toString(8)}`).toBe(true);
     await f.close();
   });
@@ -384,12 +412,19 @@ describe('synchronous-write flags', () => {
 
 describe('Client', () => {
   it('info() echoes the options', async () => {
-    const c = connect({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true });
-    expect(c.info()).toMatchObject({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true, closed: false });
-    expect(typeof c.info().engine).toBe('string');
+    const c = testConnect({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true });
+    // hf3fs has no fixed-buffer table: registeredBuffers is 0 there.
+    expect(c.info()).toMatchObject({ queueDepth: 7, registeredBuffers: ENGINE === 'hf3fs' ? 0 : 3, asyncBuffered: true, closed: false });
+    expect(c.info().engine).toBe(ENGINE_NAME);
+    if (ENGINE === 'hf3fs') {
+      expect(c.info()).toMatchObject({ mount: HF3FS!.mount, numa: expect.any(Number) });
+      expect(typeof c.info().library).toBe('string');
+    } else {
+      expect(Object.keys(c.info())).not.toContain('mount');
+    }
     await c.close();
     expect(c.info().closed).toBe(true);
-    const d = connect({ asyncBuffered: false });
+    const d = testConnect({ asyncBuffered: false });
     expect(d.info().asyncBuffered).toBe(false);
     await d.close();
   });
@@ -401,7 +436,7 @@ describe('Client', () => {
     const content = rng.bytes(256 * KiB);
     writeFileSync(p, content);
     for (const rings of [1, 2, 3, 8]) {
-      const c = connect({ rings, queueDepth: 4 });
+      const c = testConnect({ rings, queueDepth: 4 });
       expect(c.info().rings).toBe(rings);
       const f = await c.open(p, 'r');
       const mem = c.alloc(content.length);
@@ -415,26 +450,32 @@ describe('Client', () => {
       await f.close();
       await c.close();
     }
-    expect(() => connect({ rings: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
-    expect(() => connect({ rings: 65 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => testConnect({ rings: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => testConnect({ rings: 65 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     dir.cleanup();
   });
 
-  it('the default client: one instance behind open() and alloc(), replaced after it is closed', async () => {
+  // Top-level open() picks the client for the path: the 3FS client of its mount on hf3fs (the stand-in
+  // mount counts), the default local client elsewhere. alloc({ for: path }) takes memory from the same one.
+  it('top-level open() and alloc(): the client for the path, one per mount, replaced after it is closed', async () => {
     const p = tmp.path('default');
     writeFileSync(p, 'default client');
-    const c = defaultClient();
-    expect(defaultClient()).toBe(c);
+    const c = clientFor(p);
+    expect(clientFor(p)).toBe(c);
+    expect(c.info().engine).toBe(ENGINE_NAME);
+    expect(c === defaultClient()).toBe(ENGINE === 'local');
     const f = await open(p);
     expect(f).toBeInstanceOf(File);
-    const io = alloc(7);
+    expect((await f.stat()).engine).toBe(ENGINE_NAME);
+    const io = alloc(7, { for: p });
     expect(io).toBeInstanceOf(IoBuffer);
     expect(await f.read(io, 8)).toBe(6);
     expect(io.bytes.subarray(0, 6).toString()).toBe('client');
+    expect(c.metrics().bouncedBytes).toBe(0);
     io.free();
     await f.close();
     await c.close();
-    const c2 = defaultClient();
+    const c2 = clientFor(p);
     expect(c2).not.toBe(c);
     const g = await open(p);
     const b = Buffer.alloc(7);
@@ -442,6 +483,9 @@ describe('Client', () => {
     expect(b.toString()).toBe('default');
     await g.close();
     await c2.close();
+    // A path off every 3FS mount always gets the local default client.
+    expect(clientFor('/proc/self/status')).toBe(defaultClient());
+    await defaultClient().close();
   });
 
   it('errors are ThreeFSError and Error', async () => {

@@ -1,24 +1,65 @@
 // Many batches in flight at once, several clients and several worker threads using the addon at
-// the same time, and closing files and clients while their I/O is still running.
-import { spawnSync } from 'node:child_process';
+// the same time, and closing files and clients while their I/O is still running. Runs on both
+// engines (test/helpers.ts ENGINE); child processes and worker threads connect to the same engine.
+import { spawn, spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { connect, IoBuffer, ThreeFSError, type OpResult } from '../lib/index';
-import { fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin } from './helpers';
+import { IoBuffer, ThreeFSError, type ClientOptions, type OpResult } from '../lib/index';
+import { ENGINE, ENGINE_NAME, fdCount, HF3FS, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin, testConnect } from './helpers';
 
 const tmp = makeTmpDir('concurrency');
 afterAll(() => tmp.cleanup());
 
+/** What a child process or worker thread adds to its connect() options to reach the engine under test. */
+const ENGINE_OPTIONS: ClientOptions = ENGINE === 'hf3fs' ? { mount: HF3FS!.mount } : {};
+
 /** The compiled CommonJS build: worker threads load it, not the TypeScript sources. */
 const DIST = resolve(__dirname, '..', 'dist', 'lib', 'index.js');
+
+describe('batches posted while a ring thread is busy copying', () => {
+  // A ring thread that copies cached pages inline yields to posted commands between copies; a
+  // command posted just as it took the queue once left ops stranded in its backlog, never to run
+  // (seen under CPU load with a script much like this; this test is its stress run, though the
+  // window is narrow enough that it did not catch the old code here every time).
+  it('4 lanes x 3000 cached 16-op batches all settle, with every CPU busy alongside', async () => {
+    const client = testConnect({ queueDepth: 64 });
+    const p = tmp.path('busy-lanes');
+    const content = new Rng(seedFor('busy-lanes')).bytes(4 * MiB);
+    writeFileSync(p, content);
+    const f = await client.open(p, 'r', 0o666, ENGINE === 'local' ? { direct: 'never' } : {});
+    const bufs = Array.from({ length: 64 }, () => client.alloc(4 * KiB));
+    // Busy processes on every core, so ring threads get preempted inside the window.
+    const hogs = cpus().map(() => spawn(process.execPath, ['-e', 'const end = Date.now() + 8000; while (Date.now() < end) {}'], { stdio: 'ignore' }));
+    const lane = async (l: number) => {
+      const rng = new Rng(seedFor(`busy-lane-${l}`));
+      for (let b = 0; b < 3000; b++) {
+        const offsets = Array.from({ length: 16 }, () => rng.int(0, 1023) * 4 * KiB);
+        const rs = await f.batchRead(bufs.slice(l * 16, l * 16 + 16).map((buffer, i) => ({ buffer, fileOffset: offsets[i] })));
+        for (let i = 0; i < 16; i++) {
+          expect(rs[i].bytes).toBe(4 * KiB);
+          if (i === b % 16) expect(bufs[l * 16 + i].bytes.equals(content.subarray(offsets[i], offsets[i] + 4 * KiB))).toBe(true);
+        }
+      }
+    };
+    try {
+      await settledWithin(Promise.all([0, 1, 2, 3].map(lane)), 45_000, '12000 batches');
+    } finally {
+      for (const h of hogs) h.kill();
+      await f.close();
+      await client.close();
+    }
+  });
+});
 
 describe('hundreds of batches in flight', () => {
   it('300 read batches and 300 write batches of 16 ops at once, queueDepth 32: every byte right', async () => {
     const seed = seedFor('hundreds');
     const rng = new Rng(seed);
-    const client = connect({ queueDepth: 32 });
+    const client = testConnect({ queueDepth: 32 });
+    expect(client.info().engine).toBe(ENGINE_NAME);
     const srcPath = tmp.path('hundreds-src');
     const dstPath = tmp.path('hundreds-dst');
     const content = rng.bytes(8 * MiB);
@@ -96,7 +137,7 @@ describe('hundreds of batches in flight', () => {
     const sharedPath = tmp.path('clients-shared');
     writeFileSync(sharedPath, shared);
     const run = async (c: number) => {
-      const client = connect({ queueDepth: 4 + c * 8, asyncBuffered: c % 2 === 0 });
+      const client = testConnect({ queueDepth: 4 + c * 8, asyncBuffered: c % 2 === 0 });
       const path = tmp.path(`clients-${c}`);
       const mine = await client.open(path, 'w+', 0o644, { direct: c % 3 === 0 ? 'never' : 'auto' });
       const other = await client.open(sharedPath, 'r');
@@ -133,7 +174,7 @@ describe('hundreds of batches in flight', () => {
 describe('closing while I/O is in flight', () => {
   it('file.close() waits for the batches in flight; new batches are refused at once', async () => {
     const rng = new Rng(seedFor('close-file'));
-    const client = connect({ queueDepth: 4 });
+    const client = testConnect({ queueDepth: 4 });
     const content = rng.bytes(4 * MiB);
     const p = tmp.path('close-file');
     writeFileSync(p, content);
@@ -173,7 +214,7 @@ describe('closing while I/O is in flight', () => {
 
   it('client.close() with ops queued: every op settles (done or ECANCELED), nothing hangs', async () => {
     const rng = new Rng(seedFor('close-client'));
-    const client = connect({ queueDepth: 2 });
+    const client = testConnect({ queueDepth: 2 });
     const p = tmp.path('close-client');
     const f = await client.open(p, 'w+', 0o644, { direct: 'never' });
     const L = 128 * KiB;
@@ -217,18 +258,19 @@ describe('process exit', () => {
     const script = `
       const lib = require(${JSON.stringify(DIST)});
       (async () => {
-        const c = lib.connect({ queueDepth: 2 });
+        const c = lib.connect({ ...JSON.parse(process.env.ENGINE_OPTIONS), queueDepth: 2 });
         const f = await c.open(process.env.P, 'w+', 0o644, { direct: 'never' });
         const b = Buffer.alloc(256 * 1024, 1);
         const n = process.argv[1] === 'idle' ? 200 : 4000;
         const p = f.batchWrite(Array.from({ length: n }, (_, i) => ({ buffer: b, fileOffset: i * b.length })));
         if (process.argv[1] === 'exit') setTimeout(() => process.exit(3), 20);
         else if (process.argv[1] === 'throw') setTimeout(() => { throw new Error('boom'); }, 20);
-        else { await p; console.log('done'); } // leaves the client and file open
+        else { await p; console.log('done ' + c.info().engine); } // leaves the client and file open
       })();
     `;
     const started = Date.now();
-    const r = spawnSync(process.execPath, ['-e', script, mode], { env: { ...process.env, P: tmp.path(`exit-${mode}`) }, encoding: 'utf8', timeout: 30_000 });
+    const env = { ...process.env, P: tmp.path(`exit-${mode}`), ENGINE_OPTIONS: JSON.stringify(ENGINE_OPTIONS) };
+    const r = spawnSync(process.execPath, ['-e', script, mode], { env, encoding: 'utf8', timeout: 30_000 });
     return { ...r, ms: Date.now() - started };
   };
 
@@ -250,7 +292,7 @@ describe('process exit', () => {
     const r = run('idle');
     expect(r.signal).toBeNull();
     expect(r.status).toBe(0);
-    expect(r.stdout.trim()).toBe('done');
+    expect(r.stdout.trim()).toBe(`done ${ENGINE_NAME}`);
   });
 });
 
@@ -266,7 +308,7 @@ const rnd = mulberry32(workerData.seed);
 const int = (lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1));
 const bytes = (n) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (rnd() * 256) | 0; return b; };
 (async () => {
-  const client = lib.connect({ queueDepth: 16 });
+  const client = lib.connect({ ...workerData.engineOptions, queueDepth: 16 });
   const files = [];
   const models = [];
   for (let i = 0; i < 3; i++) {
@@ -314,17 +356,17 @@ const bytes = (n) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i
     if (!disk.equals(models[i])) throw new Error('file ' + i + ' on disk differs from the model');
   }
   if (!workerData.leaveOpen) await client.close();
-  parentPort.postMessage({ done: true, ops });
+  parentPort.postMessage({ done: true, ops, engine: client.info().engine });
 })().catch((e) => { parentPort.postMessage({ error: String(e && e.stack || e) }); });
 `;
 
 interface WorkerOutcome {
   exitCode: number;
-  messages: { running?: boolean; done?: boolean; ops?: number; error?: string }[];
+  messages: { running?: boolean; done?: boolean; ops?: number; engine?: string; error?: string }[];
 }
 
 function startWorker(data: Record<string, unknown>): { worker: Worker; outcome: Promise<WorkerOutcome>; running: Promise<void> } {
-  const worker = new Worker(workerSource, { eval: true, workerData: { dist: DIST, dir: tmp.dir, ...data } });
+  const worker = new Worker(workerSource, { eval: true, workerData: { dist: DIST, dir: tmp.dir, engineOptions: ENGINE_OPTIONS, ...data } });
   const messages: WorkerOutcome['messages'] = [];
   let markRunning: () => void;
   const running = new Promise<void>((r) => (markRunning = r));
@@ -348,7 +390,7 @@ describe('worker threads', () => {
     const fds = fdCount();
     // Worker 3 leaves its client open when it finishes: the thread must still exit and let go.
     const workers = [0, 1, 2, 3].map((id) => startWorker({ id, seed: seedFor(`worker-${id}`), rounds: 40, leaveOpen: id === 3 }));
-    const client = connect({ queueDepth: 8 });
+    const client = testConnect({ queueDepth: 8 });
     const p = tmp.path('main-during-workers');
     const content = new Rng(seedFor('main')).bytes(1 * MiB);
     writeFileSync(p, content);
@@ -365,6 +407,7 @@ describe('worker threads', () => {
       const errors = o.messages.filter((m) => m.error).map((m) => m.error);
       expect(errors, `worker ${id}`).toEqual([]);
       expect(o.messages.find((m) => m.done)?.ops, `worker ${id}`).toBeGreaterThan(40);
+      expect(o.messages.find((m) => m.done)?.engine, `worker ${id}`).toBe(ENGINE_NAME);
       expect(o.exitCode).toBe(0);
     });
     await f.close();
@@ -379,9 +422,20 @@ describe('worker threads', () => {
   });
 
   // Terminating a worker can take the whole process down, so these run in a child process.
+  // The fixture's workers connect with local options; on hf3fs they run from a copy whose
+  // connect() calls also name the mount.
   const FIXTURE = resolve(__dirname, 'fixtures', 'terminate-workers.cjs');
+  const fixture = (): string => {
+    if (ENGINE === 'local') return FIXTURE;
+    const source = readFileSync(FIXTURE, 'utf8');
+    const calls = source.match(/lib\.connect\(\{ /g)?.length ?? 0;
+    expect(calls, 'the fixture changed: its connect() calls are not where this test expects them').toBe(2);
+    const copy = tmp.path('terminate-workers-hf3fs.cjs');
+    writeFileSync(copy, source.replace(/lib\.connect\(\{ /g, `lib.connect({ ...${JSON.stringify(ENGINE_OPTIONS)}, `));
+    return copy;
+  };
   const terminate = (mode: 'busy' | 'huge', rounds: number) => {
-    const r = spawnSync(process.execPath, [FIXTURE, DIST, tmp.dir, mode, String(rounds)], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, [fixture(), DIST, tmp.dir, mode, String(rounds)], { encoding: 'utf8', timeout: 60_000 });
     return { status: r.status, signal: r.signal, stderr: r.stderr, out: r.stdout.trim() ? JSON.parse(r.stdout.trim().split('\n').at(-1)!) : null };
   };
 

@@ -1,11 +1,12 @@
 // Every bad argument is refused with a ThreeFSError of the right code, before anything runs: the
 // file is unchanged and the engine never saw the batch. Failures from the system carry the fields
-// node:fs gives (code, negative errno, syscall, path) plus the op's offset and index.
+// node:fs gives (code, negative errno, syscall, path) plus the op's offset and index. Runs on both
+// engines (test/helpers.ts ENGINE).
 import { constants as osConstants } from 'node:os';
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, ThreeFSError, type Client, type File, type IoBuffer, type OpResult } from '../lib/index';
-import { fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin } from './helpers';
+import { ENGINE, fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin, testConnect } from './helpers';
 
 const tmp = makeTmpDir('errors');
 const rng = new Rng(seedFor('errors'));
@@ -16,7 +17,7 @@ let snapshot: Buffer;
 let before: ReturnType<Client['metrics']>;
 
 beforeAll(() => {
-  client = connect({ queueDepth: 8 });
+  client = testConnect({ queueDepth: 8 });
 });
 afterAll(async () => {
   await client.close();
@@ -167,7 +168,7 @@ describe('bad ops are refused whole, before anything is written', () => {
   });
 
   it('an IoBuffer of another client: ERR_INVALID_ARG_VALUE', async () => {
-    const other = connect({ queueDepth: 2 });
+    const other = testConnect({ queueDepth: 2 });
     const io = other.alloc(16);
     const e = await failure(() => victim.batchWrite([good(), { buffer: io, fileOffset: 0 }]));
     expect(e.code).toBe('ERR_INVALID_ARG_VALUE');
@@ -219,6 +220,43 @@ describe('bad ops are refused whole, before anything is written', () => {
         expect(e, `${what} threw ${String(e)}`).toBeInstanceOf(ThreeFSError);
       }
     }
+  });
+
+  // 3FS fails a whole read batch whose buffers overlap; both engines refuse it before submitting.
+  it('reads of one batch into overlapping memory: ERR_OVERLAPPING_BUFFERS naming the later op, nothing read', async () => {
+    const io = client.alloc(8192);
+    io.bytes.fill(0x33);
+    const plain = Buffer.alloc(100, 0x44);
+    const cases: { buffer: IoBuffer | Buffer; fileOffset: number; length?: number }[][] = [
+      // op 2 lies across ops 0 and 1: the error names op 2, the later of the first overlapping pair
+      [{ buffer: io.subarray(0, 4096), fileOffset: 0 }, { buffer: io.subarray(4096), fileOffset: 0 }, { buffer: io.subarray(4000, 4200), fileOffset: 0 }],
+      [{ buffer: plain, fileOffset: 0 }, { buffer: Buffer.alloc(10), fileOffset: 0 }, { buffer: plain.subarray(99), fileOffset: 5 }],
+      // a Buffer over the IoBuffer's memory is the same memory
+      [{ buffer: Buffer.alloc(10), fileOffset: 0 }, { buffer: Buffer.from(io.bytes.buffer, 100, 50), fileOffset: 0 }, { buffer: io.subarray(0, 200), fileOffset: 0 }],
+    ];
+    for (const ops of cases) {
+      const e = await failure(() => victim.batchRead(ops));
+      expect(e.code).toBe('ERR_OVERLAPPING_BUFFERS');
+      expect(e.index).toBe(2);
+      expect(e.path).toBe(victimPath);
+      const e2 = await failure(() => client.batchRead(ops.map((op) => ({ file: victim, ...op }))));
+      expect(e2.code).toBe('ERR_OVERLAPPING_BUFFERS');
+    }
+    expect(io.bytes.every((b) => b === 0x33)).toBe(true);
+    expect(plain.every((b) => b === 0x44)).toBe(true);
+    expectNothingHappened();
+    // Adjacent ranges and zero-length ops do not overlap; writes may share memory.
+    const rs = await victim.batchRead([
+      { buffer: io.subarray(0, 100), fileOffset: 0 },
+      { buffer: io.subarray(100, 200), fileOffset: 100 },
+      { buffer: io.subarray(50, 150), fileOffset: 0, length: 0 },
+    ]);
+    expect(rs.map((r) => r.bytes)).toEqual([100, 100, 0]);
+    expect(io.bytes.subarray(0, 200).equals(snapshot.subarray(0, 200))).toBe(true);
+    const ws = await victim.batchWrite([{ buffer: plain, fileOffset: 0 }, { buffer: plain.subarray(50), fileOffset: 1000 }]);
+    expect(ws.map((r) => r.bytes)).toEqual([100, 50]);
+    expect(readFileSync(victimPath).subarray(1000, 1050).equals(Buffer.alloc(50, 0x44))).toBe(true);
+    io.free();
   });
 
   it('an empty batch resolves to no results', async () => {
@@ -281,8 +319,8 @@ describe('memory of one client used by another', () => {
   // A Buffer view of client A's IoBuffer would be plain memory to client B, which could not keep it
   // mapped if A freed it mid-read. Such views are refused, before anything is submitted.
   it('a view of another client\'s IoBuffer: ERR_INVALID_ARG_VALUE with the op index, nothing read or written', async () => {
-    const a = connect({ queueDepth: 4 });
-    const b = connect({ queueDepth: 4 });
+    const a = testConnect({ queueDepth: 4 });
+    const b = testConnect({ queueDepth: 4 });
     const p = tmp.path('cross-client');
     writeFileSync(p, Buffer.alloc(8192, 0x5a));
     const f = await b.open(p, 'r+', 0o666, { direct: 'never' });
@@ -344,7 +382,7 @@ describe('closed files and clients', () => {
   });
 
   it('a closed client: ERR_CLIENT_CLOSED for alloc, open and batches; files can still be closed', async () => {
-    const c = connect({ queueDepth: 4 });
+    const c = testConnect({ queueDepth: 4 });
     const f = await c.open(victimPath, 'r+');
     const io = c.alloc(4096);
     const closing = c.close();
@@ -365,7 +403,9 @@ describe('closed files and clients', () => {
   });
 });
 
-describe('direct: always', () => {
+// O_DIRECT alignment is the local engine's: USRBIO has no alignment rule (3FS aligns on the
+// storage side), so on hf3fs direct: 'always' asks nothing of the ops.
+describe.skipIf(ENGINE === 'hf3fs')('direct: always (local only: O_DIRECT alignment)', () => {
   it('unaligned memory, offset or length: ERR_UNALIGNED_DIRECT, nothing written', async () => {
     const f = await client.open(victimPath, 'r+', 0o666, { direct: 'always' });
     const st = await f.stat();
@@ -486,7 +526,8 @@ describe('open', () => {
     expect(existsSync(p)).toBe(false);
   });
 
-  it('direct: always on a file system without O_DIRECT: ERR_DIRECT_UNSUPPORTED', async () => {
+  // Local only: a 3FS client cannot open /proc files at all (hf3fs_reg_fd refuses what is not on 3FS).
+  it.skipIf(ENGINE === 'hf3fs')('direct: always on a file system without O_DIRECT: ERR_DIRECT_UNSUPPORTED (local only)', async () => {
     const e = await failure(() => client.open('/proc/self/status', 'r', 0o666, { direct: 'always' }));
     expect(e.code).toBe('ERR_DIRECT_UNSUPPORTED');
     expect(e.path).toBe('/proc/self/status');
@@ -508,7 +549,8 @@ describe('connect and alloc', () => {
     [{ engine: 'hf3fs' }, 'ERR_INVALID_ARG_VALUE'],
   ])('connect(%j): %s, no descriptor leaked', async (options, code) => {
     const fds = fdCount();
-    const e = await failure(() => connect(options as never));
+    // { engine: 'hf3fs' } without a mount is the point of that row: not through testConnect.
+    const e = await failure(() => ('engine' in options ? connect : testConnect)(options as never));
     expect(e.code).toBe(code);
     expect(fdCount()).toBe(fds);
   });
@@ -517,7 +559,7 @@ describe('connect and alloc', () => {
     for (const options of [{ queueDepth: 1 }, { registeredBuffers: 0 }, { registeredBuffers: 16384 }, { queueDepth: 32768 }]) {
       let c: Client | undefined;
       try {
-        c = connect(options);
+        c = testConnect(options);
       } catch (e) {
         throw new Error(`connect(${JSON.stringify(options)}) failed: ${(e as Error).message}`);
       }
@@ -526,14 +568,14 @@ describe('connect and alloc', () => {
     }
   });
 
-  it('alloc with a bad size: ERR_OUT_OF_RANGE; an impossible size: ENOMEM from mmap', async () => {
+  it('alloc with a bad size: ERR_OUT_OF_RANGE; an impossible size: ENOMEM from mmap (hf3fs: from hf3fs_iovcreate)', async () => {
     for (const bytes of [-1, 1.5, NaN, Infinity, '1', 2 ** 53]) {
       expect((await failure(() => client.alloc(bytes as never))).code).toBe('ERR_OUT_OF_RANGE');
     }
     const e = await failure(() => client.alloc(2 ** 50));
     expect(e.code).toBe('ENOMEM');
     expect(e.errno).toBe(-osConstants.errno.ENOMEM);
-    expect(e.syscall).toBe('mmap');
+    expect(e.syscall).toBe(ENGINE === 'hf3fs' ? 'hf3fs_iovcreate' : 'mmap');
   });
 
   it('truncate with a bad length: ERR_OUT_OF_RANGE, file unchanged', async () => {
@@ -559,7 +601,7 @@ describe('abort', () => {
   });
 
   it('abort mid-batch: ABORT_ERR with results; every op complete or ECANCELED, and the file shows exactly that', async () => {
-    const c = connect({ queueDepth: 2 });
+    const c = testConnect({ queueDepth: 2 });
     const p = tmp.path('abort');
     const f = await c.open(p, 'w+', 0o644, { direct: 'never' });
     const N = 3000;
@@ -608,7 +650,7 @@ describe('timeout and deadline', () => {
   const N = 3000;
   const L = 32 * KiB;
   beforeAll(async () => {
-    c = connect({ queueDepth: 2 });
+    c = testConnect({ queueDepth: 2 });
     const p = tmp.path('deadline');
     content = rng.bytes(N * L);
     writeFileSync(p, content);

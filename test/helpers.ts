@@ -1,8 +1,62 @@
-// Shared by the test files: a seeded PRNG, temporary directories, a reference model of a file's
-// bytes, and process-level probes (open descriptors, memory).
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+// Shared by the test files: the engine under test, a seeded PRNG, temporary directories, a
+// reference model of a file's bytes, and process-level probes (open descriptors, memory).
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inject } from 'vitest';
+import { connect, type Client, type ClientOptions } from '../lib/index';
+import type { Hf3fsTestTarget } from './global-setup';
+
+// ---------------------------------------------------------------------------------------------
+// The engine under test. vitest.config.ts runs the File and batch suites twice: in the project
+// 'local' (io_uring on local files) and in the project 'hf3fs' (USRBIO on a 3FS mount: the
+// test-only stand-in library, or a real mount named by THREEFS_TEST_MOUNT), each with its own
+// THREEFS_TEST_ENGINE. test/global-setup.ts builds the stand-in and makes its mount.
+
+export type Engine = 'local' | 'hf3fs';
+
+/** 'hf3fs' when THREEFS_TEST_ENGINE=hf3fs (set by the hf3fs project), else 'local'. */
+export const ENGINE: Engine = process.env.THREEFS_TEST_ENGINE === 'hf3fs' ? 'hf3fs' : 'local';
+
+function hf3fsTarget(): Hf3fsTestTarget | undefined {
+  if (ENGINE !== 'hf3fs') return undefined;
+  const target = inject('hf3fs');
+  if (!target) throw new Error('THREEFS_TEST_ENGINE=hf3fs: no 3FS mount was provided; run the tests through vitest.config.ts (test/global-setup.ts)');
+  if (target.standin) {
+    // The stand-in reads these at each call, the addon reads HF3FS_LIB when it loads the library;
+    // child processes and worker threads of the tests inherit them.
+    process.env.HF3FS_LIB = target.library;
+    process.env.HF3FS_STANDIN_MOUNTS = target.standinMounts;
+  }
+  return target;
+}
+
+/** hf3fs: where the test files go (the mount point of the stand-in, or THREEFS_TEST_MOUNT). */
+export const HF3FS: Hf3fsTestTarget | undefined = hf3fsTarget();
+/** hf3fs: true when the target is the test-only stand-in (fault injection and its own checks work). */
+export const STANDIN = HF3FS?.standin === true;
+
+/**
+ * A client of the engine under test: `connect(options)` plus `mount` on hf3fs. An explicit
+ * `engine: 'local'` is left alone.
+ */
+export function testConnect(options: ClientOptions = {}): Client {
+  if (ENGINE === 'local' || options.engine === 'local') return connect(options);
+  return connect({ mount: HF3FS!.mount, ...options });
+}
+
+/** The name File.stat().engine and ClientInfo.engine report for the engine under test. */
+export const ENGINE_NAME = ENGINE === 'hf3fs' ? 'usrbio' : 'io_uring';
+
+/** USRBIO iovs (/dev/shm/hf3fs-iov-* shared memory) mapped in this process, each counted once. */
+export function iovMappings(): number {
+  const names = new Set<string>();
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const at = line.indexOf('/hf3fs-iov-');
+    if (at >= 0) names.add(line.slice(at));
+  }
+  return names.size;
+}
 
 /** The seed of every randomized test. Set THREEFS_TEST_SEED to replay a failure. */
 export const SEED = process.env.THREEFS_TEST_SEED ? Number(process.env.THREEFS_TEST_SEED) : 0x3f5c11e;
@@ -54,9 +108,12 @@ export function seedFor(label: string): number {
   return h;
 }
 
-/** A fresh directory under os.tmpdir() (ext4 here, so O_DIRECT works); remove it with cleanup(). */
+/**
+ * A fresh directory for a test file's files; remove it with cleanup(). Local: under os.tmpdir()
+ * (ext4 here, so O_DIRECT works). hf3fs: under the 3FS mount (the stand-in's, or THREEFS_TEST_MOUNT).
+ */
 export function makeTmpDir(label: string): { dir: string; path: (name: string) => string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), `3fs-test-${label}-`));
+  const dir = mkdtempSync(join(HF3FS?.mount ?? tmpdir(), `3fs-test-${label}-`));
   return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -1,0 +1,132 @@
+// The engines side by side: the same workload, file and batch size through the local engine
+// (io_uring) and the 3FS engine (USRBIO), alternating, in one run. On a real 3FS mount this shows
+// what USRBIO buys over io_uring through FUSE; on the test stand-in of 3FS's library (local files
+// under a directory it treats as a mount) it isolates the hf3fs engine's own cost per op.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connect } from '../lib/index';
+import { findHf3fsMount } from '../lib/mounts';
+import { formatSize, KiB, MiB, type Workload } from './shared';
+import { runOurs, writeBenchFile } from './workloads';
+
+export interface EngineBenchOptions {
+  /** A directory on a 3FS mount (or on a stand-in mount, see HF3FS_STANDIN_MOUNTS). */
+  dir: string;
+  /** hf3fs: path of libhf3fs_api_shared.so (else $HF3FS_LIB, then the linker's search). */
+  library?: string;
+  durationMs?: number;
+  rampMs?: number;
+  repeat?: number;
+  err?: (text: string) => void;
+  out?: (text: string) => void;
+}
+
+export interface EngineRun {
+  workload: string;
+  engine: 'local' | 'hf3fs';
+  blockSize: number;
+  queueDepth: number;
+  batch: number;
+  iops: number;
+  gibps: number;
+  p50us: number;
+  p99us: number;
+  cpuSecPerGiB: number;
+  repeat: number;
+}
+
+// Reads of a warm file: the device stays out of the way, so what differs is each engine's own work.
+const WORKLOADS: Workload[] = [
+  { name: 'ops-4k', write: false, pattern: 'rand', blockSize: 4 * KiB, queueDepth: 64, direct: false, file: 'cached', batch: 16 },
+  { name: 'ops-1m', write: false, pattern: 'seq', blockSize: 1 * MiB, queueDepth: 16, direct: false, file: 'cached', batch: 4 },
+];
+const FILE_SIZE = 256 * MiB;
+
+export async function runEngineBench(options: EngineBenchOptions): Promise<EngineRun[]> {
+  const err = options.err ?? ((text: string) => process.stderr.write(text));
+  const out = options.out ?? ((text: string) => process.stdout.write(text));
+  const mount = findHf3fsMount(options.dir);
+  if (!mount) throw new Error(`${options.dir} is not on a 3FS mount (nor on a stand-in mount listed in HF3FS_STANDIN_MOUNTS)`);
+  const repeat = options.repeat ?? 3;
+  const runOpts = { rampMs: options.rampMs ?? 300, durationMs: options.durationMs ?? 2000, seed: 0x3f5 };
+  const hf3fs = { mount: mount.mountPoint, ...(options.library ? { library: options.library } : {}) };
+  await connect(hf3fs).close(); // fail early, with the library's own words, if it does not load
+
+  const dir = mkdtempSync(join(options.dir, '.bench-engines-'));
+  try {
+    const path = join(dir, 'cached.bin');
+    await writeBenchFile(path, FILE_SIZE, true);
+    await warm(path);
+    err(`engines on ${mount.mountPoint}${mount.standin ? ' (stand-in of 3FS)' : ''}: ${formatSize(FILE_SIZE)} warm file, ${repeat} runs each, alternating\n`);
+    const runs: EngineRun[] = [];
+    for (const w of WORKLOADS) {
+      for (let r = 1; r <= repeat; r++) {
+        for (const engine of ['local', 'hf3fs'] as const) {
+          const m = await runOurs(w, path, FILE_SIZE, runOpts, engine === 'hf3fs' ? hf3fs : {});
+          const run: EngineRun = {
+            workload: w.name,
+            engine,
+            blockSize: w.blockSize,
+            queueDepth: w.queueDepth,
+            batch: w.batch,
+            iops: Math.round(m.ops / m.seconds),
+            gibps: m.bytes / m.seconds / 2 ** 30,
+            p50us: m.p50us,
+            p99us: m.p99us,
+            cpuSecPerGiB: m.cpuSeconds / (m.bytes / 2 ** 30),
+            repeat: r,
+          };
+          runs.push(run);
+          err(`  ${w.name} ${engine} run ${r}: ${run.iops} IOPS, ${run.gibps.toFixed(2)} GiB/s, p99 ${Math.round(run.p99us)} us\n`);
+        }
+      }
+    }
+    out(formatEngineTable(runs));
+    return runs;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Medians per workload and engine, and hf3fs / local. */
+export function formatEngineTable(runs: EngineRun[]): string {
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const lines = ['workload              engine      IOPS      GiB/s  p50 us  p99 us  CPU s/GiB  hf3fs/local'];
+  for (const name of [...new Set(runs.map((r) => r.workload))]) {
+    const row = (engine: 'local' | 'hf3fs') => {
+      const rs = runs.filter((r) => r.workload === name && r.engine === engine);
+      return { rs, iops: median(rs.map((r) => r.iops)) };
+    };
+    const local = row('local');
+    const hf = row('hf3fs');
+    for (const [engine, { rs, iops }] of [['local', local], ['hf3fs', hf]] as const) {
+      const w = rs[0];
+      const label = engine === 'local' ? `${name} ${formatSize(w.blockSize)} qd${w.queueDepth} b${w.batch}` : '';
+      const ratio = engine === 'hf3fs' && local.iops > 0 ? `${(iops / local.iops).toFixed(2)}x` : '';
+      lines.push(
+        [
+          label.padEnd(22),
+          engine.padEnd(8),
+          String(iops).padStart(8),
+          median(rs.map((r) => r.gibps)).toFixed(2).padStart(10),
+          median(rs.map((r) => r.p50us)).toFixed(0).padStart(8),
+          median(rs.map((r) => r.p99us)).toFixed(0).padStart(8),
+          median(rs.map((r) => r.cpuSecPerGiB)).toFixed(3).padStart(11),
+          ratio.padStart(13),
+        ].join(''),
+      );
+    }
+  }
+  return lines.join('\n') + '\n(medians; hf3fs/local compares IOPS at the same block size, depth and batch size)\n';
+}
+
+async function warm(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 * MiB);
+    for (let pos = 0; ; pos += buf.length) if ((await fh.read(buf, 0, buf.length, pos)).bytesRead === 0) break;
+  } finally {
+    await fh.close();
+  }
+}
