@@ -23,6 +23,10 @@ Options of bench:
   --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
   --repeat N       run each workload N times; the table shows the median (default 1)
+  --engines        instead: the local engine (io_uring) and the 3FS engine (USRBIO) side by side,
+                   4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
+                   test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
+  --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
 
 Options of doctor:
   --json           print the report as JSON
@@ -57,6 +61,8 @@ const benchOptions = {
   workloads: { type: 'string' },
   tools: { type: 'string' },
   repeat: { type: 'string' },
+  engines: { type: 'boolean' },
+  lib: { type: 'string' },
 } as const;
 
 // doctor's --json is a switch, bench's takes a file: each command parses its own options.
@@ -163,6 +169,8 @@ interface BenchValues {
   workloads?: string;
   tools?: string;
   repeat?: string;
+  engines?: boolean;
+  lib?: string;
 }
 
 async function bench(values: BenchValues, io: CliIo): Promise<number> {
@@ -176,6 +184,20 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
       throw new UsageError((e as Error).message);
     }
   };
+  if (values.engines) {
+    if (values.dir === undefined) throw new UsageError('bench --engines needs --dir: a directory on a 3FS mount');
+    const { runEngineBench } = await import('../bench/engines');
+    await runEngineBench({
+      dir: values.dir,
+      library: values.lib,
+      durationMs: values.duration === undefined ? undefined : usage(() => parseDuration(values.duration as string)),
+      rampMs: values.ramp === undefined ? undefined : usage(() => parseDuration(values.ramp as string)),
+      repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
+      err: (text) => io.stderr(text),
+      out: (text) => io.stdout(text),
+    });
+    return 0;
+  }
   const list = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter(Boolean));
   const tools = list(values.tools);
   await runBench({

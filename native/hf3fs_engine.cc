@@ -31,6 +31,7 @@ namespace {
 
 constexpr uint64_t kMaxBouncePiece = 4ull << 20;  // a bounced op moves in pieces of at most this
 constexpr long kWaitSliceNs = 50 * 1000 * 1000;   // the waiter rechecks for shutdown this often
+constexpr std::chrono::milliseconds kLinger{200};  // a waiter stays in USRBIO this long after its ring empties
 
 // An iov, destroyed (symlink removed, memory unmapped) when its region dies.
 class IovBacking final : public RegionBacking {
@@ -97,6 +98,7 @@ struct Ring {
   int in_ring = 0;        // prepared and not yet reaped
   bool stalled = false;   // the ring or the bounce pool was full: wait for a completion
   bool unsubmitted = false;
+  bool waiter_asleep = false;  // its waiter sleeps on has_work, not in USRBIO
   std::deque<Op*> pending;
   std::condition_variable has_work;  // its waiter sleeps here while nothing is in the ring
   std::thread waiter;
@@ -271,7 +273,7 @@ class Hf3fsEngine final : public Engine {
       op->state = Op::State::kInFlight;
       ring.in_ring++;
       ring.unsubmitted = true;
-      if (ring.in_ring == 1) ring.has_work.notify_one();
+      if (ring.waiter_asleep) ring.has_work.notify_one();
     }
   }
 
@@ -289,13 +291,25 @@ class Hf3fsEngine final : public Engine {
     op->bounce = -1;
   }
 
-  // A ring's waiting thread: the only caller of hf3fs_wait_for_ios on this ring.
+  // A ring's waiting thread: the only caller of hf3fs_wait_for_ios on this ring. After its ring
+  // empties it keeps waiting in USRBIO for a while, so the next batch's completions find it there
+  // without a wake-up of ours first; an idle ring's waiter then sleeps until work arrives.
   void Wait(Ring& ring) {
     std::vector<hf3fs_cqe> cqes(static_cast<size_t>(ring.entries));
+    auto busy_at = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      ring.has_work.wait(lock, [&] { return ring.in_ring > 0 || exiting_; });
-      if (ring.in_ring == 0 && exiting_) return;
+      if (ring.in_ring > 0) {
+        busy_at = std::chrono::steady_clock::now();
+      } else {
+        if (exiting_) return;
+        if (std::chrono::steady_clock::now() - busy_at > kLinger) {
+          ring.waiter_asleep = true;
+          ring.has_work.wait(lock, [&] { return ring.in_ring > 0 || exiting_; });
+          ring.waiter_asleep = false;
+          continue;
+        }
+      }
       lock.unlock();
       timespec deadline{};
       clock_gettime(CLOCK_REALTIME, &deadline);  // USRBIO takes an absolute CLOCK_REALTIME time

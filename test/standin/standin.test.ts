@@ -462,7 +462,7 @@ describe('execution and completion', () => {
     for (const c of chunks) expect(got.subarray(c.off, c.off + 3000).equals(c.data)).toBe(true);
   });
 
-  it('picks up prepared IOs without submit (the daemon scans every 1 ms)', () => {
+  it('picks up prepared IOs without submit (the daemon scans periodically)', () => {
     const p = file('nosubmit', Buffer.alloc(100, 3));
     const by = ok([
       `iovcreate v ${MNT} 4096 0`,
