@@ -14,7 +14,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
-      "libraries": ["<!(node deps/uring-link.js)"]
+      "libraries": ["<!(node deps/uring-link.js)", "-ldl"]
     }
   ]
 }

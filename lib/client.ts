@@ -260,6 +260,7 @@ export function connect(options?: ClientOptions): Client {
 
 let sharedLocal: Client | undefined;
 const sharedByMount = new Map<string, Client>();
+const fellBack = new Set<string>(); // mounts whose 3FS client could not be made: FUSE it is, without retrying
 let warnedFallback = false;
 
 // Options of 3fs-client.toml that are not the 3FS engine's own.
@@ -286,7 +287,7 @@ export function defaultClient(): Client {
 export function clientFor(path: string): Client {
   if (typeof path !== 'string' || path.length === 0) throw argError('ERR_INVALID_ARG_VALUE', 'path must be a non-empty string');
   const mount = findHf3fsMount(path);
-  if (!mount) return defaultClient();
+  if (!mount || fellBack.has(mount.mountPoint)) return defaultClient();
   const known = sharedByMount.get(mount.mountPoint);
   if (known && !known.info().closed) return known;
   let client: Client;
@@ -294,6 +295,7 @@ export function clientFor(path: string): Client {
     client = new Client({ ...loadConfig().client, engine: 'hf3fs', mount: mount.mountPoint });
   } catch (e) {
     if (!(e instanceof ThreeFSError) || (e.code !== 'ERR_USRBIO_UNAVAILABLE' && e.code !== 'ERR_NOT_3FS')) throw e;
+    fellBack.add(mount.mountPoint);
     if (!warnedFallback) {
       warnedFallback = true;
       process.emitWarning(`${e.message}. Files on ${mount.mountPoint} go through FUSE with the local engine; run '3fs-client doctor ${mount.mountPoint}'.`, { code: 'THREEFS_CLIENT_NO_USRBIO' });
@@ -305,7 +307,7 @@ export function clientFor(path: string): Client {
 }
 
 /** Opens a file with the client for its path (see clientFor): USRBIO on a 3FS mount, io_uring elsewhere. */
-export function open(path: string, flags?: OpenFlags, mode?: number, options?: OpenOptions): Promise<File> {
+export async function open(path: string, flags?: OpenFlags, mode?: number, options?: OpenOptions): Promise<File> {
   return clientFor(path).open(path, flags, mode, options);
 }
 
