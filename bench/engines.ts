@@ -2,7 +2,7 @@
 // (io_uring) and the 3FS engine (USRBIO), alternating, in one run. On a real 3FS mount this shows
 // what USRBIO buys over io_uring through FUSE; on the test stand-in of 3FS's library (local files
 // under a directory it treats as a mount) it isolates the hf3fs engine's own cost per op.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from '../lib/index';
@@ -33,7 +33,30 @@ export interface EngineRun {
   p50us: number;
   p99us: number;
   cpuSecPerGiB: number;
+  /**
+   * CPU per op of the client itself (JS thread and engine threads), without the threads of the
+   * test stand-in that play 3FS's FUSE daemon (named "hf3fs-daemon"; on a real mount the daemon is
+   * another process, so nothing is subtracted). What the engine costs, apart from the storage's work.
+   */
+  clientUsPerOp: number;
   repeat: number;
+}
+
+// CPU seconds of this process's live threads named `name`.
+function threadCpu(name: string): { named: number } {
+  const tick = 100; // USER_HZ on Linux
+  let named = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (comm === name) named += (Number(fields[11]) + Number(fields[12])) / tick; // utime, stime
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return { named };
 }
 
 // Reads of a warm file: the device stays out of the way, so what differs is each engine's own work.
@@ -63,7 +86,15 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
     for (const w of WORKLOADS) {
       for (let r = 1; r <= repeat; r++) {
         for (const engine of ['local', 'hf3fs'] as const) {
-          const m = await runOurs(w, path, FILE_SIZE, runOpts, engine === 'hf3fs' ? hf3fs : {});
+          // The daemon's share of the process's CPU while the lanes run, read while its threads live.
+          const probes: { named: number; process: number }[] = [];
+          const probe = () => {
+            const u = process.cpuUsage();
+            probes.push({ named: threadCpu('hf3fs-daemon').named, process: (u.user + u.system) / 1e6 });
+          };
+          const m = await runOurs(w, path, FILE_SIZE, { ...runOpts, probe }, engine === 'hf3fs' ? hf3fs : {});
+          const spent = probes.length === 2 ? probes[1].process - probes[0].process : 0;
+          const daemonShare = spent > 0 ? Math.min(1, (probes[1].named - probes[0].named) / spent) : 0;
           const run: EngineRun = {
             workload: w.name,
             engine,
@@ -75,6 +106,7 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
             p50us: m.p50us,
             p99us: m.p99us,
             cpuSecPerGiB: m.cpuSeconds / (m.bytes / 2 ** 30),
+            clientUsPerOp: ((m.cpuSeconds * (1 - daemonShare)) / m.ops) * 1e6,
             repeat: r,
           };
           runs.push(run);
@@ -92,18 +124,19 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
 /** Medians per workload and engine, and hf3fs / local. */
 export function formatEngineTable(runs: EngineRun[]): string {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-  const lines = ['workload              engine      IOPS      GiB/s  p50 us  p99 us  CPU s/GiB  hf3fs/local'];
+  const lines = ['workload              engine      IOPS      GiB/s  p50 us  p99 us  CPU s/GiB  client us/op  hf3fs/local IOPS  us/op'];
   for (const name of [...new Set(runs.map((r) => r.workload))]) {
     const row = (engine: 'local' | 'hf3fs') => {
       const rs = runs.filter((r) => r.workload === name && r.engine === engine);
-      return { rs, iops: median(rs.map((r) => r.iops)) };
+      return { rs, iops: median(rs.map((r) => r.iops)), us: median(rs.map((r) => r.clientUsPerOp)) };
     };
     const local = row('local');
     const hf = row('hf3fs');
-    for (const [engine, { rs, iops }] of [['local', local], ['hf3fs', hf]] as const) {
+    for (const [engine, { rs, iops, us }] of [['local', local], ['hf3fs', hf]] as const) {
       const w = rs[0];
       const label = engine === 'local' ? `${name} ${formatSize(w.blockSize)} qd${w.queueDepth} b${w.batch}` : '';
       const ratio = engine === 'hf3fs' && local.iops > 0 ? `${(iops / local.iops).toFixed(2)}x` : '';
+      const overhead = engine === 'hf3fs' && local.us > 0 ? `${(us / local.us).toFixed(2)}x` : '';
       lines.push(
         [
           label.padEnd(22),
@@ -113,12 +146,18 @@ export function formatEngineTable(runs: EngineRun[]): string {
           median(rs.map((r) => r.p50us)).toFixed(0).padStart(8),
           median(rs.map((r) => r.p99us)).toFixed(0).padStart(8),
           median(rs.map((r) => r.cpuSecPerGiB)).toFixed(3).padStart(11),
-          ratio.padStart(13),
+          us.toFixed(2).padStart(14),
+          ratio.padStart(18),
+          overhead.padStart(7),
         ].join(''),
       );
     }
   }
-  return lines.join('\n') + '\n(medians; hf3fs/local compares IOPS at the same block size, depth and batch size)\n';
+  return (
+    lines.join('\n') +
+    '\n(medians at the same block size, depth and batch size. client us/op: CPU of the JS and engine threads per op,\n' +
+    ' without the threads that play 3FS\'s FUSE daemon in the test stand-in; on a real mount the daemon is another process)\n'
+  );
 }
 
 async function warm(path: string): Promise<void> {

@@ -10,6 +10,8 @@ export interface RunOptions {
   rampMs: number;
   durationMs: number;
   seed: number;
+  /** Called as the lanes start and again as they end, while the client still lives (its threads too). */
+  probe?: () => void;
 }
 
 export interface OursOutcome extends Measured {
@@ -65,6 +67,7 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
       }
     };
     const laneIds = Array.from({ length: lanes }, (_, l) => l);
+    opts.probe?.();
     await Promise.all(
       laneIds.map((l) =>
         lane(l).catch((e) => {
@@ -73,6 +76,7 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
         }),
       ),
     );
+    opts.probe?.();
     const measured = meter.result();
     if (w.write) await checkWritten(path, lastWritten, bs, tag);
 

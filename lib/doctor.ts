@@ -6,7 +6,7 @@ import { release } from 'node:os';
 import { resolve } from 'node:path';
 import { CONFIG_KEYS, DEFAULT_LAUNCHER_CONFIG, isConfigError, loadConfig, readLauncherConfig, type LauncherConfig, type LoadedConfig } from './config';
 import { findHf3fsMount, findMount, listMounts, HF3FS_FS_TYPE, type Hf3fsMount, type Mount } from './mounts';
-import { native } from './native';
+import { native, type IoUringProbeResult, type RdmaDeviceInfo, type RdmaProbeResult, type UsrbioProbeResult } from './native';
 
 export type FindingStatus = 'ok' | 'warn' | 'fail' | 'info';
 
@@ -20,61 +20,7 @@ export interface Finding {
   fix?: string;
 }
 
-// What the addon's probes return (native/probe.cc, native/usrbio_lib.cc). Fields a failed query
-// could not fill are absent.
-export interface UsrbioProbeResult {
-  requested: string;
-  loaded: boolean;
-  path?: string;
-  error?: string;
-  iorSize1?: number;
-  iorSizeExpected?: number;
-}
-
-export interface IoUringProbeResult {
-  available: boolean;
-  errno: number;
-  code?: string;
-}
-
-export interface RdmaPortInfo {
-  port: number;
-  /** Set when ibv_query_port failed; the other fields are then absent. */
-  error?: string;
-  /** 'ACTIVE', 'DOWN', 'INIT', 'ARMED', ... (enum ibv_port_state) */
-  state?: string;
-  linkLayer?: 'InfiniBand' | 'Ethernet' | 'unspecified';
-  /** Bytes. */
-  activeMtu?: number;
-  gid0?: string;
-  lid?: number;
-}
-
-export interface RdmaDeviceInfo {
-  name: string;
-  guid: string;
-  nodeType?: string;
-  /** -1 when the kernel does not say. */
-  numaNode: number;
-  /** Set when the device could not be opened or queried; the limits are then absent. */
-  error?: string;
-  fwVer?: string;
-  maxSge?: number;
-  maxSgeRd?: number;
-  maxQp?: number;
-  maxQpWr?: number;
-  maxQpRdAtom?: number;
-  maxCqe?: number;
-  physPortCnt?: number;
-  ports: RdmaPortInfo[];
-}
-
-export interface RdmaProbeResult {
-  loaded: boolean;
-  library?: string;
-  error?: string;
-  devices: RdmaDeviceInfo[];
-}
+export type { UsrbioProbeResult, IoUringProbeResult, RdmaPortInfo, RdmaDeviceInfo, RdmaProbeResult } from './native';
 
 export interface DoctorOptions {
   /** The path to check (default: the config's `mount`, else the working directory). */

@@ -78,7 +78,9 @@ export interface NativeClient {
   close(): Promise<void>;
 }
 
-export interface UsrbioProbe {
+// What the addon's probes return (native/probe.cc, native/usrbio_lib.cc). Fields a failed query
+// could not fill are absent.
+export interface UsrbioProbeResult {
   requested: string;
   loaded: boolean;
   path?: string;
@@ -87,44 +89,58 @@ export interface UsrbioProbe {
   iorSizeExpected?: number;
 }
 
-export interface RdmaPort {
+export interface IoUringProbeResult {
+  available: boolean;
+  errno: number;
+  code?: string;
+}
+
+export interface RdmaPortInfo {
   port: number;
-  state: string;
-  linkLayer: string;
+  /** Set when ibv_query_port failed; the other fields are then absent. */
+  error?: string;
+  /** 'ACTIVE', 'DOWN', 'INIT', 'ARMED', ... (enum ibv_port_state) */
+  state?: string;
+  linkLayer?: 'InfiniBand' | 'Ethernet' | 'unspecified';
+  /** Bytes. */
   activeMtu?: number;
   gid0?: string;
   lid?: number;
 }
 
-export interface RdmaDevice {
+export interface RdmaDeviceInfo {
   name: string;
-  guid?: string;
+  guid: string;
+  nodeType?: string;
+  /** -1 when the kernel does not say. */
+  numaNode: number;
+  /** Set when the device could not be opened or queried; the limits are then absent. */
+  error?: string;
   fwVer?: string;
-  maxSge: number;
+  maxSge?: number;
   maxSgeRd?: number;
   maxQp?: number;
   maxQpWr?: number;
-  maxQpRdAtom: number;
+  maxQpRdAtom?: number;
   maxCqe?: number;
   physPortCnt?: number;
-  numaNode: number;
-  ports: RdmaPort[];
+  ports: RdmaPortInfo[];
 }
 
-export interface RdmaReport {
+export interface RdmaProbeResult {
   loaded: boolean;
   library?: string;
   error?: string;
-  devices: RdmaDevice[];
+  devices: RdmaDeviceInfo[];
 }
 
 export interface Binding {
   NativeClient: new (options: NativeClientOptions) => NativeClient;
   open(path: string, flags: number, mode: number, direct: number, client?: NativeClient): Promise<NativeFile>;
   hardlink(target: string, linkPath: string, client?: NativeClient): Promise<void>;
-  usrbioProbe(library?: string): UsrbioProbe;
-  ioUringProbe(): { available: boolean; errno: number; code?: string };
-  rdmaDevices(): RdmaReport;
+  usrbioProbe(library?: string): UsrbioProbeResult;
+  ioUringProbe(): IoUringProbeResult;
+  rdmaDevices(): RdmaProbeResult;
 }
 
 function packageRoot(): string {

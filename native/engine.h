@@ -78,6 +78,26 @@ struct EngineCounters {
   std::atomic<uint64_t> short_transfers{0}, errors{0}, submit_calls{0}, batches{0};
 };
 
+// Records an op's outcome in its batch's results and the counters, and lets go of its file and
+// memory. A failed op of a fail-fast batch first has `cancel_rest(batch)` stop the others. Returns
+// true when this was the batch's last unsettled op: the caller hands the batch on (and must not
+// touch it after).
+template <typename CancelRest>
+bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest) {
+  Batch* b = op->batch;
+  op->state = Op::State::kDone;
+  b->results[2 * op->index] = static_cast<double>(op->done);
+  b->results[2 * op->index + 1] = err;
+  (op->write ? counters.write_ops : counters.read_ops)++;
+  if (err != 0) {
+    counters.errors++;
+    if (b->fail_fast && b->cancel_errno == 0) cancel_rest(b);
+  }
+  op->region.reset();
+  op->file.reset();
+  return --b->unsettled == 0;
+}
+
 struct EngineOptions {
   unsigned index = 0;               // this engine's place among the client's rings
   unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)

@@ -397,21 +397,10 @@ class Hf3fsEngine final : public Engine {
 
   void Settle(Op* op, int err) {
     Batch* b = op->batch;
-    op->state = Op::State::kDone;
-    b->results[2 * op->index] = static_cast<double>(op->done);
-    b->results[2 * op->index + 1] = err;
-    (op->write ? counters.write_ops : counters.read_ops)++;
-    if (err != 0) {
-      counters.errors++;
-      if (b->fail_fast && b->cancel_errno == 0) CancelBatch(b, ECANCELED);
-    }
-    op->region.reset();
-    op->file.reset();
-    if (--b->unsettled == 0) {
-      live_.erase(b->id);
-      sink_->BatchSettled(b);
-      if (stopping_ && live_.empty()) wake_.notify_one();
-    }
+    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
+    live_.erase(b->id);
+    sink_->BatchSettled(b);
+    if (stopping_ && live_.empty()) wake_.notify_one();
   }
 
   EngineOptions options_;

@@ -372,20 +372,9 @@ class UringEngine final : public Engine {
 
   void Settle(Op* op, int err) {
     Batch* b = op->batch;
-    op->state = Op::State::kDone;
-    b->results[2 * op->index] = static_cast<double>(op->done);
-    b->results[2 * op->index + 1] = err;
-    (op->write ? counters.write_ops : counters.read_ops)++;
-    if (err != 0) {
-      counters.errors++;
-      if (b->fail_fast && b->cancel_errno == 0) CancelBatch(b, ECANCELED);
-    }
-    op->region.reset();
-    op->file.reset();
-    if (--b->unsettled == 0) {
-      live_.erase(b->id);
-      sink_->BatchSettled(b);
-    }
+    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
+    live_.erase(b->id);
+    sink_->BatchSettled(b);
   }
 
   void FailAll(int err) {
