@@ -19,5 +19,12 @@ export const {
   findMount,
   findHf3fsMount,
   listMounts,
+  KVCache,
+  namespaceHash,
+  crc32c,
+  crc32cMany,
+  crc32cSync,
+  pageKey,
+  pageKeys,
 } = cjs;
 export default cjs;

@@ -13,3 +13,7 @@ export { loadConfig, readLauncherConfig } from './config';
 export type { LoadedConfig, LauncherConfig, ConfigClientOptions, ConfigError } from './config';
 export { findMount, findHf3fsMount, listMounts } from './mounts';
 export type { Mount, Hf3fsMount } from './mounts';
+export { KVCache, namespaceHash } from './kvcache';
+export type { KVCacheOptions, KVNamespace, KVGeometry, KVKey, KVPayload, PutResult, GetResult, KVCacheStats } from './kvcache';
+export { crc32c, crc32cMany, crc32cSync } from './crc32c';
+export { pageKey, pageKeys } from './page-keys';

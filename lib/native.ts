@@ -141,6 +141,10 @@ export interface Binding {
   usrbioProbe(library?: string): UsrbioProbeResult;
   ioUringProbe(): IoUringProbeResult;
   rdmaDevices(): RdmaProbeResult;
+  /** out[i] = CRC32C(views[i]), computed on libuv's pool (native/crc32c.cc). */
+  crc32c(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
+  /** On the JS thread; `software` forces the table-driven version (for tests). */
+  crc32cSync(view: ArrayBufferView, software?: boolean): number;
 }
 
 function packageRoot(): string {

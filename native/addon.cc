@@ -3,6 +3,7 @@
 
 #include "addon.h"
 #include "client.h"
+#include "crc32c.h"
 #include "file.h"
 #include "probe.h"
 #include "usrbio_lib.h"
@@ -23,6 +24,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("usrbioProbe", Napi::Function::New<&UsrbioProbe>(env, "usrbioProbe"));
   exports.Set("ioUringProbe", Napi::Function::New<&IoUringProbe>(env, "ioUringProbe"));
   exports.Set("rdmaDevices", Napi::Function::New<&RdmaDevices>(env, "rdmaDevices"));
+  exports.Set("crc32c", Napi::Function::New<&Crc32cAsync>(env, "crc32c"));
+  exports.Set("crc32cSync", Napi::Function::New<&Crc32cSync>(env, "crc32cSync"));
   return exports;
 }
 

@@ -13,6 +13,7 @@ const ROOT = resolve(__dirname, '..');
 const EXPORTS = [
   'Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'clientFor', 'connect', 'defaultClient', 'findHf3fsMount', 'findMount',
   'formatDoctor', 'listMounts', 'loadConfig', 'open', 'readLauncherConfig', 'runDoctor',
+  'KVCache', 'namespaceHash', 'crc32c', 'crc32cMany', 'crc32cSync', 'pageKey', 'pageKeys',
 ].sort();
 const tmp = makeTmpDir('api');
 const rng = new Rng(seedFor('api'));

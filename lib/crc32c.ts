@@ -1,0 +1,42 @@
+// CRC32C (Castagnoli) of payloads, computed in native code: on libuv's pool for the promise
+// forms, so checksumming large pages never blocks the JS thread.
+import { argError, fromNative } from './errors';
+import { native } from './native';
+
+function checkView(view: unknown, what: string): asserts view is ArrayBufferView {
+  if (!ArrayBuffer.isView(view)) throw argError('ERR_INVALID_ARG_TYPE', `${what} must be a TypedArray, Buffer or DataView`);
+}
+
+/** CRC32C of each view, in order, computed off the JS thread. */
+export async function crc32cMany(views: readonly ArrayBufferView[]): Promise<Uint32Array> {
+  if (!Array.isArray(views)) throw argError('ERR_INVALID_ARG_TYPE', 'views must be an array');
+  views.forEach((v, i) => checkView(v, `views[${i}]`));
+  const out = new Uint32Array(views.length);
+  if (views.length === 0) return out;
+  try {
+    // A copy of the array: the addon holds the views themselves until it is done.
+    await native().crc32c(views.slice(), out);
+  } catch (e) {
+    throw fromNative(e);
+  }
+  return out;
+}
+
+/** CRC32C of one view (Castagnoli, init and final XOR 0xFFFFFFFF), computed off the JS thread. */
+export async function crc32c(view: ArrayBufferView): Promise<number> {
+  checkView(view, 'view');
+  return (await crc32cMany([view]))[0];
+}
+
+/**
+ * CRC32C of one view on the calling thread: for small inputs, where a trip to the thread pool
+ * costs more than the checksum (a few KiB and below).
+ */
+export function crc32cSync(view: ArrayBufferView): number {
+  checkView(view, 'view');
+  try {
+    return native().crc32cSync(view);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}

@@ -1,0 +1,936 @@
+// A KV-cache page store in a few preallocated files, shared by many processes with no metadata
+// server: a set-associative cache (see /work/shared/design/kvcache.md and the notes below).
+//
+//   key --sha256(namespaceHash || key)--> 128-bit id;   set = id mod sets;   shard = set mod shards
+//   set region (in its shard file):  [ directory 4 KiB ][ slot 0 ] ... [ slot ways-1 ]
+//   slot:                            [ header 4 KiB ][ payload, up to pageBytes, padded to 4 KiB ]
+//
+// The slot header is the truth (id, length, payload CRC32C, epoch, expiry, header CRC32C) and is
+// written in the same op as the payload. The set directory is a hint that saves reading every
+// header; the in-memory index is a hint that saves reading the directory. Every disagreement, torn
+// write or race ends as a miss, never as wrong bytes.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { clientFor, type Client } from './client';
+import { crc32cMany, crc32cSync } from './crc32c';
+import { argError, ThreeFSError } from './errors';
+import type { File } from './file';
+import { IoBuffer } from './io-buffer';
+
+export const KVCACHE_FORMAT = 1;
+const ALIGN = 4096;
+const HEADER_BYTES = 4096;
+const DIR_BYTES = 4096;
+const SLOT_MAGIC = 0x3143564b; // 'KVC1' little-endian
+const DIR_MAGIC = 0x3144564b; // 'KVD1'
+const DIR_ENTRY = 40; // id 16 | length u32 | flags u32 | epoch f64 | expiry f64
+const DIR_FIRST = 64;
+const MAX_WAYS = Math.floor((DIR_BYTES - DIR_FIRST) / DIR_ENTRY); // 100
+const HEADER_CRC_AT = 60;
+
+/** What a cache holds is for one model, dtype, layout and rank: part of every key's identity. */
+export interface KVNamespace {
+  model: string;
+  dtype: string;
+  layout?: string;
+  rank?: number | string;
+  [extra: string]: string | number | boolean | undefined;
+}
+
+export interface KVCacheOptions {
+  /** The client doing the I/O. Default: clientFor(root) (3FS USRBIO on a 3FS mount, io_uring elsewhere); not closed by close(). */
+  client?: Client;
+  /** The cache's directory (made if missing). */
+  root: string;
+  namespace: KVNamespace;
+  /** Largest payload of one page. */
+  pageBytes: number;
+  /** Total bytes of the shard files (slots, headers and directories); fixed when the cache is made. */
+  capacityBytes: number;
+  /** Shard files. Default min(16, sets). */
+  shards?: number;
+  /** Ways per set (1..100). Default 8. */
+  ways?: number;
+  /** Make the cache if it is missing. Default true; false: ENOENT-like ERR_KVCACHE_NOT_FOUND. */
+  create?: boolean;
+}
+
+export interface KVGeometry {
+  format: number;
+  pageBytes: number;
+  slotBytes: number;
+  sets: number;
+  ways: number;
+  shards: number;
+}
+
+export type KVKey = string | Uint8Array;
+export type KVPayload = IoBuffer | ArrayBufferView;
+
+export interface PutResult {
+  status: 'stored' | 'present' | 'failed';
+  error?: ThreeFSError;
+}
+
+export interface GetResult {
+  status: 'hit' | 'miss';
+  /** Payload length (hits). */
+  bytes?: number;
+  /** Hits without `into`: the payload (a Buffer over memory shared by this call's hits, no copy). With `into`: into[i] holds it. */
+  buffer?: Uint8Array;
+  /** Why a located entry was a miss, when it was not simply absent. */
+  error?: ThreeFSError;
+}
+
+export interface KVCacheStats {
+  hits: number;
+  misses: number;
+  /** Located entries whose header or payload failed a check (CRC, magic): torn or damaged slots. */
+  corrupt: number;
+  /** Located entries whose slot held another key, another length or an expired entry: reused under us. */
+  raced: number;
+  stored: number;
+  present: number;
+  failed: number;
+  evicted: number;
+  deleted: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Payload bytes copied into staging memory by put (buffers not from cache.alloc()). */
+  bytesCopied: number;
+  indexSize: number;
+  pinned: number;
+}
+
+interface Loc {
+  set: number;
+  way: number;
+  length: number;
+  epoch: number;
+  expiry: number;
+}
+
+interface DirEntry {
+  id: Buffer; // 16 bytes, all zero when free
+  valid: boolean;
+  length: number;
+  epoch: number;
+  expiry: number;
+}
+
+const ERR = {
+  mismatch: 'ERR_KVCACHE_MISMATCH',
+  closed: 'ERR_KVCACHE_CLOSED',
+  notFound: 'ERR_KVCACHE_NOT_FOUND',
+  full: 'ERR_KVCACHE_SET_PINNED',
+  setFull: 'ERR_KVCACHE_SET_FULL',
+  small: 'ERR_KVCACHE_BUFFER_TOO_SMALL',
+  corrupt: 'ERR_KVCACHE_CORRUPT',
+  raced: 'ERR_KVCACHE_RACED',
+} as const;
+
+const roundUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+function wholeNumber(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw argError('ERR_OUT_OF_RANGE', `${name} must be a whole number from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** sha256 of the namespace in a canonical form (sorted keys), with the format version. */
+export function namespaceHash(ns: KVNamespace): Buffer {
+  if (ns === null || typeof ns !== 'object') throw argError('ERR_INVALID_ARG_TYPE', 'namespace must be an object { model, dtype, layout?, rank? }');
+  for (const k of ['model', 'dtype'] as const) {
+    if (typeof ns[k] !== 'string' || ns[k].length === 0) throw argError('ERR_INVALID_ARG_VALUE', `namespace.${k} must be a non-empty string`);
+  }
+  const canon: [string, string | number | boolean][] = [];
+  for (const k of Object.keys(ns).sort()) {
+    const v = ns[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' && typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) {
+      throw argError('ERR_INVALID_ARG_VALUE', `namespace.${k} must be a string, a finite number or a boolean`);
+    }
+    canon.push([k, v]);
+  }
+  return createHash('sha256').update(JSON.stringify({ kvcache: KVCACHE_FORMAT, namespace: canon })).digest();
+}
+
+function geometryOf(o: KVCacheOptions): KVGeometry {
+  const pageBytes = wholeNumber(o.pageBytes, 'pageBytes', 1, 2 ** 32 - 1 - HEADER_BYTES - ALIGN);
+  const ways = wholeNumber(o.ways ?? 8, 'ways', 1, MAX_WAYS);
+  const slotBytes = HEADER_BYTES + roundUp(pageBytes, ALIGN);
+  const setBytes = DIR_BYTES + ways * slotBytes;
+  const capacityBytes = wholeNumber(o.capacityBytes, 'capacityBytes', setBytes, Number.MAX_SAFE_INTEGER);
+  const sets = Math.floor(capacityBytes / setBytes);
+  const shards = wholeNumber(o.shards ?? Math.min(16, sets), 'shards', 1, Math.min(4096, sets));
+  return { format: KVCACHE_FORMAT, pageBytes, slotBytes, sets, ways, shards };
+}
+
+type Lock = { release: () => void };
+
+/**
+ * A shared KV-cache page store. Open with KVCache.open(); every method takes a batch of keys and
+ * does its I/O in a few batched calls (directories, slots, directories).
+ */
+export class KVCache {
+  readonly root: string;
+  readonly geometry: KVGeometry;
+  readonly namespaceHash: Buffer;
+  readonly #client: Client;
+  readonly #files: File[];
+  readonly #setBytes: number;
+  readonly #index = new Map<string, Loc>(); // id hex -> where this process last saw it
+  readonly #pins = new Map<string, { set: number; way: number; count: number }>();
+  readonly #pinnedWays = new Map<number, number>(); // set * ways + way -> pin count
+  readonly #payloadOf = new WeakMap<IoBuffer, IoBuffer>(); // payload view from alloc() -> header+payload
+  readonly #locks = new Map<number, Promise<void>>();
+  readonly #staging: IoBuffer[] = [];
+  #lastEpoch = 0;
+  #closing: Promise<void> | undefined;
+  readonly #stats = { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0 };
+
+  private constructor(root: string, client: Client, files: File[], geometry: KVGeometry, ns: Buffer) {
+    this.root = root;
+    this.#client = client;
+    this.#files = files;
+    this.geometry = geometry;
+    this.namespaceHash = ns;
+    this.#setBytes = DIR_BYTES + geometry.ways * geometry.slotBytes;
+  }
+
+  /**
+   * Opens the cache in `root`, making it (meta.json and preallocated shard files) if missing. An
+   * existing cache made with another geometry fails with ERR_KVCACHE_MISMATCH. Namespaces share a
+   * cache: they only change the ids.
+   */
+  static async open(options: KVCacheOptions): Promise<KVCache> {
+    if (options === null || typeof options !== 'object') throw argError('ERR_INVALID_ARG_TYPE', 'options must be an object');
+    const { root } = options;
+    if (typeof root !== 'string' || root.length === 0 || root.includes('\0')) throw argError('ERR_INVALID_ARG_VALUE', 'root must be a non-empty path');
+    const ns = namespaceHash(options.namespace);
+    const wanted = geometryOf(options);
+    const client = options.client ?? clientFor(root);
+    const metaPath = join(root, 'meta.json');
+
+    let geometry = await readMeta(metaPath);
+    if (!geometry) {
+      if (options.create === false) throw argError(ERR.notFound, `no KV cache in '${root}' (meta.json missing)`, { path: root });
+      await fsp.mkdir(root, { recursive: true });
+      const setBytes = DIR_BYTES + wanted.ways * wanted.slotBytes;
+      // Shards first, then meta.json: a cache is never announced before its files exist. Never
+      // shrink or truncate a file another process may already be using.
+      for (let s = 0; s < wanted.shards; s++) {
+        const size = shardSets(wanted, s) * setBytes;
+        const fh = await fsp.open(join(root, shardName(s)), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o666);
+        try {
+          if ((await fh.stat()).size < size) await fh.truncate(size);
+        } finally {
+          await fh.close();
+        }
+      }
+      const meta = { ...wanted, capacityBytes: wanted.sets * setBytes, createdBy: { namespaceHash: ns.toString('hex'), pid: process.pid, at: new Date().toISOString() } };
+      const tmp = `${metaPath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+      await fsp.writeFile(tmp, JSON.stringify(meta, null, 2) + '\n', { flag: 'wx' });
+      try {
+        // No-clobber publish: a second creator racing us gets EEXIST and checks what won.
+        await client.hardlink(tmp, metaPath).catch(async (e: unknown) => {
+          if ((e as { code?: string }).code === 'EEXIST') return;
+          await fsp.rename(tmp, metaPath); // file systems without hard links: atomic, last writer wins
+        });
+      } finally {
+        await fsp.rm(tmp, { force: true });
+      }
+      geometry = await readMeta(metaPath);
+      if (!geometry) throw argError(ERR.mismatch, `meta.json in '${root}' vanished while the cache was made`, { path: metaPath });
+    }
+    // Options left unset (ways, shards) take the cache's values; the rest must agree.
+    const asked = geometryOf({ ...options, ways: options.ways ?? geometry.ways, shards: options.shards ?? geometry.shards });
+    for (const k of ['format', 'pageBytes', 'slotBytes', 'ways', 'shards', 'sets'] as const) {
+      if (geometry[k] !== asked[k]) {
+        throw argError(ERR.mismatch, `the KV cache in '${root}' has ${k} ${geometry[k]}, not ${asked[k]} (meta.json: ${JSON.stringify(geometry)})`, { path: metaPath });
+      }
+    }
+    const files: File[] = [];
+    try {
+      for (let s = 0; s < geometry.shards; s++) files.push(await client.open(join(root, shardName(s)), 'r+'));
+    } catch (e) {
+      await Promise.allSettled(files.map((f) => f.close()));
+      throw e;
+    }
+    return new KVCache(root, client, files, geometry, ns);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ids and places
+
+  /** The 128-bit id of a key in this cache's namespace. */
+  idOf(key: KVKey, index = 0): Buffer {
+    let bytes: Uint8Array;
+    if (typeof key === 'string') bytes = Buffer.from(key, 'utf8');
+    else if (key instanceof Uint8Array) bytes = key;
+    else throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
+    return createHash('sha256').update(this.namespaceHash).update(bytes).digest().subarray(0, 16);
+  }
+
+  #setOf(id: Buffer): number {
+    return id.readUIntLE(0, 6) % this.geometry.sets;
+  }
+
+  #fileOf(set: number): File {
+    return this.#files[set % this.geometry.shards];
+  }
+
+  #dirOffset(set: number): number {
+    return Math.floor(set / this.geometry.shards) * this.#setBytes;
+  }
+
+  #slotOffset(set: number, way: number): number {
+    return this.#dirOffset(set) + DIR_BYTES + way * this.geometry.slotBytes;
+  }
+
+  #ids(keys: readonly KVKey[]): Buffer[] {
+    if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
+    return keys.map((k, i) => this.idOf(k, i));
+  }
+
+  #epoch(): number {
+    // Milliseconds since the epoch, strictly increasing within this process (fractions break ties).
+    this.#lastEpoch = Math.max(Date.now(), this.#lastEpoch + 1 / 1024);
+    return this.#lastEpoch;
+  }
+
+  #alive(loc: { expiry: number }, now: number): boolean {
+    return loc.expiry === 0 || loc.expiry > now;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Memory
+
+  /**
+   * Memory for a payload of `bytes` that put() writes without copying: 4 KiB of header room sit
+   * in front of it, in the same allocation. Fill it, then pass it (this very object) to put().
+   */
+  alloc(bytes: number): IoBuffer {
+    this.#checkOpen();
+    wholeNumber(bytes, 'bytes', 0, this.geometry.pageBytes);
+    const whole = this.#client.alloc(HEADER_BYTES + roundUp(Math.max(bytes, 1), ALIGN));
+    const payload = whole.subarray(HEADER_BYTES, HEADER_BYTES + bytes);
+    this.#payloadOf.set(payload, whole);
+    return payload;
+  }
+
+  #takeStaging(bytes: number): IoBuffer {
+    const i = this.#staging.findIndex((b) => b.byteLength >= bytes && !b.freed);
+    if (i >= 0) return this.#staging.splice(i, 1)[0];
+    return this.#client.alloc(roundUp(Math.max(bytes, ALIGN), 1 << 20));
+  }
+
+  #giveStaging(b: IoBuffer): void {
+    if (this.#closing || this.#staging.length >= 4) b.free();
+    else this.#staging.push(b);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Directories
+
+  async #readDirs(sets: readonly number[], into: IoBuffer): Promise<(DirEntry[] | null)[]> {
+    const ops = sets.map((set, i) => ({ file: this.#fileOf(set), buffer: into.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) }));
+    const results = ops.length ? await this.#client.batchRead(ops) : [];
+    return results.map((r, i) => {
+      if (r.error) return null;
+      this.#stats.bytesRead += r.bytes;
+      return parseDir(into.bytes.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), this.geometry.ways, sets[i]);
+    });
+  }
+
+  /** Where each id is: the index first, then one batch of directory reads. `undefined`: absent. */
+  async #locate(ids: readonly Buffer[], useIndex: boolean, now: number): Promise<(Loc | undefined)[]> {
+    const out: (Loc | undefined)[] = new Array(ids.length).fill(undefined); // no holes: callers map over it
+    const need = new Map<number, number[]>(); // set -> positions
+    ids.forEach((id, i) => {
+      const known = useIndex ? this.#index.get(id.toString('hex')) : undefined;
+      if (known && this.#alive(known, now)) out[i] = known;
+      else {
+        const set = this.#setOf(id);
+        const list = need.get(set);
+        if (list) list.push(i);
+        else need.set(set, [i]);
+      }
+    });
+    if (need.size === 0) return out;
+    const sets = [...need.keys()];
+    const buf = this.#takeStaging(sets.length * DIR_BYTES);
+    try {
+      const dirs = await this.#readDirs(sets, buf);
+      sets.forEach((set, s) => {
+        const dir = dirs[s];
+        for (const i of need.get(set)!) {
+          const hex = ids[i].toString('hex');
+          const way = dir ? dir.findIndex((e) => e.valid && e.id.equals(ids[i]) && this.#alive(e, now)) : -1;
+          if (way < 0) {
+            this.#index.delete(hex);
+            continue;
+          }
+          const e = dir![way];
+          const loc = { set, way, length: e.length, epoch: e.epoch, expiry: e.expiry };
+          this.#index.set(hex, loc);
+          out[i] = loc;
+        }
+      });
+    } finally {
+      this.#giveStaging(buf);
+    }
+    return out;
+  }
+
+  /** Per-set locks of this process (sorted, so two calls never wait on each other in a cycle). */
+  async #lockSets(sets: number[]): Promise<Lock> {
+    const sorted = [...new Set(sets)].sort((a, b) => a - b);
+    const releases: (() => void)[] = [];
+    for (const set of sorted) {
+      const before = this.#locks.get(set) ?? Promise.resolve();
+      let release!: () => void;
+      const mine = new Promise<void>((r) => (release = r));
+      const tail = before.then(() => mine);
+      this.#locks.set(set, tail);
+      await before;
+      releases.push(() => {
+        release();
+        if (this.#locks.get(set) === tail) this.#locks.delete(set);
+      });
+    }
+    return { release: () => releases.forEach((r) => r()) };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // put
+
+  /**
+   * Stores pages. Keys already present are skipped ('present'). Payloads from cache.alloc() go out
+   * without a copy; others are copied into staging memory (counted in stats().bytesCopied).
+   */
+  async put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number } = {}): Promise<PutResult[]> {
+    this.#checkOpen();
+    const ids = this.#ids(keys);
+    if (!Array.isArray(buffers) || buffers.length !== ids.length) throw argError('ERR_INVALID_ARG_VALUE', 'buffers must be an array with one payload per key');
+    options ??= {};
+    const ttl = options.ttlMs === undefined ? 0 : wholeNumber(options.ttlMs, 'ttlMs', 0, 2 ** 46);
+    const payloads = buffers.map((b, i) => {
+      if (b instanceof IoBuffer) {
+        if (b.freed) throw argError('ERR_BUFFER_FREED', `buffer ${i} was freed`, { index: i });
+      } else if (!ArrayBuffer.isView(b)) throw argError('ERR_INVALID_ARG_TYPE', `buffer ${i} must be an IoBuffer or an ArrayBufferView`, { index: i });
+      if (b.byteLength > this.geometry.pageBytes) {
+        throw argError('ERR_OUT_OF_RANGE', `buffer ${i}: ${b.byteLength} bytes is more than pageBytes (${this.geometry.pageBytes})`, { index: i });
+      }
+      return b;
+    });
+    const results: PutResult[] = ids.map(() => ({ status: 'failed' }));
+    const now = Date.now();
+
+    // Dedup: the index, and earlier copies of a key in this same call.
+    const todo: number[] = [];
+    const seen = new Set<string>();
+    ids.forEach((id, i) => {
+      const hex = id.toString('hex');
+      const known = this.#index.get(hex);
+      if (seen.has(hex) || (known && this.#alive(known, now))) results[i] = { status: 'present' };
+      else {
+        seen.add(hex);
+        todo.push(i);
+      }
+    });
+    if (todo.length === 0) return this.#count(results);
+
+    const sets = [...new Set(todo.map((i) => this.#setOf(ids[i])))];
+    const lock = await this.#lockSets(sets);
+    const dirBuf = this.#takeStaging(sets.length * DIR_BYTES);
+    let staging: IoBuffer | undefined;
+    try {
+      // 1. The directories, in one batch: dedup and choice of ways.
+      const dirs = await this.#readDirs(sets, dirBuf);
+      const dirBySet = new Map(sets.map((s, k) => [s, dirs[k]]));
+      const taken = new Set<number>(); // set * ways + way chosen in this call
+      const plan: { i: number; set: number; way: number; epoch: number; expiry: number }[] = [];
+      for (const i of todo) {
+        const id = ids[i];
+        const set = this.#setOf(id);
+        const dir = dirBySet.get(set);
+        if (!dir) {
+          results[i] = { status: 'failed', error: argError('EIO', `set ${set}: its directory could not be read`) };
+          continue;
+        }
+        const at = dir.findIndex((e) => e.valid && e.id.equals(id) && this.#alive(e, now));
+        if (at >= 0) {
+          const e = dir[at];
+          this.#index.set(id.toString('hex'), { set, way: at, length: e.length, epoch: e.epoch, expiry: e.expiry });
+          results[i] = { status: 'present' };
+          continue;
+        }
+        const way = this.#chooseWay(set, dir, taken, now);
+        if (way < 0) {
+          const byThisCall = Array.from({ length: this.geometry.ways }, (_, w) => set * this.geometry.ways + w).some((w) => taken.has(w));
+          results[i] = {
+            status: 'failed',
+            error: byThisCall
+              ? argError(ERR.setFull, `set ${set}: this call has more keys for it than it has ways (${this.geometry.ways}, less any pinned)`, { index: i })
+              : argError(ERR.full, `set ${set}: every way is pinned by this process`, { index: i }),
+          };
+          continue;
+        }
+        taken.add(set * this.geometry.ways + way);
+        const epoch = this.#epoch();
+        plan.push({ i, set, way, epoch, expiry: ttl > 0 ? now + ttl : 0 });
+      }
+      if (plan.length === 0) return this.#count(results);
+
+      // 2. The slots: header and payload in one op each, all in one batch.
+      // A cache.alloc() payload is written in place, once per call (a second key with the same memory is copied).
+      const inPlace = new Set<number>();
+      const used = new Set<IoBuffer>();
+      plan.forEach((p, k) => {
+        const whole = this.#payloadOf.get(payloads[p.i] as IoBuffer);
+        if (whole && !used.has(whole)) {
+          used.add(whole);
+          inPlace.add(k);
+        }
+      });
+      const copied = plan.filter((_, k) => !inPlace.has(k));
+      const spans = copied.map((p) => HEADER_BYTES + roundUp(payloads[p.i].byteLength, ALIGN));
+      const total = spans.reduce((a, b) => a + b, 0);
+      staging = total > 0 ? this.#takeStaging(total) : undefined;
+      const slotOf = new Map<number, IoBuffer>(); // plan index -> header+payload memory
+      let at = 0;
+      plan.forEach((p, k) => {
+        const payload = payloads[p.i];
+        const span = HEADER_BYTES + roundUp(payload.byteLength, ALIGN);
+        if (inPlace.has(k)) {
+          slotOf.set(k, this.#payloadOf.get(payload as IoBuffer)!.subarray(0, span));
+        } else {
+          const mem = staging!.subarray(at, at + span);
+          at += span;
+          const bytes = mem.bytes;
+          const src = payload instanceof IoBuffer ? payload.bytes : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+          bytes.set(src, HEADER_BYTES);
+          bytes.fill(0, HEADER_BYTES + src.byteLength, span);
+          this.#stats.bytesCopied += src.byteLength;
+          slotOf.set(k, mem);
+        }
+      });
+      const crcs = await crc32cMany(plan.map((p, k) => slotOf.get(k)!.bytes.subarray(HEADER_BYTES, HEADER_BYTES + payloads[p.i].byteLength)));
+      plan.forEach((p, k) => {
+        const head = slotOf.get(k)!.bytes.subarray(0, HEADER_BYTES);
+        head.fill(0);
+        writeHeader(head, ids[p.i], payloads[p.i].byteLength, crcs[k], p.epoch, p.expiry);
+      });
+      const writes = await this.#client.batchWrite(plan.map((p, k) => ({ file: this.#fileOf(p.set), buffer: slotOf.get(k)!, fileOffset: this.#slotOffset(p.set, p.way) })));
+      const done = plan.filter((p, k) => {
+        const r = writes[k];
+        if (r.error) {
+          results[p.i] = { status: 'failed', error: r.error };
+          return false;
+        }
+        this.#stats.bytesWritten += r.bytes;
+        return true;
+      });
+      if (done.length === 0) return this.#count(results);
+
+      // 3. The directories again, just before rewriting them: what other processes wrote to other
+      //    ways meanwhile is kept (the window for a lost update is this read-to-write gap only).
+      const dirSets = [...new Set(done.map((p) => p.set))];
+      const fresh = await this.#readDirs(dirSets, dirBuf);
+      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
+      const written: typeof done = [];
+      dirSets.forEach((set, k) => {
+        const mem = dirBuf.bytes.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES);
+        const dir = fresh[k] ?? dirBySet.get(set)!;
+        for (const p of done.filter((q) => q.set === set)) {
+          const old = dir[p.way];
+          if (old.valid && this.#alive(old, now) && !old.id.equals(ids[p.i])) {
+            this.#stats.evicted++;
+            this.#index.delete(old.id.toString('hex'));
+          }
+          dir[p.way] = { id: Buffer.from(ids[p.i]), valid: true, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry };
+          written.push(p);
+        }
+        writeDir(mem, dir, set);
+        ops.push({ file: this.#fileOf(set), buffer: dirBuf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) });
+      });
+      const dw = await this.#client.batchWrite(ops);
+      dw.forEach((r) => {
+        if (!r.error) this.#stats.bytesWritten += r.bytes;
+      });
+      // A slot whose directory write failed is still findable by this process (index), and is a
+      // miss for others: a cache may lose entries, so it counts as stored.
+      for (const p of written) {
+        this.#index.set(ids[p.i].toString('hex'), { set: p.set, way: p.way, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry });
+        results[p.i] = { status: 'stored' };
+      }
+      return this.#count(results);
+    } finally {
+      if (staging) this.#giveStaging(staging);
+      this.#giveStaging(dirBuf);
+      lock.release();
+    }
+  }
+
+  /** Free way, else an expired one, else the oldest epoch; never one pinned here or taken in this call. */
+  #chooseWay(set: number, dir: DirEntry[], taken: Set<number>, now: number): number {
+    const W = this.geometry.ways;
+    let best = -1;
+    let bestRank = Infinity;
+    for (let w = 0; w < W; w++) {
+      const key = set * W + w;
+      if (taken.has(key) || this.#pinnedWays.has(key)) continue;
+      const e = dir[w];
+      const rank = !e.valid ? -2 : !this.#alive(e, now) ? -1 : e.epoch;
+      if (rank < bestRank) {
+        bestRank = rank;
+        best = w;
+      }
+    }
+    return best;
+  }
+
+  #count(results: PutResult[]): PutResult[] {
+    for (const r of results) this.#stats[r.status === 'stored' ? 'stored' : r.status === 'present' ? 'present' : 'failed']++;
+    return results;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // get
+
+  /**
+   * Reads pages. Each hit's header (id, length, expiry, CRC) and payload CRC32C are checked;
+   * anything else is a miss. With `into`, payload i is read into into[i] (an IoBuffer or a view,
+   * at least as long as the stored payload; shorter: a miss with ERR_KVCACHE_BUFFER_TOO_SMALL).
+   */
+  async get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
+    this.#checkOpen();
+    const ids = this.#ids(keys);
+    if (into !== undefined) {
+      if (!Array.isArray(into) || into.length !== ids.length) throw argError('ERR_INVALID_ARG_VALUE', 'into must be an array with one buffer per key');
+      into.forEach((b, i) => {
+        if (!(b instanceof IoBuffer) && !ArrayBuffer.isView(b)) throw argError('ERR_INVALID_ARG_TYPE', `into[${i}] must be an IoBuffer or an ArrayBufferView`, { index: i });
+      });
+    }
+    const results: GetResult[] = ids.map(() => ({ status: 'miss' }));
+    let pending = ids.map((_, i) => i);
+    // Round 1 trusts the index; what failed there is looked up again in the directories (round 2).
+    for (let round = 0; round < 2 && pending.length > 0; round++) {
+      const now = Date.now();
+      const fromIndex = round === 0 ? pending.filter((i) => this.#aliveInIndex(ids[i], now)) : [];
+      const locs = await this.#locate(pending.map((i) => ids[i]), round === 0, now);
+      const retry = await this.#readSlots(ids, pending, locs, into, results, now);
+      pending = retry.filter((i) => fromIndex.includes(i));
+    }
+    for (const r of results) this.#stats[r.status === 'hit' ? 'hits' : 'misses']++;
+    return results;
+  }
+
+  /** Reads and checks the located slots; returns the positions that missed after being located. */
+  async #readSlots(ids: readonly Buffer[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number): Promise<number[]> {
+    const jobs: { i: number; loc: Loc }[] = [];
+    which.forEach((i, k) => {
+      const loc = locs[k];
+      if (!loc) return;
+      if (into && into[i].byteLength < loc.length) {
+        results[i] = { status: 'miss', error: argError(ERR.small, `into[${i}] has ${into[i].byteLength} bytes, the page has ${loc.length}`, { index: i }) };
+        return;
+      }
+      jobs.push({ i, loc });
+    });
+    if (jobs.length === 0) return [];
+    // Without `into`: header and payload land together in one allocation the hits keep.
+    // With `into`: headers go to staging, payloads straight to the caller's memory, in one batch.
+    const spans = jobs.map((j) => (into ? HEADER_BYTES : HEADER_BYTES + roundUp(j.loc.length, ALIGN)));
+    const total = spans.reduce((a, b) => a + b, 0);
+    const mem = into ? this.#takeStaging(total) : this.#client.alloc(total);
+    try {
+      const ops: { file: File; buffer: KVPayload; fileOffset: number; length?: number }[] = [];
+      const headAt: number[] = [];
+      let at = 0;
+      jobs.forEach((j, k) => {
+        const file = this.#fileOf(j.loc.set);
+        const off = this.#slotOffset(j.loc.set, j.loc.way);
+        headAt.push(at);
+        ops.push({ file, buffer: mem.subarray(at, at + spans[k]), fileOffset: off });
+        if (into) ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length });
+        at += spans[k];
+      });
+      const reads = await this.#client.batchRead(ops);
+      const per = into ? 2 : 1;
+      const bytes = mem.bytes;
+      const payloadOf = (k: number): Uint8Array => {
+        const j = jobs[k];
+        if (!into) return bytes.subarray(headAt[k] + HEADER_BYTES, headAt[k] + HEADER_BYTES + j.loc.length);
+        const b = into[j.i];
+        return b instanceof IoBuffer ? b.bytes.subarray(0, j.loc.length) : new Uint8Array(b.buffer, b.byteOffset, j.loc.length);
+      };
+      const ok: number[] = [];
+      const missed: number[] = [];
+      jobs.forEach((j, k) => {
+        const rs = reads.slice(k * per, k * per + per);
+        for (const r of rs) if (!r.error) this.#stats.bytesRead += r.bytes;
+        const failed = rs.find((r) => r.error);
+        if (failed) {
+          results[j.i] = { status: 'miss', error: failed.error! };
+          missed.push(j.i);
+          return;
+        }
+        const verdict = checkHeader(bytes.subarray(headAt[k], headAt[k] + HEADER_BYTES), ids[j.i], j.loc.length, this.geometry.pageBytes, now);
+        if (verdict !== 'ok') {
+          this.#stats[verdict]++;
+          results[j.i] = { status: 'miss', error: argError(ERR[verdict], `key ${j.i}: the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`, { index: j.i }) };
+          this.#index.delete(ids[j.i].toString('hex'));
+          missed.push(j.i);
+          return;
+        }
+        ok.push(k);
+      });
+      const crcs = ok.length ? await crc32cMany(ok.map(payloadOf)) : new Uint32Array(0);
+      ok.forEach((k, n) => {
+        const j = jobs[k];
+        const head = bytes.subarray(headAt[k], headAt[k] + HEADER_BYTES);
+        if (crcs[n] !== head.readUInt32LE(28)) {
+          this.#stats.corrupt++;
+          results[j.i] = { status: 'miss', error: argError(ERR.corrupt, `key ${j.i}: payload CRC32C mismatch (torn or damaged slot)`, { index: j.i }) };
+          this.#index.delete(ids[j.i].toString('hex'));
+          missed.push(j.i);
+          return;
+        }
+        results[j.i] = { status: 'hit', bytes: j.loc.length, ...(into ? {} : { buffer: payloadOf(k) }) };
+      });
+      return missed;
+    } finally {
+      if (into) this.#giveStaging(mem);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // lookup, exists, pins, delete
+
+  /**
+   * How many leading keys are present (stops at the first absent one): the index, then one batch
+   * of directory reads. Directory presence only: a later get can still miss (reused or torn slot).
+   * `pin`: the found entries are kept from this process's eviction until release().
+   */
+  async lookup(keys: readonly KVKey[], options: { pin?: boolean } = {}): Promise<number> {
+    this.#checkOpen();
+    const ids = this.#ids(keys);
+    const now = Date.now();
+    let known = 0;
+    while (known < ids.length && this.#aliveInIndex(ids[known], now)) known++;
+    let locs: (Loc | undefined)[] = ids.slice(0, known).map((id) => this.#index.get(id.toString('hex')));
+    if (known < ids.length) locs = locs.concat(await this.#locate(ids.slice(known), true, now));
+    let n = 0;
+    while (n < ids.length && locs[n]) n++;
+    if (options?.pin) for (let i = 0; i < n; i++) this.#pin(ids[i], locs[i]!);
+    return n;
+  }
+
+  #aliveInIndex(id: Buffer, now: number): boolean {
+    const loc = this.#index.get(id.toString('hex'));
+    return loc !== undefined && this.#alive(loc, now);
+  }
+
+  /** Whether each key is present (index or directory; not checked against the slot). */
+  async exists(keys: readonly KVKey[]): Promise<boolean[]> {
+    this.#checkOpen();
+    const locs = await this.#locate(this.#ids(keys), true, Date.now());
+    return locs.map((l) => l !== undefined);
+  }
+
+  #pin(id: Buffer, loc: Loc): void {
+    const hex = id.toString('hex');
+    const pin = this.#pins.get(hex);
+    if (pin) {
+      pin.count++;
+      return;
+    }
+    this.#pins.set(hex, { set: loc.set, way: loc.way, count: 1 });
+    const w = loc.set * this.geometry.ways + loc.way;
+    this.#pinnedWays.set(w, (this.#pinnedWays.get(w) ?? 0) + 1);
+  }
+
+  /** Drops one pin of each key (lookup(..., { pin: true }) adds one). Unknown keys are ignored. */
+  release(keys: readonly KVKey[]): void {
+    this.#checkOpen();
+    for (const id of this.#ids(keys)) {
+      const hex = id.toString('hex');
+      const pin = this.#pins.get(hex);
+      if (!pin) continue;
+      if (--pin.count > 0) continue;
+      this.#pins.delete(hex);
+      const w = pin.set * this.geometry.ways + pin.way;
+      const c = (this.#pinnedWays.get(w) ?? 1) - 1;
+      if (c > 0) this.#pinnedWays.set(w, c);
+      else this.#pinnedWays.delete(w);
+    }
+  }
+
+  /** Removes entries: clears their directory entry and the slot header. Resolves with whether each was found. */
+  async delete(keys: readonly KVKey[]): Promise<boolean[]> {
+    this.#checkOpen();
+    const ids = this.#ids(keys);
+    const sets = [...new Set(ids.map((id) => this.#setOf(id)))];
+    const lock = await this.#lockSets(sets);
+    const dirBuf = this.#takeStaging(sets.length * DIR_BYTES + HEADER_BYTES);
+    try {
+      const dirs = await this.#readDirs(sets, dirBuf);
+      const found = ids.map(() => false);
+      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
+      const zeros = dirBuf.subarray(sets.length * DIR_BYTES, sets.length * DIR_BYTES + HEADER_BYTES);
+      zeros.bytes.fill(0);
+      sets.forEach((set, k) => {
+        const dir = dirs[k];
+        if (!dir) return;
+        let changed = false;
+        ids.forEach((id, i) => {
+          if (this.#setOf(id) !== set) return;
+          this.#index.delete(id.toString('hex'));
+          const way = dir.findIndex((e) => e.valid && e.id.equals(id));
+          if (way < 0) return;
+          found[i] = true;
+          dir[way] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
+          changed = true;
+          ops.push({ file: this.#fileOf(set), buffer: zeros, fileOffset: this.#slotOffset(set, way) });
+        });
+        if (!changed) return;
+        writeDir(dirBuf.bytes.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES), dir, set);
+        ops.push({ file: this.#fileOf(set), buffer: dirBuf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) });
+      });
+      if (ops.length) {
+        const rs = await this.#client.batchWrite(ops);
+        for (const r of rs) if (!r.error) this.#stats.bytesWritten += r.bytes;
+      }
+      this.#stats.deleted += found.filter(Boolean).length;
+      return found;
+    } finally {
+      this.#giveStaging(dirBuf);
+      lock.release();
+    }
+  }
+
+  stats(): KVCacheStats {
+    return { ...this.#stats, indexSize: this.#index.size, pinned: this.#pins.size };
+  }
+
+  /** Closes the shard files (after their I/O in flight) and frees staging memory. The client is the caller's. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#locks.values()]);
+      await Promise.all(this.#files.map((f) => f.close()));
+      for (const b of this.#staging.splice(0)) b.free();
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#closing) throw argError(ERR.closed, 'the KV cache is closed');
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// On-disk formats
+
+function shardName(s: number): string {
+  return `shard-${String(s).padStart(4, '0')}.kv`;
+}
+
+function shardSets(g: KVGeometry, shard: number): number {
+  return Math.floor(g.sets / g.shards) + (shard < g.sets % g.shards ? 1 : 0);
+}
+
+async function readMeta(path: string): Promise<KVGeometry | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let m: Record<string, unknown>;
+  try {
+    m = JSON.parse(text);
+  } catch (e) {
+    throw argError(ERR.mismatch, `meta.json is not JSON: '${path}'`, { path, cause: e });
+  }
+  const g = { format: m.format, pageBytes: m.pageBytes, slotBytes: m.slotBytes, sets: m.sets, ways: m.ways, shards: m.shards };
+  for (const [k, v] of Object.entries(g)) {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw argError(ERR.mismatch, `meta.json: ${k} is missing or bad: '${path}'`, { path });
+  }
+  if (g.format !== KVCACHE_FORMAT) throw argError(ERR.mismatch, `meta.json: format ${g.format}, this library reads ${KVCACHE_FORMAT}: '${path}'`, { path });
+  return g as KVGeometry;
+}
+
+// Slot header (little-endian): magic u32 @0 | version u16 @4 | flags u16 @6 | id 16 B @8 |
+// length u32 @24 | payload CRC32C u32 @28 | epoch f64 @32 | expiry f64 @40 | reserved |
+// header CRC32C u32 @60 over bytes 0..60. The rest of the 4 KiB is zero.
+function writeHeader(h: Buffer, id: Buffer, length: number, crc: number, epoch: number, expiry: number): void {
+  h.writeUInt32LE(SLOT_MAGIC, 0);
+  h.writeUInt16LE(KVCACHE_FORMAT, 4);
+  h.writeUInt16LE(0, 6);
+  id.copy(h, 8);
+  h.writeUInt32LE(length, 24);
+  h.writeUInt32LE(crc >>> 0, 28);
+  h.writeDoubleLE(epoch, 32);
+  h.writeDoubleLE(expiry, 40);
+  h.writeUInt32LE(crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0, HEADER_CRC_AT);
+}
+
+function checkHeader(h: Buffer, id: Buffer, length: number, pageBytes: number, now: number): 'ok' | 'corrupt' | 'raced' {
+  const magic = h.readUInt32LE(0);
+  if (magic === 0) return 'raced'; // deleted or never written
+  if (magic !== SLOT_MAGIC || h.readUInt16LE(4) !== KVCACHE_FORMAT) return 'corrupt';
+  if ((crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0) !== h.readUInt32LE(HEADER_CRC_AT)) return 'corrupt';
+  const len = h.readUInt32LE(24);
+  if (len > pageBytes) return 'corrupt';
+  if (!h.subarray(8, 24).equals(id) || len !== length) return 'raced';
+  const expiry = h.readDoubleLE(40);
+  if (expiry !== 0 && expiry <= now) return 'raced';
+  return 'ok';
+}
+
+// Set directory: magic u32 @0 | version u16 @4 | ways u16 @6 | set u32 @8 | CRC32C u32 @12 of the
+// entries | entries from @64, 40 B each: id 16 B | length u32 | flags u32 (1 = valid) | epoch f64
+// | expiry f64. All zeros (a hole) is an empty set; a bad CRC or magic reads as empty too (a hint).
+function parseDir(b: Buffer, ways: number, set: number): DirEntry[] {
+  const empty = () => Array.from({ length: ways }, () => ({ id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 }));
+  if (b.readUInt32LE(0) !== DIR_MAGIC || b.readUInt16LE(4) !== KVCACHE_FORMAT || b.readUInt16LE(6) !== ways || b.readUInt32LE(8) !== set) return empty();
+  if ((crc32cSync(b.subarray(DIR_FIRST, DIR_FIRST + ways * DIR_ENTRY)) >>> 0) !== b.readUInt32LE(12)) return empty();
+  const out: DirEntry[] = [];
+  for (let w = 0; w < ways; w++) {
+    const at = DIR_FIRST + w * DIR_ENTRY;
+    out.push({
+      id: Buffer.from(b.subarray(at, at + 16)),
+      length: b.readUInt32LE(at + 16),
+      valid: (b.readUInt32LE(at + 20) & 1) === 1,
+      epoch: b.readDoubleLE(at + 24),
+      expiry: b.readDoubleLE(at + 32),
+    });
+  }
+  return out;
+}
+
+function writeDir(b: Buffer, dir: DirEntry[], set: number): void {
+  b.fill(0);
+  b.writeUInt32LE(DIR_MAGIC, 0);
+  b.writeUInt16LE(KVCACHE_FORMAT, 4);
+  b.writeUInt16LE(dir.length, 6);
+  b.writeUInt32LE(set, 8);
+  dir.forEach((e, w) => {
+    const at = DIR_FIRST + w * DIR_ENTRY;
+    e.id.copy(b, at);
+    b.writeUInt32LE(e.length, at + 16);
+    b.writeUInt32LE(e.valid ? 1 : 0, at + 20);
+    b.writeDoubleLE(e.epoch, at + 24);
+    b.writeDoubleLE(e.expiry, at + 32);
+  });
+  b.writeUInt32LE(crc32cSync(b.subarray(DIR_FIRST, DIR_FIRST + dir.length * DIR_ENTRY)) >>> 0, 12);
+}

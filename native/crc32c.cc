@@ -1,0 +1,177 @@
+#include "crc32c.h"
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "promise_worker.h"
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#define TFS_CRC32C_X86 1
+#endif
+
+namespace tfs {
+
+namespace {
+
+// The polynomial 0x1EDC6F41 bit-reversed: the CRC is computed least significant bit first.
+constexpr uint32_t kPoly = 0x82F63B78u;
+
+// Slicing-by-8 tables: kTables[0][b] is the CRC of byte b; kTables[k][b] is the CRC of byte b
+// followed by k zero bytes, so eight bytes fold into the state with eight independent lookups.
+using Tables = std::array<std::array<uint32_t, 256>, 8>;
+
+constexpr Tables MakeTables() {
+  Tables t{};
+  for (uint32_t b = 0; b < 256; b++) {
+    uint32_t c = b;
+    for (int bit = 0; bit < 8; bit++) c = (c >> 1) ^ ((c & 1) ? kPoly : 0);
+    t[0][b] = c;
+  }
+  for (size_t k = 1; k < 8; k++)
+    for (size_t b = 0; b < 256; b++) t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xFF];
+  return t;
+}
+
+constexpr Tables kTables = MakeTables();
+static_assert(kTables[0][1] == 0xF26B8303u && kTables[0][255] == 0xAD7D5351u, "CRC32C byte table");
+
+// Assembled byte by byte so that it is right on any byte order; compilers make it one load.
+inline uint32_t LoadLe32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// Works on the inverted state (the caller does the init/final XOR).
+uint32_t SoftwareRaw(uint32_t crc, const uint8_t* p, size_t n) {
+  for (; n >= 8; p += 8, n -= 8) {
+    const uint32_t lo = crc ^ LoadLe32(p), hi = LoadLe32(p + 4);
+    crc = kTables[7][lo & 0xFF] ^ kTables[6][(lo >> 8) & 0xFF] ^ kTables[5][(lo >> 16) & 0xFF] ^
+          kTables[4][lo >> 24] ^ kTables[3][hi & 0xFF] ^ kTables[2][(hi >> 8) & 0xFF] ^
+          kTables[1][(hi >> 16) & 0xFF] ^ kTables[0][hi >> 24];
+  }
+  for (; n > 0; p++, n--) crc = (crc >> 8) ^ kTables[0][(crc ^ *p) & 0xFF];
+  return crc;
+}
+
+#ifdef TFS_CRC32C_X86
+// Compiled for SSE4.2 on its own, so the rest of the addon (and its callers' CPUs) need not be;
+// only ever called after the CPU said it has the instruction.
+__attribute__((target("sse4.2"))) uint32_t HardwareRaw(uint32_t crc, const uint8_t* p, size_t n) {
+  // Single bytes up to an 8-byte boundary, so the wide loads below do not straddle cache lines.
+  for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
+  uint64_t c = crc;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t word;
+    __builtin_memcpy(&word, p, 8);  // aligned by now; memcpy keeps it free of aliasing rules
+    c = _mm_crc32_u64(c, word);
+  }
+  crc = static_cast<uint32_t>(c);
+  for (; n > 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
+  return crc;
+}
+#endif
+
+using RawFn = uint32_t (*)(uint32_t, const uint8_t*, size_t);
+
+RawFn PickRaw() {
+#ifdef TFS_CRC32C_X86
+  if (__builtin_cpu_supports("sse4.2")) return HardwareRaw;
+#endif
+  return SoftwareRaw;
+}
+
+// Chosen once; a function-local static is initialised thread-safely (pool threads call this too).
+RawFn Raw() {
+  static const RawFn fn = PickRaw();
+  return fn;
+}
+
+struct Span {
+  const uint8_t* data;
+  size_t length;
+};
+
+// The bytes of a TypedArray or DataView; throws a JS TypeError-like error for anything else.
+Span ViewSpan(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    return {static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), ta.ByteLength()};
+  }
+  if (v.IsDataView()) {
+    auto dv = v.As<Napi::DataView>();
+    return {static_cast<const uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset(), dv.ByteLength()};
+  }
+  throw CodeError(env, "ERR_INVALID_ARG_TYPE", what + " must be a TypedArray or DataView");
+}
+
+}  // namespace
+
+uint32_t Crc32c(uint32_t crc, const uint8_t* data, size_t n) {
+  return n == 0 ? crc : ~Raw()(~crc, data, n);
+}
+
+uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* data, size_t n) {
+  return n == 0 ? crc : ~SoftwareRaw(~crc, data, n);
+}
+
+Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32c(views: ArrayBufferView[], out: Uint32Array)");
+  auto views_js = info[0].As<Napi::Array>();
+  auto out_js = info[1].As<Napi::Uint32Array>();
+  const uint32_t n = views_js.Length();
+  if (out_js.ElementLength() != n)
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", "out must have one element per view");
+
+  // Raw pointers are taken here, on the JS thread; the pool thread only reads through them. The
+  // views themselves (not the caller's array, which it may change) are held by a reference until
+  // the promise settles, so the collector cannot free their memory meanwhile.
+  auto spans = std::make_shared<std::vector<Span>>();
+  spans->reserve(n);
+  Napi::Array keep = Napi::Array::New(env, n + 1);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value v = views_js.Get(i);
+    spans->push_back(ViewSpan(env, v, "views[" + std::to_string(i) + "]"));
+    keep.Set(i, v);
+  }
+  keep.Set(n, out_js);
+  // shared_ptr: std::function wants a copyable callable. The worker (and so this reference) is
+  // destroyed on the JS thread after it settles, success or not, which is where it must go.
+  auto ref = std::make_shared<Napi::Reference<Napi::Array>>(Napi::Persistent(keep));
+  auto results = std::make_shared<std::vector<uint32_t>>(n);
+
+  return PromiseWorker::Run(
+      env, "crc32c", "",
+      [spans, results]() {
+        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = Crc32c(0, (*spans)[i].data, (*spans)[i].length);
+        return 0;
+      },
+      [ref, results](Napi::Env env) -> Napi::Value {
+        // Copied on the JS thread, not written by the pool thread: JS never sees `out` half-filled,
+        // and a buffer detached meanwhile is caught here instead of written after free.
+        auto out = ref->Value().Get(static_cast<uint32_t>(results->size())).As<Napi::Uint32Array>();
+        if (out.ElementLength() != results->size()) {
+          // Not thrown: PromiseWorker turns a pending exception into the promise's rejection.
+          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before crc32c finished")
+              .ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+        for (size_t i = 0; i < results->size(); i++) out[i] = (*results)[i];
+        return env.Undefined();
+      });
+}
+
+Napi::Value Crc32cSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32cSync(view: ArrayBufferView)");
+  const Span s = ViewSpan(env, info[0], "view");
+  const bool software = info.Length() > 1 && info[1].ToBoolean();
+  return Napi::Number::New(env, software ? Crc32cSoftware(0, s.data, s.length) : Crc32c(0, s.data, s.length));
+}
+
+}  // namespace tfs

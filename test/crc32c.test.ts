@@ -1,0 +1,147 @@
+// CRC32C in native code (native/crc32c.cc through lib/crc32c.ts): the RFC 3720 test patterns, and
+// a bitwise JS implementation as the oracle on random data of every small length and alignment,
+// for the hardware path (SSE4.2, when the CPU has it) and the software path alike.
+import { describe, expect, it } from 'vitest';
+import { crc32c, crc32cMany, crc32cSync } from '../lib/crc32c';
+import { ThreeFSError } from '../lib/errors';
+import { native } from '../lib/native';
+import { MiB, Rng, seedFor } from './helpers';
+
+/** The definition, one bit at a time: independent of the native tables and instruction. */
+function oracle(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const softwareSync = (v: ArrayBufferView) => native().crc32cSync(v, true);
+const rng = new Rng(seedFor('crc32c'));
+
+// RFC 3720 (iSCSI) appendix B.4, and the usual check value.
+const vectors: [string, Uint8Array, number][] = [
+  ['32 zero bytes', new Uint8Array(32), 0x8a9136aa],
+  ['32 0xFF bytes', new Uint8Array(32).fill(0xff), 0x62a8ab43],
+  ['ascending 0..31', Uint8Array.from({ length: 32 }, (_, i) => i), 0x46dd794e],
+  ['descending 31..0', Uint8Array.from({ length: 32 }, (_, i) => 31 - i), 0x113fdb5c],
+  ['"123456789"', Buffer.from('123456789'), 0xe3069283],
+  ['empty', new Uint8Array(0), 0],
+];
+
+describe('known vectors', () => {
+  for (const [name, bytes, want] of vectors) {
+    it(name, async () => {
+      expect(oracle(bytes)).toBe(want);
+      expect(crc32cSync(bytes)).toBe(want);
+      expect(softwareSync(bytes)).toBe(want);
+      expect(await crc32c(bytes)).toBe(want);
+    });
+  }
+});
+
+describe('against the bitwise oracle', () => {
+  it('every length 0..257 at every alignment 0..15, both paths', async () => {
+    const backing = rng.bytes(257 + 16);
+    const views: Uint8Array[] = [];
+    for (let len = 0; len <= 257; len++) {
+      for (let off = 0; off < 16; off++) {
+        const v = backing.subarray(off, off + len);
+        const want = oracle(v);
+        expect(crc32cSync(v), `len ${len} off ${off}`).toBe(want);
+        expect(softwareSync(v), `software len ${len} off ${off}`).toBe(want);
+        views.push(v);
+      }
+    }
+    const got = await crc32cMany(views);
+    expect(Array.from(got)).toEqual(views.map(oracle));
+  });
+
+  it('1 MiB, whole and at odd offsets', async () => {
+    const big = rng.bytes(MiB + 7);
+    for (const v of [big.subarray(0, MiB), big.subarray(3, MiB + 3), big.subarray(7)]) {
+      const want = oracle(v);
+      expect(await crc32c(v)).toBe(want);
+      expect(crc32cSync(v)).toBe(want);
+      expect(softwareSync(v)).toBe(want);
+    }
+  });
+
+  it('other view types read their bytes, not their elements', async () => {
+    const bytes = rng.bytes(64);
+    const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 64);
+    const want = oracle(new Uint8Array(buf, 4, 56));
+    for (const v of [new Uint32Array(buf, 4, 14), new Float64Array(buf.slice(4, 60), 0, 7), new DataView(buf, 4, 56)]) {
+      expect(crc32cSync(v)).toBe(want);
+      expect(await crc32c(v)).toBe(want);
+    }
+  });
+
+  it('a single bit flip changes the checksum', () => {
+    const bytes = rng.bytes(4096);
+    const before = crc32cSync(bytes);
+    bytes[1234] ^= 0x10;
+    expect(crc32cSync(bytes)).not.toBe(before);
+    expect(crc32cSync(bytes)).toBe(oracle(bytes));
+  });
+});
+
+describe('many views at once', () => {
+  it('results in order, empty views included', async () => {
+    const views = Array.from({ length: 500 }, (_, i) => (i % 7 === 0 ? new Uint8Array(0) : rng.bytes(rng.int(1, 9000))));
+    const got = await crc32cMany(views);
+    expect(got).toBeInstanceOf(Uint32Array);
+    expect(Array.from(got)).toEqual(views.map(oracle));
+  });
+
+  it('no views: an empty result', async () => {
+    expect(await crc32cMany([])).toEqual(new Uint32Array(0));
+  });
+
+  it('concurrent calls do not mix their results', async () => {
+    const sets = Array.from({ length: 16 }, () => Array.from({ length: 8 }, () => rng.bytes(rng.int(0, 200_000))));
+    const all = await Promise.all(sets.map((s) => crc32cMany(s)));
+    all.forEach((got, i) => expect(Array.from(got)).toEqual(sets[i].map(oracle)));
+  });
+
+  it('the views stay alive while the pool works, even when the caller drops them', async () => {
+    const want: number[] = [];
+    const pending = (() => {
+      const views = Array.from({ length: 32 }, () => rng.bytes(256 * 1024));
+      want.push(...views.map(oracle));
+      return crc32cMany(views);
+    })();
+    (globalThis as { gc?: () => void }).gc?.();
+    expect(Array.from(await pending)).toEqual(want);
+  });
+});
+
+describe('bad input', () => {
+  async function failure(run: () => unknown): Promise<ThreeFSError> {
+    try {
+      await run();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ThreeFSError);
+      return e as ThreeFSError;
+    }
+    throw new Error('expected a failure');
+  }
+
+  it('refuses what is not a view', async () => {
+    for (const bad of [undefined, null, 'abc', 42, [1, 2, 3], new ArrayBuffer(8), {}]) {
+      expect((await failure(() => crc32c(bad as never))).code).toBe('ERR_INVALID_ARG_TYPE');
+      expect((await failure(() => crc32cSync(bad as never))).code).toBe('ERR_INVALID_ARG_TYPE');
+      expect((await failure(() => crc32cMany([new Uint8Array(1), bad as never]))).code).toBe('ERR_INVALID_ARG_TYPE');
+    }
+    expect((await failure(() => crc32cMany(new Uint8Array(4) as never))).code).toBe('ERR_INVALID_ARG_TYPE');
+  });
+
+  it('the native binding checks its arguments too', async () => {
+    const b = native();
+    expect(() => b.crc32c([new Uint8Array(1)], new Uint32Array(2))).toThrow(/one element per view/);
+    expect(() => b.crc32c([new Uint8Array(1)], new Float64Array(1) as never)).toThrow(/Uint32Array/);
+    expect(() => b.crc32c(['x' as never], new Uint32Array(1))).toThrow(/views\[0\]/);
+    expect(() => b.crc32cSync({} as never)).toThrow(/TypedArray or DataView/);
+  });
+});

@@ -1,0 +1,470 @@
+// KVCache (lib/kvcache.ts) against an oracle: every page's bytes are a function of its key (as in a
+// real KV cache, where the key is a hash of the tokens), so any hit must be exactly those bytes;
+// what must be present (just stored, not evicted) is tracked in a Map. Runs on both engines.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '../lib/index';
+import { KVCache, type KVCacheOptions, type KVNamespace } from '../lib/kvcache';
+import { ThreeFSError } from '../lib/errors';
+import { HF3FS, KiB, Rng, firstDiff, makeTmpDir, seedFor, sleep, testConnect } from './helpers';
+
+const tmp = makeTmpDir('kvcache');
+let client: Client;
+beforeAll(() => {
+  client = testConnect();
+});
+afterAll(async () => {
+  await client?.close();
+  tmp.cleanup();
+});
+
+const NS: KVNamespace = { model: 'tiny-llm', dtype: 'bf16', layout: 'NHD', rank: 0 };
+const PAGE = 20_000; // not a multiple of 4 KiB on purpose
+let dirs = 0;
+
+function options(extra: Partial<KVCacheOptions> = {}): KVCacheOptions {
+  return { client, root: tmp.path(`c${dirs}`), namespace: NS, pageBytes: PAGE, capacityBytes: 8 << 20, ways: 4, shards: 4, ...extra };
+}
+
+/** A new cache directory and a cache on it; `again()` opens another instance (fresh index) on the same directory. */
+async function fresh(extra: Partial<KVCacheOptions> = {}) {
+  dirs++;
+  const o = options(extra);
+  const cache = await KVCache.open(o);
+  const opened: KVCache[] = [cache];
+  return {
+    cache,
+    o,
+    again: async (more: Partial<KVCacheOptions> = {}) => {
+      const c = await KVCache.open({ ...o, ...more });
+      opened.push(c);
+      return c;
+    },
+    close: () => Promise.all(opened.map((c) => c.close())),
+  };
+}
+
+/** The page of a key: its bytes depend on the key only (length in [0, max]). */
+function pageOf(key: string, max = PAGE): Buffer {
+  const rng = new Rng(seedFor(`page:${key}`));
+  return rng.bytes(rng.int(0, max));
+}
+
+function expectHit(r: { status: string; bytes?: number; buffer?: Uint8Array }, want: Buffer, what: string): void {
+  expect(r.status, what).toBe('hit');
+  expect(r.bytes, what).toBe(want.length);
+  if (r.buffer) {
+    expect(r.buffer.byteLength, what).toBe(want.length);
+    expect(firstDiff(r.buffer, want), what).toBe(-1);
+  }
+}
+
+async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string): Promise<ThreeFSError> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err, `expected ${code}`).toBeInstanceOf(ThreeFSError);
+  expect((err as ThreeFSError).code).toBe(code);
+  return err as ThreeFSError;
+}
+
+describe('KVCache', () => {
+  it('put/get round trip: byte-exact for random sizes up to pageBytes, with and without `into`', async () => {
+    const t = await fresh({ capacityBytes: 64 << 20, ways: 8 });
+    const rng = new Rng(seedFor('roundtrip'));
+    const keys = Array.from({ length: 60 }, (_, i) => `rt-${i}-${rng.int(0, 1e9)}`);
+    keys.push('empty-page');
+    const pages = keys.map((k) => (k === 'empty-page' ? Buffer.alloc(0) : pageOf(k)));
+    pages[1] = rng.bytes(PAGE); // a full page
+    const put = await t.cache.put(keys, pages);
+    expect(put.map((r) => r.status)).toEqual(keys.map(() => 'stored'));
+
+    const got = await t.cache.get(keys);
+    got.forEach((r, i) => expectHit(r, pages[i], keys[i]));
+
+    // into: IoBuffers and plain Buffers, larger than the page; the rest of `into` is not touched.
+    const into = keys.map((_, i) => (i % 2 ? client.alloc(PAGE + 100) : Buffer.alloc(PAGE + 100, 0xa5)));
+    const got2 = await t.cache.get(keys, into);
+    got2.forEach((r, i) => {
+      expectHit(r, pages[i], keys[i]);
+      const b = into[i];
+      const bytes = 'bytes' in b && !(b instanceof Buffer) ? b.bytes : (b as Buffer);
+      expect(firstDiff(bytes.subarray(0, pages[i].length), pages[i])).toBe(-1);
+      if (b instanceof Buffer) expect(b[pages[i].length]).toBe(0xa5);
+    });
+
+    // A second instance (empty index) reads through the directories.
+    const other = await t.again();
+    const got3 = await other.get(keys);
+    got3.forEach((r, i) => expectHit(r, pages[i], keys[i]));
+    const s = t.cache.stats();
+    expect(s).toMatchObject({ stored: keys.length, hits: 2 * keys.length, misses: 0, corrupt: 0, raced: 0, evicted: 0 });
+    expect(s.bytesCopied).toBe(pages.reduce((a, p) => a + p.length, 0));
+    expect(s.indexSize).toBe(keys.length);
+    expect(other.stats()).toMatchObject({ hits: keys.length, indexSize: keys.length });
+    await t.close();
+  });
+
+  it('dedup: a present key is not written again ("present"), from memory or from the directory; duplicates in one call too', async () => {
+    const t = await fresh();
+    const keys = ['a', 'b', 'c'];
+    expect((await t.cache.put(keys, keys.map((k) => pageOf(k)))).map((r) => r.status)).toEqual(['stored', 'stored', 'stored']);
+    const written = t.cache.stats().bytesWritten;
+    expect((await t.cache.put(['a', 'b', 'd', 'd'], ['a', 'b', 'd', 'd'].map((k) => pageOf(k)))).map((r) => r.status)).toEqual(['present', 'present', 'stored', 'present']);
+    const other = await t.again();
+    expect((await other.put(['c', 'd'], [pageOf('c'), pageOf('d')])).map((r) => r.status)).toEqual(['present', 'present']);
+    expect(other.stats()).toMatchObject({ present: 2, stored: 0, bytesWritten: 0 });
+    expect(t.cache.stats().bytesWritten).toBeGreaterThan(written);
+    expect(t.cache.stats()).toMatchObject({ stored: 4, present: 3 });
+    await t.close();
+  });
+
+  it('zero-copy put from cache.alloc(): no staging copy, same bytes back', async () => {
+    const t = await fresh();
+    const want = pageOf('zc', PAGE);
+    const p = t.cache.alloc(want.length);
+    p.bytes.set(want);
+    const q = t.cache.alloc(777);
+    q.bytes.set(pageOf('zc2', 777).subarray(0, 777));
+    const r = await t.cache.put(['zc', 'zc2'], [p, q]);
+    expect(r.map((x) => x.status)).toEqual(['stored', 'stored']);
+    expect(t.cache.stats().bytesCopied).toBe(0);
+    const [g1, g2] = await (await t.again()).get(['zc', 'zc2']);
+    expectHit(g1, want, 'zc');
+    expectHit(g2, Buffer.from(q.bytes), 'zc2');
+    await t.close();
+  });
+
+  it('namespace isolation: the same key under another dtype (or rank) is another entry', async () => {
+    const t = await fresh();
+    await t.cache.put(['shared-key'], [pageOf('shared-key')]);
+    const fp8 = await t.again({ namespace: { ...NS, dtype: 'fp8' } });
+    const rank1 = await t.again({ namespace: { ...NS, rank: 1 } });
+    const same = await t.again({ namespace: { rank: 0, layout: 'NHD', dtype: 'bf16', model: 'tiny-llm' } }); // key order does not matter
+    expect((await fp8.get(['shared-key']))[0].status).toBe('miss');
+    expect(await fp8.exists(['shared-key'])).toEqual([false]);
+    expect(await rank1.lookup(['shared-key'])).toBe(0);
+    expectHit((await same.get(['shared-key']))[0], pageOf('shared-key'), 'same namespace');
+    expect(fp8.namespaceHash.equals(t.cache.namespaceHash)).toBe(false);
+    // fp8 stores its own page under the same key; bf16 still reads its own.
+    const other = Buffer.from('fp8 bytes');
+    expect((await fp8.put(['shared-key'], [other]))[0].status).toBe('stored');
+    expectHit((await fp8.get(['shared-key']))[0], other, 'fp8');
+    expectHit((await t.cache.get(['shared-key']))[0], pageOf('shared-key'), 'bf16');
+    await t.close();
+  });
+
+  it('lookup: the number of leading keys present, from memory or the directories; uint8 keys', async () => {
+    const t = await fresh();
+    const keys = ['p0', 'p1', 'p2', new Uint8Array([1, 2, 3]), 'p4'];
+    await t.cache.put(keys, keys.map((_, i) => pageOf(`p${i}`)));
+    expect(await t.cache.lookup(keys)).toBe(5);
+    expect(await t.cache.lookup(['p0', 'p1', 'nope', 'p2'])).toBe(2);
+    expect(await t.cache.lookup(['nope', 'p0'])).toBe(0);
+    expect(await t.cache.lookup([])).toBe(0);
+    const other = await t.again();
+    expect(await other.lookup([...keys, 'nope', 'p0'])).toBe(5);
+    expect(await other.lookup([keys[0], keys[1], new Uint8Array([1, 2, 4])])).toBe(2);
+    expect(await other.exists(['p0', 'nope', new Uint8Array([1, 2, 3])])).toEqual([true, false, true]);
+    await t.close();
+  });
+
+  it('eviction at capacity: a full set gives up its oldest entry (stats.evicted), seen by other instances too', async () => {
+    // One set of 3 ways: capacity is exactly one set region.
+    const setBytes = 4096 + 3 * (4096 + 20480);
+    const t = await fresh({ ways: 3, shards: 1, capacityBytes: setBytes });
+    expect(t.cache.geometry).toMatchObject({ sets: 1, ways: 3, shards: 1 });
+    for (const k of ['e1', 'e2', 'e3']) expect((await t.cache.put([k], [pageOf(k)]))[0].status).toBe('stored');
+    expect(t.cache.stats().evicted).toBe(0);
+    expect((await t.cache.put(['e4'], [pageOf('e4')]))[0].status).toBe('stored');
+    expect(t.cache.stats().evicted).toBe(1);
+    const got = await t.cache.get(['e1', 'e2', 'e3', 'e4']);
+    expect(got.map((r) => r.status)).toEqual(['miss', 'hit', 'hit', 'hit']);
+    // Another process's view: it evicts the next oldest (e2) for its own put.
+    const other = await t.again();
+    expect((await other.put(['e5'], [pageOf('e5')]))[0].status).toBe('stored');
+    expect(other.stats().evicted).toBe(1);
+    expect((await other.get(['e2', 'e3', 'e4', 'e5'])).map((r) => r.status)).toEqual(['miss', 'hit', 'hit', 'hit']);
+    // The first instance's index still points at e2's old way: the header check makes it a miss.
+    const [e2] = await t.cache.get(['e2']);
+    expect(e2.status).toBe('miss');
+    expect(t.cache.stats().raced).toBe(1);
+    // More keys than ways in one call: the last ones win, all report stored, only 3 remain.
+    const many = ['m1', 'm2', 'm3', 'm4', 'm5'];
+    const r = await t.cache.put(many, many.map((k) => pageOf(k)));
+    expect(r.filter((x) => x.status === 'failed').map((x) => x.error?.code)).toEqual(['ERR_KVCACHE_SET_FULL', 'ERR_KVCACHE_SET_FULL']);
+    expect(r.filter((x) => x.status === 'stored').length).toBe(3);
+    await t.close();
+  });
+
+  it('TTL: an expired entry is a miss and its way is reused first', async () => {
+    const setBytes = 4096 + 2 * (4096 + 20480);
+    const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
+    await t.cache.put(['old'], [pageOf('old')]);
+    await t.cache.put(['short'], [pageOf('short')], { ttlMs: 150 });
+    expectHit((await t.cache.get(['short']))[0], pageOf('short'), 'before expiry');
+    expect(await (await t.again()).lookup(['short'])).toBe(1);
+    await sleep(200);
+    expect((await t.cache.get(['short']))[0].status).toBe('miss');
+    expect(await (await t.again()).exists(['short'])).toEqual([false]);
+    expect(await t.cache.lookup(['short'])).toBe(0);
+    // The expired way goes before the oldest live one ('old'), and that is not an eviction.
+    await t.cache.put(['new'], [pageOf('new')]);
+    expect((await t.cache.get(['old', 'new'])).map((r) => r.status)).toEqual(['hit', 'hit']);
+    expect(t.cache.stats().evicted).toBe(0);
+    // A TTL put of a key present is 'present' (dedup), not a refresh.
+    expect((await t.cache.put(['old'], [pageOf('old')], { ttlMs: 1 }))[0].status).toBe('present');
+    await t.close();
+  });
+
+  it('pins: lookup({ pin: true }) keeps entries from this process evicting them until release()', async () => {
+    const setBytes = 4096 + 2 * (4096 + 20480);
+    const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
+    await t.cache.put(['a'], [pageOf('a')]);
+    await t.cache.put(['b'], [pageOf('b')]);
+    expect(await t.cache.lookup(['a'], { pin: true })).toBe(1);
+    expect(t.cache.stats().pinned).toBe(1);
+    await t.cache.put(['c'], [pageOf('c')]); // evicts b, not the older but pinned a
+    await t.cache.put(['d'], [pageOf('d')]); // evicts c
+    expect((await t.cache.get(['a', 'b', 'c', 'd'])).map((r) => r.status)).toEqual(['hit', 'miss', 'miss', 'hit']);
+    // Both ways pinned: nothing can be stored in the set.
+    expect(await t.cache.lookup(['a', 'd'], { pin: true })).toBe(2);
+    const [full] = await t.cache.put(['e'], [pageOf('e')]);
+    expect(full.status).toBe('failed');
+    expect(full.error?.code).toBe('ERR_KVCACHE_SET_PINNED');
+    // Pins count: a was pinned twice, d once.
+    t.cache.release(['a', 'd']);
+    expect((await t.cache.put(['e'], [pageOf('e')]))[0].status).toBe('stored'); // d goes (a still pinned)
+    expect((await t.cache.get(['a', 'd'])).map((r) => r.status)).toEqual(['hit', 'miss']);
+    t.cache.release(['a', 'never-pinned']);
+    expect(t.cache.stats().pinned).toBe(0);
+    expect((await t.cache.put(['f'], [pageOf('f')]))[0].status).toBe('stored'); // a, the oldest, goes now
+    expect((await t.cache.get(['a', 'e', 'f'])).map((r) => r.status)).toEqual(['miss', 'hit', 'hit']);
+    await t.close();
+  });
+
+  it('delete: clears the directory entry and the slot header; others see it gone', async () => {
+    const t = await fresh();
+    await t.cache.put(['x', 'y'], [pageOf('x'), pageOf('y')]);
+    const other = await t.again();
+    expect(await other.lookup(['x', 'y'])).toBe(2); // other's index now knows x and y
+    expect(await t.cache.delete(['x', 'zzz'])).toEqual([true, false]);
+    expect((await t.cache.get(['x', 'y'])).map((r) => r.status)).toEqual(['miss', 'hit']);
+    // other's index is stale: the zeroed header makes it a miss, never old bytes.
+    expect((await other.get(['x']))[0].status).toBe('miss');
+    expect(await (await t.again()).exists(['x', 'y'])).toEqual([false, true]);
+    expect(t.cache.stats().deleted).toBe(1);
+    // Deleted keys can be stored again.
+    expect((await t.cache.put(['x'], [pageOf('x')]))[0].status).toBe('stored');
+    expectHit((await other.get(['x']))[0], pageOf('x'), 'x again');
+    await t.close();
+  });
+
+  it('damaged bytes in a shard file are a miss (corrupt), never wrong data', async () => {
+    const setBytes = 4096 + 4 * (4096 + 20480);
+    const t = await fresh({ ways: 4, shards: 1, capacityBytes: setBytes });
+    const keys = ['d0', 'd1', 'd2', 'd3'];
+    const pages = keys.map((k, i) => new Rng(seedFor(k)).bytes(1000 + i));
+    await t.cache.put(keys, pages);
+    const shard = join(t.o.root, 'shard-0000.kv');
+    const data = readFileSync(shard);
+    const slot = (w: number) => 4096 + w * (4096 + 20480);
+    // Free ways are taken in order: key i is in way i. Damage way 0's payload, way 1's length
+    // field, way 2's header CRC; way 3 stays whole.
+    data[slot(0) + 4096 + 500] ^= 0x40;
+    data[slot(1) + 24] ^= 0x01;
+    data[slot(2) + 60] ^= 0xff;
+    writeFileSync(shard, data);
+    for (const c of [t.cache, await t.again()]) {
+      const got = await c.get(keys);
+      expect(got.filter((r) => r.status === 'hit').length).toBe(1);
+      got.forEach((r, i) => {
+        if (r.status === 'hit') expectHit(r, pages[i], keys[i]);
+        else expect(['ERR_KVCACHE_CORRUPT', 'ERR_KVCACHE_RACED']).toContain(r.error?.code);
+      });
+      expect(c.stats().corrupt).toBeGreaterThanOrEqual(3);
+    }
+    // A torn slot (the first 4 KiB of a new page over an old one) fails the CRC too.
+    const t2 = await fresh({ ways: 1, shards: 1, capacityBytes: 4096 + 4096 + 20480 });
+    const big = new Rng(seedFor('torn')).bytes(PAGE);
+    await t2.cache.put(['torn'], [big]);
+    const shard2 = join(t2.o.root, 'shard-0000.kv');
+    const d2 = readFileSync(shard2);
+    d2.fill(0x11, 4096 + 4096 + 8192, 4096 + 4096 + 12288);
+    writeFileSync(shard2, d2);
+    const [torn] = await (await t2.again()).get(['torn']);
+    expect(torn.status).toBe('miss');
+    expect(torn.error?.code).toBe('ERR_KVCACHE_CORRUPT');
+    await Promise.all([t.close(), t2.close()]);
+  });
+
+  it('a damaged set directory reads as empty: a miss, and the set is usable again', async () => {
+    const t = await fresh({ ways: 2, shards: 1, capacityBytes: 4096 + 2 * (4096 + 20480) });
+    await t.cache.put(['k'], [pageOf('k')]);
+    const shard = join(t.o.root, 'shard-0000.kv');
+    const data = readFileSync(shard);
+    data[64 + 3] ^= 0x55; // inside way 0's id
+    writeFileSync(shard, data);
+    const other = await t.again();
+    expect((await other.get(['k']))[0].status).toBe('miss');
+    expect((await other.put(['k2'], [pageOf('k2')]))[0].status).toBe('stored');
+    expectHit((await other.get(['k2']))[0], pageOf('k2'), 'k2');
+    await t.close();
+  });
+
+  it('open: meta.json and preallocated shards; geometry mismatch is ERR_KVCACHE_MISMATCH', async () => {
+    const t = await fresh({ capacityBytes: 4 << 20, ways: 4, shards: 3 });
+    const meta = JSON.parse(readFileSync(join(t.o.root, 'meta.json'), 'utf8'));
+    const g = t.cache.geometry;
+    expect(meta).toMatchObject({ format: 1, pageBytes: PAGE, slotBytes: 4096 + 20480, ways: 4, shards: 3, sets: g.sets });
+    expect(g.sets).toBe(Math.floor((4 << 20) / (4096 + 4 * (4096 + 20480))));
+    // Unset ways and shards take the cache's; other namespaces share it.
+    const { ways: _w, shards: _s, ...loose } = t.o;
+    const c2 = await KVCache.open({ ...loose, namespace: { model: 'other', dtype: 'fp8' } });
+    expect(c2.geometry).toEqual(g);
+    await c2.close();
+    await rejectsWith(KVCache.open({ ...t.o, pageBytes: PAGE + 8192 }), 'ERR_KVCACHE_MISMATCH');
+    await rejectsWith(KVCache.open({ ...t.o, ways: 8 }), 'ERR_KVCACHE_MISMATCH');
+    await rejectsWith(KVCache.open({ ...t.o, shards: 2 }), 'ERR_KVCACHE_MISMATCH');
+    await rejectsWith(KVCache.open({ ...t.o, capacityBytes: 8 << 20 }), 'ERR_KVCACHE_MISMATCH');
+    await rejectsWith(KVCache.open({ ...t.o, root: tmp.path('never-made'), create: false }), 'ERR_KVCACHE_NOT_FOUND');
+    writeFileSync(join(t.o.root, 'meta.json'), '{ not json');
+    await rejectsWith(KVCache.open(t.o), 'ERR_KVCACHE_MISMATCH');
+    await t.close();
+  });
+
+  it('two instances opening a new cache at once agree on one meta.json', async () => {
+    dirs++;
+    const o = options({ capacityBytes: 2 << 20 });
+    const caches = await Promise.all([KVCache.open(o), KVCache.open(o), KVCache.open(o)]);
+    await caches[0].put(['shared'], [pageOf('shared')]);
+    expectHit((await caches[2].get(['shared']))[0], pageOf('shared'), 'shared');
+    await Promise.all(caches.map((c) => c.close()));
+  });
+
+  it('bad input: ThreeFSError codes, nothing written', async () => {
+    const t = await fresh();
+    const c = t.cache;
+    await rejectsWith(() => c.put([42 as unknown as string], [Buffer.alloc(1)]), 'ERR_INVALID_ARG_TYPE');
+    await rejectsWith(() => c.put('k' as unknown as string[], [Buffer.alloc(1)]), 'ERR_INVALID_ARG_TYPE');
+    await rejectsWith(() => c.put(['k'], []), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.put(['k'], ['str' as unknown as Buffer]), 'ERR_INVALID_ARG_TYPE');
+    await rejectsWith(() => c.put(['k'], [Buffer.alloc(PAGE + 1)]), 'ERR_OUT_OF_RANGE');
+    await rejectsWith(() => c.put(['k'], [Buffer.alloc(1)], { ttlMs: -1 }), 'ERR_OUT_OF_RANGE');
+    await rejectsWith(() => c.get(['k'], []), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.get([{} as unknown as string]), 'ERR_INVALID_ARG_TYPE');
+    await rejectsWith(() => c.alloc(PAGE + 1), 'ERR_OUT_OF_RANGE');
+    expect(c.stats()).toMatchObject({ bytesWritten: 0, stored: 0 });
+    // A buffer too small for the stored page: a miss saying so.
+    await c.put(['k'], [Buffer.alloc(5000, 7)]);
+    const [small] = await c.get(['k'], [Buffer.alloc(4999)]);
+    expect(small.status).toBe('miss');
+    expect(small.error?.code).toBe('ERR_KVCACHE_BUFFER_TOO_SMALL');
+    // Bad options.
+    await rejectsWith(KVCache.open({ ...t.o, namespace: { model: 'm' } as unknown as KVNamespace }), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(KVCache.open({ ...t.o, namespace: { ...NS, extra: {} as unknown as string } }), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(KVCache.open({ ...t.o, pageBytes: 0 }), 'ERR_OUT_OF_RANGE');
+    await rejectsWith(KVCache.open({ ...t.o, ways: 101 }), 'ERR_OUT_OF_RANGE');
+    await rejectsWith(KVCache.open({ ...t.o, capacityBytes: 4096 }), 'ERR_OUT_OF_RANGE');
+    await rejectsWith(KVCache.open({ ...t.o, root: '' }), 'ERR_INVALID_ARG_VALUE');
+    await t.close();
+    await rejectsWith(() => c.get(['k']), 'ERR_KVCACHE_CLOSED');
+    await rejectsWith(() => c.put(['k'], [Buffer.alloc(1)]), 'ERR_KVCACHE_CLOSED');
+    await rejectsWith(() => c.lookup(['k']), 'ERR_KVCACHE_CLOSED');
+  });
+
+  it('randomized workload against the oracle, with eviction and concurrent calls: every hit is exact', async () => {
+    const t = await fresh({ ways: 4, shards: 2, capacityBytes: 4 * (4096 + 4 * (4096 + 20480)) }); // 4 sets x 4 ways
+    const rng = new Rng(seedFor('workload'));
+    const universe = Array.from({ length: 40 }, (_, i) => `w${i}`);
+    const other = await t.again();
+    let hits = 0;
+    for (let round = 0; round < 40; round++) {
+      const calls: Promise<void>[] = [];
+      for (let c = 0; c < 4; c++) {
+        const cache = rng.bool() ? t.cache : other;
+        const keys = Array.from({ length: rng.int(1, 6) }, () => rng.pick(universe));
+        const op = rng.int(0, 9);
+        if (op < 4) {
+          // More keys of one set than it has ways fail with SET_FULL; nothing else may fail.
+          calls.push(cache.put(keys, keys.map((k) => pageOf(k))).then((rs) => rs.forEach((r) => r.status === 'failed' && expect(r.error?.code).toBe('ERR_KVCACHE_SET_FULL'))));
+        } else if (op < 9) {
+          calls.push(
+            cache.get(keys).then((rs) =>
+              rs.forEach((r, i) => {
+                if (r.status === 'hit') {
+                  hits++;
+                  expectHit(r, pageOf(keys[i]), keys[i]);
+                }
+              }),
+            ),
+          );
+        } else calls.push(cache.delete(keys).then(() => undefined));
+      }
+      await Promise.all(calls);
+      // Quiet now: a new key one instance just stored is a hit for the other (directory path).
+      const k = `q${round}`;
+      expect((await t.cache.put([k], [pageOf(k)]))[0].status).toBe('stored');
+      expectHit((await other.get([k]))[0], pageOf(k), `${k} after put`);
+    }
+    expect(hits).toBeGreaterThan(40);
+    for (const c of [t.cache, other]) expect(c.stats().corrupt).toBe(0);
+    await t.close();
+  });
+
+  it('pageBytes and capacity of a realistic shape: 1 MiB pages, 4 KiB-aligned offsets', async () => {
+    const t = await fresh({ pageBytes: 1 << 20, capacityBytes: 24 << 20, ways: 4, shards: 2 });
+    expect(t.cache.geometry.slotBytes).toBe((1 << 20) + 4 * KiB);
+    const rng = new Rng(seedFor('mib'));
+    const pages = [rng.bytes(1 << 20), rng.bytes((1 << 20) - 1), rng.bytes(12345)];
+    const keys = ['m0', 'm1', 'm2'];
+    await t.cache.put(keys, pages);
+    const into = pages.map(() => client.alloc(1 << 20));
+    const got = await (await t.again()).get(keys, into);
+    got.forEach((r, i) => {
+      expect(r.status).toBe('hit');
+      expect(firstDiff(into[i].bytes.subarray(0, pages[i].length), pages[i])).toBe(-1);
+    });
+    await t.close();
+  });
+
+  it('processes putting and getting the same keys at once: every get is a miss or the exact bytes', async () => {
+    // The children load the compiled CommonJS build (npm test's pretest makes it), as users would.
+    const root = resolve(__dirname, '..');
+    const libDir = join(root, 'dist', 'lib');
+    dirs++;
+    // 6 sets x 4 ways for 48 keys: constant eviction and way reuse between the processes.
+    const o = { root: tmp.path(`c${dirs}`), namespace: NS, pageBytes: 3 * 4096 + 100, capacityBytes: 6 * (4096 + 4 * (4096 + 16384)), ways: 4, shards: 2, mount: HF3FS?.mount };
+    const env = { ...process.env };
+    const run = (seed: number) =>
+      new Promise<Record<string, unknown>>((done, fail) => {
+        const child = spawn(process.execPath, [join(__dirname, 'fixtures/kvcache-worker.cjs'), libDir, JSON.stringify(o), String(seed), '400'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (err += d));
+        child.on('error', fail);
+        child.on('close', (code) => {
+          try {
+            done({ code, ...JSON.parse(out.trim().split('\n').pop() ?? '{}'), stderr: err });
+          } catch {
+            fail(new Error(`child ${seed}: exit ${code}, stdout ${out}, stderr ${err}`));
+          }
+        });
+      });
+    const results = await Promise.all([1, 2, 3].map((k) => run(seedFor(`child-${k}`))));
+    if (process.env.KV_DEBUG) console.log(JSON.stringify(results.map(({ stderr: _e, ...r }) => r)));
+    for (const r of results) {
+      expect(r.error, String(r.stderr)).toBeUndefined();
+      expect(r.code).toBe(0);
+      expect(r.wrong).toBe(0);
+      expect(r.failed).toEqual([]);
+      expect(r.hits as number).toBeGreaterThan(0);
+    }
+  });
+});
