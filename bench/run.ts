@@ -7,6 +7,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIO_MISSING, fioVersion, runFio } from './fio';
 import { runNodeFs } from './node-fs';
+import type { KvBenchDocument } from './kvcache';
 import { formatTable, machineInfo, writeJson, type BenchDocument } from './report';
 import { children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, verify, workloadLabel, type Measured, type RunResult, type Tool, type Workload } from './shared';
 import { runOurs, writeBenchFile } from './workloads';
@@ -30,6 +31,8 @@ export interface BenchOptions {
   workloads?: string[];
   /** Only these tools (3fs-client, fio, node:fs). */
   tools?: Tool[];
+  /** The KVCache section after the main table (bench/kvcache.ts). Default true. */
+  kvcache?: boolean;
   /** Progress (stderr). */
   err?: (text: string) => void;
   /** The table (stdout). */
@@ -60,7 +63,7 @@ interface Planned {
   repeat: number;
 }
 
-export async function runBench(options: BenchOptions = {}): Promise<BenchDocument> {
+export async function runBench(options: BenchOptions = {}): Promise<BenchDocument & { kvcache?: KvBenchDocument }> {
   const err = options.err ?? ((text: string) => process.stderr.write(text));
   const log = (line: string) => err(line + '\n');
   const out = options.out ?? ((text: string) => process.stdout.write(text));
@@ -223,13 +226,21 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
       err(tail + '\n');
     }
 
-    const doc: BenchDocument = {
+    const doc: BenchDocument & { kvcache?: KvBenchDocument } = {
       version: 1,
       machine: machineInfo(fio),
       settings: { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat: repeats, busyCpusAtStart: Math.round(busyCpus * 100) / 100 },
       runs,
     };
     out(formatTable(doc, fioMissing));
+    if (options.kvcache !== false) {
+      // The main files go first: the section makes its own in a directory under this one.
+      for (const p of Object.values(paths)) rmSync(p, { force: true });
+      const { runKvBench } = await import('./kvcache');
+      out('\n');
+      // A shorter run than `bench --kvcache`: 256 MiB of pages per size, 20,000 keys for the lookups.
+      doc.kvcache = await runKvBench({ dir, quick, repeat: repeats, section: true, size: 256 * MiB, lookupKeys: 20_000, err, out });
+    }
     if (options.json) {
       await writeJson(options.json, doc);
       log(`wrote ${options.json}`);

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 const USAGE = `Usage: 3fs-client <command> [options]
 
 Commands:
-  bench            Measure 3fs-client against fio and node:fs on this machine
+  bench            Measure 3fs-client against fio and node:fs on this machine, then KVCache
   doctor [path]    Check this machine and path for 3fs-client and 3FS, and say what to change
                    (path: default the config's mount, else the current directory)
   help             Show this help
@@ -19,7 +19,8 @@ Options of bench:
                    (default 3s; with --quick 1s)
   --ramp T         warm-up before each measured window (default 0.5s; with --quick 0.2s)
   --json F         also write the results as JSON to F
-  --quick          a short smoke run (about 20 s): small files, 1 s runs, no qd128
+  --quick          a short smoke run (about 20 s, then about 15 s of KVCache): small files,
+                   1 s runs, no qd128
   --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
   --repeat N       run each workload N times; the table shows the median (default 1)
@@ -27,6 +28,13 @@ Options of bench:
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
   --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
+  --kvcache        instead: only the KVCache bench (a longer run of the section that follows the
+                   main table): put and get GB/s of 64 KiB, 1 MiB and 16 MiB pages (--quick: 64 KiB
+                   and 1 MiB) next to raw batch writes/reads of the same bytes and a file-per-key
+                   cache written with node:fs, and lookup keys/s (warm, and a cold lookup's I/O
+                   rounds); takes --dir, --quick, --repeat, --json, and --size: bytes of pages per
+                   page size (default 512MiB; with --quick 256MiB)
+  --no-kvcache     leave out the KVCache section
 
 Options of doctor:
   --json           print the report as JSON
@@ -63,6 +71,8 @@ const benchOptions = {
   repeat: { type: 'string' },
   engines: { type: 'boolean' },
   lib: { type: 'string' },
+  kvcache: { type: 'boolean' },
+  'no-kvcache': { type: 'boolean' },
 } as const;
 
 // doctor's --json is a switch, bench's takes a file: each command parses its own options.
@@ -171,6 +181,8 @@ interface BenchValues {
   repeat?: string;
   engines?: boolean;
   lib?: string;
+  kvcache?: boolean;
+  'no-kvcache'?: boolean;
 }
 
 async function bench(values: BenchValues, io: CliIo): Promise<number> {
@@ -184,6 +196,24 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
       throw new UsageError((e as Error).message);
     }
   };
+  if (values.kvcache && values['no-kvcache']) throw new UsageError('--kvcache and --no-kvcache contradict each other');
+  if (values.kvcache && values.engines) throw new UsageError('--kvcache and --engines are separate benches: pick one');
+  if (values.kvcache) {
+    for (const name of ['duration', 'ramp', 'workloads', 'tools', 'lib'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`bench --kvcache does not take --${name}`);
+    }
+    const { runKvBench } = await import('../bench/kvcache');
+    await runKvBench({
+      dir: values.dir,
+      quick: values.quick ?? false,
+      size: values.size === undefined ? undefined : usage(() => parseSize(values.size as string)),
+      repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
+      json: values.json,
+      err: (text) => io.stderr(text),
+      out: (text) => io.stdout(text),
+    });
+    return 0;
+  }
   if (values.engines) {
     if (values.dir === undefined) throw new UsageError('bench --engines needs --dir: a directory on a 3FS mount');
     const { runEngineBench } = await import('../bench/engines');
@@ -210,6 +240,7 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
     repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
     workloads: list(values.workloads),
     tools: tools as ('3fs-client' | 'fio' | 'node:fs')[] | undefined,
+    kvcache: !values['no-kvcache'],
     err: (text) => io.stderr(text),
     out: (text) => io.stdout(text),
   });

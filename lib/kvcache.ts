@@ -9,6 +9,15 @@
 // written in the same op as the payload. The set directory is a hint that saves reading every
 // header; the in-memory index is a hint that saves reading the directory. Every disagreement, torn
 // write or race ends as a miss, never as wrong bytes.
+//
+// Crash safety (kill -9 at any moment): a put writes each slot (header + payload, one op) before
+// the directory that lists it, so a crash leaves either the old listing (whose slot header now
+// names another key, or fails its CRC: a miss) or the new one over a whole slot. Nothing is
+// rebuilt on open: open() reads meta.json and opens the shard files, no slot or directory
+// (a 1 TiB cache opens without reading it). Stale listings are fixed lazily: put() checks the
+// slot header before it calls a key 'present', get() clears a listing whose slot failed its checks
+// (stats().repaired), delete() zeroes a header only if it still holds the key.
+// test/kvcache-crash.test.ts kills writers 50 times in a loop and checks every key afterwards.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
@@ -54,6 +63,11 @@ export interface KVCacheOptions {
   ways?: number;
   /** Make the cache if it is missing. Default true; false: ENOENT-like ERR_KVCACHE_NOT_FOUND. */
   create?: boolean;
+  /**
+   * Idle registered memory that get() (without `into`) keeps for reuse, in bytes (about: whole
+   * slabs are given back). Default 1 GiB; at least one slot is always kept.
+   */
+  poolBytes?: number;
 }
 
 export interface KVGeometry {
@@ -77,8 +91,13 @@ export interface GetResult {
   status: 'hit' | 'miss';
   /** Payload length (hits). */
   bytes?: number;
-  /** Hits without `into`: the payload (a Buffer over memory shared by this call's hits, no copy). With `into`: into[i] holds it. */
-  buffer?: Uint8Array;
+  /**
+   * Hits without `into`: the payload, a Buffer over registered memory lent from the cache's pool
+   * (no copy). It is the caller's until handed back with `cache.recycle()`; after that the pool
+   * reuses the memory and the Buffer's bytes change under it. A Buffer never recycled is never
+   * reused: it is freed by the garbage collector once unreachable. With `into`: into[i] holds it.
+   */
+  buffer?: Buffer;
   /** Why a located entry was a miss, when it was not simply absent. */
   error?: ThreeFSError;
 }
@@ -99,6 +118,14 @@ export interface KVCacheStats {
   bytesWritten: number;
   /** Payload bytes copied into staging memory by put (buffers not from cache.alloc()). */
   bytesCopied: number;
+  /** Directory entries found stale by get (the slot held something else, or was torn) and cleared. */
+  repaired: number;
+  /** get() pool: Buffers lent to callers and not yet recycled (or collected). */
+  lent: number;
+  /** get() pool: registered bytes it holds (idle and lent). */
+  poolBytes: number;
+  /** get() pool: registered allocations it made (each a USRBIO iov on 3FS). */
+  poolAllocs: number;
   indexSize: number;
   pinned: number;
 }
@@ -109,6 +136,21 @@ interface Loc {
   length: number;
   epoch: number;
   expiry: number;
+}
+
+/** One allocation of get()'s pool: `slots` slot-sized pieces of registered memory. */
+interface Slab {
+  mem: IoBuffer;
+  slots: number;
+  idle: number;
+  /** Slots lent and then dropped by the caller without recycle(): never reused. */
+  abandoned: number;
+  retired: boolean;
+}
+
+interface Slot {
+  slab: Slab;
+  mem: IoBuffer;
 }
 
 interface DirEntry {
@@ -187,12 +229,25 @@ export class KVCache {
   readonly #payloadOf = new WeakMap<IoBuffer, IoBuffer>(); // payload view from alloc() -> header+payload
   readonly #locks = new Map<number, Promise<void>>();
   readonly #staging: IoBuffer[] = [];
+  // get()'s pool (without `into`): slot-sized registered memory lent to callers until recycle().
+  readonly #poolIdle: Slot[] = [];
+  readonly #slabs = new Set<Slab>();
+  readonly #lent = new WeakMap<Uint8Array, Slot>();
+  #lentCount = 0;
+  readonly #maxIdleSlots: number;
+  // A lent Buffer that is collected without recycle(): its slot is written off (never reused,
+  // since a subarray of it may still be alive), and its slab is left to the collector.
+  readonly #abandon = new FinalizationRegistry<Slot>((slot) => {
+    slot.slab.abandoned++;
+    this.#lentCount--;
+  });
   #lastEpoch = 0;
   #closing: Promise<void> | undefined;
-  readonly #stats = { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0 };
+  readonly #stats = { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, poolAllocs: 0 };
 
-  private constructor(root: string, client: Client, files: File[], geometry: KVGeometry, ns: Buffer) {
+  private constructor(root: string, client: Client, files: File[], geometry: KVGeometry, ns: Buffer, poolBytes: number) {
     this.root = root;
+    this.#maxIdleSlots = Math.max(1, Math.floor(poolBytes / geometry.slotBytes));
     this.#client = client;
     this.#files = files;
     this.geometry = geometry;
@@ -211,6 +266,7 @@ export class KVCache {
     if (typeof root !== 'string' || root.length === 0 || root.includes('\0')) throw argError('ERR_INVALID_ARG_VALUE', 'root must be a non-empty path');
     const ns = namespaceHash(options.namespace);
     const wanted = geometryOf(options);
+    const poolBytes = options.poolBytes === undefined ? 1 << 30 : wholeNumber(options.poolBytes, 'poolBytes', 0, Number.MAX_SAFE_INTEGER);
     const client = options.client ?? clientFor(root);
     const metaPath = join(root, 'meta.json');
 
@@ -259,7 +315,7 @@ export class KVCache {
       await Promise.allSettled(files.map((f) => f.close()));
       throw e;
     }
-    return new KVCache(root, client, files, geometry, ns);
+    return new KVCache(root, client, files, geometry, ns, poolBytes);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -330,6 +386,73 @@ export class KVCache {
   #giveStaging(b: IoBuffer): void {
     if (this.#closing || this.#staging.length >= 4) b.free();
     else this.#staging.push(b);
+  }
+
+  /** `n` slot-sized pieces of registered memory: idle ones first, the rest from one new slab. */
+  #takeSlots(n: number): Slot[] {
+    const out = this.#poolIdle.splice(Math.max(0, this.#poolIdle.length - n));
+    for (const s of out) s.slab.idle--;
+    const missing = n - out.length;
+    if (missing > 0) {
+      const S = this.geometry.slotBytes;
+      const count = Math.max(missing, Math.min(8, this.#maxIdleSlots, Math.floor((32 << 20) / S)));
+      const slab: Slab = { mem: this.#client.alloc(count * S), slots: count, idle: count, abandoned: 0, retired: false };
+      this.#slabs.add(slab);
+      this.#stats.poolAllocs++;
+      for (let k = 0; k < count; k++) this.#poolIdle.push({ slab, mem: slab.mem.subarray(k * S, (k + 1) * S) });
+      out.push(...this.#takeSlots(missing));
+    }
+    return out;
+  }
+
+  /** Back to the pool (a miss's slot, or a recycled one); whole idle slabs beyond poolBytes go. */
+  #giveSlot(slot: Slot): void {
+    if (slot.slab.retired) return;
+    slot.slab.idle++;
+    this.#poolIdle.push(slot);
+    if (this.#poolIdle.length <= this.#maxIdleSlots && !this.#closing) return;
+    for (const slab of this.#slabs) {
+      if (this.#poolIdle.length <= this.#maxIdleSlots && !this.#closing) break;
+      if (slab.idle + slab.abandoned !== slab.slots) continue;
+      this.#retire(slab);
+    }
+  }
+
+  #retire(slab: Slab): void {
+    slab.retired = true;
+    this.#slabs.delete(slab);
+    for (let k = this.#poolIdle.length - 1; k >= 0; k--) if (this.#poolIdle[k].slab === slab) this.#poolIdle.splice(k, 1);
+    // A slab with an abandoned slot may still be viewed by a subarray the caller kept: the
+    // collector frees it; otherwise it goes now.
+    if (slab.abandoned === 0) slab.mem.free();
+  }
+
+  /** Lends a hit's payload (a view of its slot) to the caller. */
+  #lend(slot: Slot, length: number): Buffer {
+    const view = slot.mem.bytes.subarray(HEADER_BYTES, HEADER_BYTES + length);
+    this.#lent.set(view, slot);
+    this.#abandon.register(view, slot, view);
+    this.#lentCount++;
+    return view;
+  }
+
+  /**
+   * Hands Buffers that get() lent (or the results holding them) back to the pool, which reuses
+   * their memory: do not touch them afterwards. Anything else (misses, `into` results, Buffers
+   * already recycled or not from this cache) is ignored. Works after close() too.
+   */
+  recycle(items: GetResult | Uint8Array | readonly (GetResult | Uint8Array | undefined | null)[]): void {
+    const list = Array.isArray(items) ? items : [items];
+    for (const item of list) {
+      const view = item instanceof Uint8Array ? item : (item as GetResult | undefined)?.buffer;
+      if (!(view instanceof Uint8Array)) continue;
+      const slot = this.#lent.get(view);
+      if (!slot) continue;
+      this.#lent.delete(view);
+      this.#abandon.unregister(view);
+      this.#lentCount--;
+      this.#giveSlot(slot); // after close(): frees its slab once no Buffer of it is lent
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -410,6 +533,11 @@ export class KVCache {
   /**
    * Stores pages. Keys already present are skipped ('present'). Payloads from cache.alloc() go out
    * without a copy; others are copied into staging memory (counted in stats().bytesCopied).
+   *
+   * 'present' is decided on disk, never from this process's index (another process may have
+   * evicted the page): the set directory must list the key, and the slot header it points at must
+   * still hold it (one batched 4 KiB read per such key, only when there are any). A directory
+   * entry that the header contradicts is stale (a crash or a lost race) and the key is stored.
    */
   async put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number } = {}): Promise<PutResult[]> {
     this.#checkOpen();
@@ -429,13 +557,12 @@ export class KVCache {
     const results: PutResult[] = ids.map(() => ({ status: 'failed' }));
     const now = Date.now();
 
-    // Dedup: the index, and earlier copies of a key in this same call.
+    // Dedup within this call; against the cache, below (directories, then slot headers).
     const todo: number[] = [];
     const seen = new Set<string>();
     ids.forEach((id, i) => {
       const hex = id.toString('hex');
-      const known = this.#index.get(hex);
-      if (seen.has(hex) || (known && this.#alive(known, now))) results[i] = { status: 'present' };
+      if (seen.has(hex)) results[i] = { status: 'present' };
       else {
         seen.add(hex);
         todo.push(i);
@@ -451,23 +578,54 @@ export class KVCache {
       // 1. The directories, in one batch: dedup and choice of ways.
       const dirs = await this.#readDirs(sets, dirBuf);
       const dirBySet = new Map(sets.map((s, k) => [s, dirs[k]]));
+      // 1b. Keys the directories list: their slot headers, in one batch, must agree.
+      const listed: { i: number; set: number; way: number }[] = [];
+      for (const i of todo) {
+        const set = this.#setOf(ids[i]);
+        const dir = dirBySet.get(set);
+        const at = dir ? dir.findIndex((e) => e.valid && e.id.equals(ids[i]) && this.#alive(e, now)) : -1;
+        if (at >= 0) listed.push({ i, set, way: at });
+      }
+      const presentAt = new Map<number, number>(); // key position -> way
+      if (listed.length > 0) {
+        const heads = this.#takeStaging(listed.length * HEADER_BYTES);
+        try {
+          const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.set), buffer: heads.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: this.#slotOffset(x.set, x.way) })));
+          listed.forEach((x, k) => {
+            const r = rs[k];
+            if (r.error) return; // unreadable: store it again
+            this.#stats.bytesRead += r.bytes;
+            const e = dirBySet.get(x.set)![x.way];
+            const h = heads.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES);
+            if (checkHeader(h, ids[x.i], e.length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.i, x.way);
+          });
+        } finally {
+          this.#giveStaging(heads);
+        }
+      }
       const taken = new Set<number>(); // set * ways + way chosen in this call
       const plan: { i: number; set: number; way: number; epoch: number; expiry: number }[] = [];
       for (const i of todo) {
         const id = ids[i];
+        const hex = id.toString('hex');
         const set = this.#setOf(id);
         const dir = dirBySet.get(set);
         if (!dir) {
+          this.#index.delete(hex);
           results[i] = { status: 'failed', error: argError('EIO', `set ${set}: its directory could not be read`) };
           continue;
         }
-        const at = dir.findIndex((e) => e.valid && e.id.equals(id) && this.#alive(e, now));
-        if (at >= 0) {
+        const at = presentAt.get(i);
+        if (at !== undefined) {
           const e = dir[at];
-          this.#index.set(id.toString('hex'), { set, way: at, length: e.length, epoch: e.epoch, expiry: e.expiry });
+          this.#index.set(hex, { set, way: at, length: e.length, epoch: e.epoch, expiry: e.expiry });
           results[i] = { status: 'present' };
           continue;
         }
+        this.#index.delete(hex);
+        // A listing the slot header contradicts is stale: that way is free for this put.
+        const stale = dir.findIndex((e) => e.valid && e.id.equals(id));
+        if (stale >= 0) dir[stale] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
         const way = this.#chooseWay(set, dir, taken, now);
         if (way < 0) {
           const byThisCall = Array.from({ length: this.geometry.ways }, (_, w) => set * this.geometry.ways + w).some((w) => taken.has(w));
@@ -552,6 +710,10 @@ export class KVCache {
             this.#index.delete(old.id.toString('hex'));
           }
           dir[p.way] = { id: Buffer.from(ids[p.i]), valid: true, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry };
+          // One listing per key: a stale one elsewhere in the set (see 1b) goes.
+          dir.forEach((e, w) => {
+            if (w !== p.way && e.valid && e.id.equals(ids[p.i])) dir[w] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
+          });
           written.push(p);
         }
         writeDir(mem, dir, set);
@@ -605,6 +767,16 @@ export class KVCache {
    * Reads pages. Each hit's header (id, length, expiry, CRC) and payload CRC32C are checked;
    * anything else is a miss. With `into`, payload i is read into into[i] (an IoBuffer or a view,
    * at least as long as the stored payload; shorter: a miss with ERR_KVCACHE_BUFFER_TOO_SMALL).
+   *
+   * Without `into`, each hit's `buffer` is lent, zero-copy, from a pool of registered memory
+   * (slot-sized pieces of a few large allocations: no new USRBIO iov per call once warm). It is
+   * the caller's until `cache.recycle(results)`; recycle as soon as the bytes are consumed, or the
+   * pool keeps allocating. A lent Buffer is never reused behind the caller's back: one dropped
+   * without recycle() is freed by the collector (keep the Buffer itself alive while any subarray
+   * or the underlying ArrayBuffer is in use). close() does not free lent Buffers.
+   *
+   * A slot that fails its checks where the directory still points at it (stale after a crash or
+   * a lost race) has its directory entry cleared (stats().repaired), so later puts store it again.
    */
   async get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
     this.#checkOpen();
@@ -617,20 +789,72 @@ export class KVCache {
     }
     const results: GetResult[] = ids.map(() => ({ status: 'miss' }));
     let pending = ids.map((_, i) => i);
+    const stale: { id: Buffer; loc: Loc }[] = [];
     // Round 1 trusts the index; what failed there is looked up again in the directories (round 2).
+    const tried = new Map<number, Loc>(); // round 1: where the index sent each key
     for (let round = 0; round < 2 && pending.length > 0; round++) {
       const now = Date.now();
-      const fromIndex = round === 0 ? pending.filter((i) => this.#aliveInIndex(ids[i], now)) : [];
-      const locs = await this.#locate(pending.map((i) => ids[i]), round === 0, now);
-      const retry = await this.#readSlots(ids, pending, locs, into, results, now);
-      pending = retry.filter((i) => fromIndex.includes(i));
+      const fromIndex = new Set(round === 0 ? pending.filter((i) => this.#aliveInIndex(ids[i], now)) : []);
+      let locs = await this.#locate(pending.map((i) => ids[i]), round === 0, now);
+      if (round === 0) pending.forEach((i, k) => locs[k] && tried.set(i, locs[k]!));
+      else {
+        // The directory sends it to the very slot that just failed: that answer stands.
+        const same = (a: Loc | undefined, b: Loc | undefined) => !!a && !!b && a.set === b.set && a.way === b.way && a.epoch === b.epoch;
+        const keep = pending.map((i, k) => !same(locs[k], tried.get(i)));
+        pending = pending.filter((_, k) => keep[k]);
+        locs = locs.filter((_, k) => keep[k]);
+      }
+      const retry = await this.#readSlots(ids, pending, locs, into, results, now, stale);
+      pending = retry.filter((i) => fromIndex.has(i));
     }
+    if (stale.length > 0 && !this.#closing) await this.#repair(stale);
     for (const r of results) this.#stats[r.status === 'hit' ? 'hits' : 'misses']++;
     return results;
   }
 
+  /**
+   * Clears directory entries that still name a slot which failed its checks (same id, way and
+   * epoch as when it was located): a crash between a slot write and its directory write, a torn
+   * slot or a lost race leaves such entries, and they would make put() say 'present' forever.
+   */
+  async #repair(stale: { id: Buffer; loc: Loc }[]): Promise<void> {
+    const sets = [...new Set(stale.map((x) => x.loc.set))];
+    const lock = await this.#lockSets(sets);
+    const buf = this.#takeStaging(sets.length * DIR_BYTES);
+    try {
+      const dirs = await this.#readDirs(sets, buf);
+      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
+      let cleared = 0;
+      sets.forEach((set, k) => {
+        const dir = dirs[k];
+        if (!dir) return;
+        let changed = false;
+        for (const { id, loc } of stale) {
+          if (loc.set !== set) continue;
+          const e = dir[loc.way];
+          if (!e.valid || !e.id.equals(id) || e.epoch !== loc.epoch) continue;
+          dir[loc.way] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
+          changed = true;
+          cleared++;
+        }
+        if (!changed) return;
+        const mem = buf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES);
+        writeDir(mem.bytes, dir, set);
+        ops.push({ file: this.#fileOf(set), buffer: mem, fileOffset: this.#dirOffset(set) });
+      });
+      if (ops.length) {
+        const rs = await this.#client.batchWrite(ops);
+        for (const r of rs) if (!r.error) this.#stats.bytesWritten += r.bytes;
+      }
+      this.#stats.repaired += cleared;
+    } finally {
+      this.#giveStaging(buf);
+      lock.release();
+    }
+  }
+
   /** Reads and checks the located slots; returns the positions that missed after being located. */
-  async #readSlots(ids: readonly Buffer[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number): Promise<number[]> {
+  async #readSlots(ids: readonly Buffer[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number, stale: { id: Buffer; loc: Loc }[]): Promise<number[]> {
     const jobs: { i: number; loc: Loc }[] = [];
     which.forEach((i, k) => {
       const loc = locs[k];
@@ -642,29 +866,32 @@ export class KVCache {
       jobs.push({ i, loc });
     });
     if (jobs.length === 0) return [];
-    // Without `into`: header and payload land together in one allocation the hits keep.
-    // With `into`: headers go to staging, payloads straight to the caller's memory, in one batch.
-    const spans = jobs.map((j) => (into ? HEADER_BYTES : HEADER_BYTES + roundUp(j.loc.length, ALIGN)));
-    const total = spans.reduce((a, b) => a + b, 0);
-    const mem = into ? this.#takeStaging(total) : this.#client.alloc(total);
+    // Without `into`: header and payload land together in a slot-sized piece of the pool, lent to
+    // the caller on a hit. With `into`: headers go to staging, payloads straight to the caller's
+    // memory. One batch either way.
+    const slots = into ? [] : this.#takeSlots(jobs.length);
+    const mem = into ? this.#takeStaging(jobs.length * HEADER_BYTES) : undefined;
+    const lentOut = new Set<number>();
     try {
       const ops: { file: File; buffer: KVPayload; fileOffset: number; length?: number }[] = [];
-      const headAt: number[] = [];
-      let at = 0;
+      const heads: Buffer[] = [];
       jobs.forEach((j, k) => {
         const file = this.#fileOf(j.loc.set);
         const off = this.#slotOffset(j.loc.set, j.loc.way);
-        headAt.push(at);
-        ops.push({ file, buffer: mem.subarray(at, at + spans[k]), fileOffset: off });
-        if (into) ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length });
-        at += spans[k];
+        if (into) {
+          ops.push({ file, buffer: mem!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: off });
+          ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length });
+          heads.push(mem!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES));
+        } else {
+          ops.push({ file, buffer: slots[k].mem.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off });
+          heads.push(slots[k].mem.bytes.subarray(0, HEADER_BYTES));
+        }
       });
       const reads = await this.#client.batchRead(ops);
       const per = into ? 2 : 1;
-      const bytes = mem.bytes;
       const payloadOf = (k: number): Uint8Array => {
         const j = jobs[k];
-        if (!into) return bytes.subarray(headAt[k] + HEADER_BYTES, headAt[k] + HEADER_BYTES + j.loc.length);
+        if (!into) return slots[k].mem.bytes.subarray(HEADER_BYTES, HEADER_BYTES + j.loc.length);
         const b = into[j.i];
         return b instanceof IoBuffer ? b.bytes.subarray(0, j.loc.length) : new Uint8Array(b.buffer, b.byteOffset, j.loc.length);
       };
@@ -679,11 +906,12 @@ export class KVCache {
           missed.push(j.i);
           return;
         }
-        const verdict = checkHeader(bytes.subarray(headAt[k], headAt[k] + HEADER_BYTES), ids[j.i], j.loc.length, this.geometry.pageBytes, now);
+        const verdict = checkHeader(heads[k], ids[j.i], j.loc.length, this.geometry.pageBytes, now);
         if (verdict !== 'ok') {
           this.#stats[verdict]++;
           results[j.i] = { status: 'miss', error: argError(ERR[verdict], `key ${j.i}: the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`, { index: j.i }) };
           this.#index.delete(ids[j.i].toString('hex'));
+          stale.push({ id: ids[j.i], loc: j.loc });
           missed.push(j.i);
           return;
         }
@@ -692,19 +920,24 @@ export class KVCache {
       const crcs = ok.length ? await crc32cMany(ok.map(payloadOf)) : new Uint32Array(0);
       ok.forEach((k, n) => {
         const j = jobs[k];
-        const head = bytes.subarray(headAt[k], headAt[k] + HEADER_BYTES);
-        if (crcs[n] !== head.readUInt32LE(28)) {
+        if (crcs[n] !== heads[k].readUInt32LE(28)) {
           this.#stats.corrupt++;
           results[j.i] = { status: 'miss', error: argError(ERR.corrupt, `key ${j.i}: payload CRC32C mismatch (torn or damaged slot)`, { index: j.i }) };
           this.#index.delete(ids[j.i].toString('hex'));
+          stale.push({ id: ids[j.i], loc: j.loc });
           missed.push(j.i);
           return;
         }
-        results[j.i] = { status: 'hit', bytes: j.loc.length, ...(into ? {} : { buffer: payloadOf(k) }) };
+        if (into) results[j.i] = { status: 'hit', bytes: j.loc.length };
+        else {
+          results[j.i] = { status: 'hit', bytes: j.loc.length, buffer: this.#lend(slots[k], j.loc.length) };
+          lentOut.add(k);
+        }
       });
       return missed;
     } finally {
-      if (into) this.#giveStaging(mem);
+      if (mem) this.#giveStaging(mem);
+      slots.forEach((slot, k) => lentOut.has(k) || this.#giveSlot(slot));
     }
   }
 
@@ -770,37 +1003,57 @@ export class KVCache {
     }
   }
 
-  /** Removes entries: clears their directory entry and the slot header. Resolves with whether each was found. */
+  /**
+   * Removes entries: clears their directory entries and zeroes the slot header, but only where
+   * the header still holds that key (read first, in one batch: another process may have reused
+   * the way since the directory was written). Resolves with whether each key's slot held it.
+   */
   async delete(keys: readonly KVKey[]): Promise<boolean[]> {
     this.#checkOpen();
     const ids = this.#ids(keys);
     const sets = [...new Set(ids.map((id) => this.#setOf(id)))];
     const lock = await this.#lockSets(sets);
     const dirBuf = this.#takeStaging(sets.length * DIR_BYTES + HEADER_BYTES);
+    let heads: IoBuffer | undefined;
     try {
       const dirs = await this.#readDirs(sets, dirBuf);
       const found = ids.map(() => false);
-      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
-      const zeros = dirBuf.subarray(sets.length * DIR_BYTES, sets.length * DIR_BYTES + HEADER_BYTES);
-      zeros.bytes.fill(0);
+      const listed: { i: number; set: number; way: number }[] = [];
+      const changed = new Set<number>(); // positions in sets
       sets.forEach((set, k) => {
         const dir = dirs[k];
         if (!dir) return;
-        let changed = false;
         ids.forEach((id, i) => {
           if (this.#setOf(id) !== set) return;
           this.#index.delete(id.toString('hex'));
-          const way = dir.findIndex((e) => e.valid && e.id.equals(id));
-          if (way < 0) return;
-          found[i] = true;
-          dir[way] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
-          changed = true;
-          ops.push({ file: this.#fileOf(set), buffer: zeros, fileOffset: this.#slotOffset(set, way) });
+          dir.forEach((e, way) => {
+            if (!e.valid || !e.id.equals(id)) return;
+            listed.push({ i, set, way });
+            dir[way] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
+            changed.add(k);
+          });
         });
-        if (!changed) return;
-        writeDir(dirBuf.bytes.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES), dir, set);
-        ops.push({ file: this.#fileOf(set), buffer: dirBuf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) });
       });
+      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
+      if (listed.length > 0) {
+        heads = this.#takeStaging(listed.length * HEADER_BYTES);
+        const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.set), buffer: heads!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: this.#slotOffset(x.set, x.way) })));
+        const zeros = dirBuf.subarray(sets.length * DIR_BYTES, sets.length * DIR_BYTES + HEADER_BYTES);
+        zeros.bytes.fill(0);
+        listed.forEach((x, k) => {
+          if (rs[k].error) return;
+          this.#stats.bytesRead += rs[k].bytes;
+          const h = heads!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES);
+          if (h.readUInt32LE(0) !== SLOT_MAGIC || !h.subarray(8, 24).equals(ids[x.i])) return; // reused (or never written): not ours to clear
+          found[x.i] = true;
+          ops.push({ file: this.#fileOf(x.set), buffer: zeros, fileOffset: this.#slotOffset(x.set, x.way) });
+        });
+      }
+      for (const k of changed) {
+        const mem = dirBuf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES);
+        writeDir(mem.bytes, dirs[k]!, sets[k]);
+        ops.push({ file: this.#fileOf(sets[k]), buffer: mem, fileOffset: this.#dirOffset(sets[k]) });
+      }
       if (ops.length) {
         const rs = await this.#client.batchWrite(ops);
         for (const r of rs) if (!r.error) this.#stats.bytesWritten += r.bytes;
@@ -808,13 +1061,16 @@ export class KVCache {
       this.#stats.deleted += found.filter(Boolean).length;
       return found;
     } finally {
+      if (heads) this.#giveStaging(heads);
       this.#giveStaging(dirBuf);
       lock.release();
     }
   }
 
   stats(): KVCacheStats {
-    return { ...this.#stats, indexSize: this.#index.size, pinned: this.#pins.size };
+    let poolBytes = 0;
+    for (const slab of this.#slabs) poolBytes += slab.mem.byteLength;
+    return { ...this.#stats, indexSize: this.#index.size, pinned: this.#pins.size, lent: this.#lentCount, poolBytes };
   }
 
   /** Closes the shard files (after their I/O in flight) and frees staging memory. The client is the caller's. */
@@ -823,6 +1079,8 @@ export class KVCache {
       await Promise.allSettled([...this.#locks.values()]);
       await Promise.all(this.#files.map((f) => f.close()));
       for (const b of this.#staging.splice(0)) b.free();
+      // The pool: slabs wholly idle go now; one with Buffers still lent is left to the collector.
+      for (const slab of [...this.#slabs]) if (slab.idle + slab.abandoned === slab.slots) this.#retire(slab);
     })();
     return this.#closing;
   }
