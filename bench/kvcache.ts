@@ -12,14 +12,13 @@
 // This file is also the entry point of the node:fs child (its own libuv pool and CPU time).
 import { spawnSync } from 'node:child_process';
 import { createHash, randomInt } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client, File, IoBuffer, IoOp } from '../lib/index';
 import type { KVCache, KVCacheOptions, KVNamespace } from '../lib/kvcache';
 import { machineInfo, type Machine } from './report';
-import { children, formatSize, GiB, KiB, makeRng, MiB, percentile, runChild } from './shared';
+import { benchBase, children, formatSize, GiB, KiB, makeRng, MiB, percentile, runChild } from './shared';
 
 export interface KvBenchOptions {
   /** Where to make the temporary directory (default: os.tmpdir()). Must exist. */
@@ -276,17 +275,7 @@ export async function runKvBench(options: KvBenchOptions = {}): Promise<KvBenchD
     return { pageBytes, pages, batch };
   });
 
-  let base = tmpdir();
-  if (options.dir !== undefined) {
-    let st;
-    try {
-      st = statSync(options.dir);
-    } catch {
-      throw new Error(`--dir ${options.dir} does not exist`);
-    }
-    if (!st.isDirectory()) throw new Error(`--dir ${options.dir} is not a directory`);
-    base = options.dir;
-  }
+  const base = benchBase(options.dir);
   // At once on disk: one page size's cache, raw file and file-per-key directory.
   const need = Math.max(...plan.map((p) => 3 * p.pages * (p.pageBytes + 4 * KiB)), lookupKeys * 8 * KiB);
   const fsInfo = statfsSync(base);

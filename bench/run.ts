@@ -1,15 +1,15 @@
 // Orchestration: make the bench files in a fresh temporary directory, run every workload with
 // each tool back to back (never two at once), report, and delete the files whatever happens.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, statfsSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FIO_MISSING, fioVersion, runFio } from './fio';
 import { runNodeFs } from './node-fs';
 import type { KvBenchDocument } from './kvcache';
 import { formatTable, machineInfo, writeJson, type BenchDocument } from './report';
-import { children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, verify, workloadLabel, type Measured, type RunResult, type Tool, type Workload } from './shared';
+import { benchBase, children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, verify, workloadLabel, type Measured, type RunResult, type Tool, type Workload } from './shared';
 import { runOurs, writeBenchFile } from './workloads';
 
 export interface BenchOptions {
@@ -110,17 +110,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
   if (plan.length === 0) throw new Error('nothing to run: no workload and tool selected');
 
   // The bench directory: a fresh one under --dir (which must exist) or the system's temp dir.
-  let base = tmpdir();
-  if (options.dir !== undefined) {
-    let st;
-    try {
-      st = statSync(options.dir);
-    } catch {
-      throw new Error(`--dir ${options.dir} does not exist`);
-    }
-    if (!st.isDirectory()) throw new Error(`--dir ${options.dir} is not a directory`);
-    base = options.dir;
-  }
+  const base = benchBase(options.dir);
   const needsWrite = selected.some((w) => w.file === 'write');
   const needsData = selected.some((w) => w.file === 'data');
   const needsCached = selected.some((w) => w.file === 'cached');

@@ -1,6 +1,8 @@
 // What every part of the bench shares: the workload and result records, the measuring window,
 // the seeded PRNG, the block stamps that let a run prove it read the right bytes, and unit parsing.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 export type Tool = '3fs-client' | 'fio' | 'node:fs';
 
@@ -334,4 +336,17 @@ export function formatSize(bytes: number): string {
     }
   }
   return `${bytes}B`;
+}
+
+/** Where a bench makes its directory: `dir` (which must exist and be a directory) or the system's temp dir. */
+export function benchBase(dir: string | undefined): string {
+  if (dir === undefined) return tmpdir();
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw new Error(`--dir ${dir} does not exist`);
+  }
+  if (!st.isDirectory()) throw new Error(`--dir ${dir} is not a directory`);
+  return dir;
 }
