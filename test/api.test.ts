@@ -430,7 +430,7 @@ describe('Client', () => {
     await d.close();
   });
 
-  it('any number of rings gives the same bytes: batches spread round robin, each ring registers every buffer', async () => {
+  it('any number of rings gives the same bytes: batches go to the least loaded ring, each ring registers every buffer', async () => {
     const dir = makeTmpDir('rings');
     const p = dir.path("rings");
     const rng = new Rng(seedFor('rings'));
