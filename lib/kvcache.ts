@@ -777,6 +777,8 @@ export class KVCache {
    * Reads pages. Each hit's header (id, length, expiry, CRC) and payload CRC32C are checked;
    * anything else is a miss. With `into`, payload i is read into into[i] (an IoBuffer or a view,
    * at least as long as the stored payload; shorter: a miss with ERR_KVCACHE_BUFFER_TOO_SMALL).
+   * Buffers from `cache.alloc()` take header and payload in one op (the header room in front); the
+   * bytes of into[i] past the page's length are then unspecified (the slot's padding).
    *
    * Without `into`, each hit's `buffer` is lent, zero-copy, from a pool of registered memory
    * (slot-sized pieces of a few large allocations: no new USRBIO iov per call once warm). It is
@@ -885,10 +887,18 @@ export class KVCache {
     try {
       const ops: { file: File; buffer: KVPayload; fileOffset: number; length?: number }[] = [];
       const heads: Buffer[] = [];
+      const firstOp: number[] = []; // jobs[k]'s ops are ops[firstOp[k]] up to firstOp[k + 1]
       jobs.forEach((j, k) => {
         const file = this.#fileOf(j.loc.set);
         const off = this.#slotOffset(j.loc.set, j.loc.way);
-        if (into) {
+        firstOp.push(ops.length);
+        const roomy = into ? this.#payloadOf.get(into[j.i] as IoBuffer) : undefined;
+        if (roomy) {
+          // From cache.alloc(): the header room in front takes the header, so the slot is one op
+          // (the bytes past the page's length, up to 4 KiB, get the slot's padding).
+          ops.push({ file, buffer: roomy.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off });
+          heads.push(roomy.bytes.subarray(0, HEADER_BYTES));
+        } else if (into) {
           ops.push({ file, buffer: mem!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: off });
           ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length });
           heads.push(mem!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES));
@@ -897,8 +907,8 @@ export class KVCache {
           heads.push(slots[k].mem.bytes.subarray(0, HEADER_BYTES));
         }
       });
+      firstOp.push(ops.length);
       const reads = await this.#client.batchRead(ops);
-      const per = into ? 2 : 1;
       const payloadOf = (k: number): Uint8Array => {
         const j = jobs[k];
         if (!into) return slots[k].mem.bytes.subarray(HEADER_BYTES, HEADER_BYTES + j.loc.length);
@@ -908,7 +918,7 @@ export class KVCache {
       const ok: number[] = [];
       const missed: number[] = [];
       jobs.forEach((j, k) => {
-        const rs = reads.slice(k * per, k * per + per);
+        const rs = reads.slice(firstOp[k], firstOp[k + 1]);
         for (const r of rs) if (!r.error) this.#stats.bytesRead += r.bytes;
         const failed = rs.find((r) => r.error);
         if (failed) {

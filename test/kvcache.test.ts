@@ -87,8 +87,10 @@ describe('KVCache', () => {
     const got = await t.cache.get(keys);
     got.forEach((r, i) => expectHit(r, pages[i], keys[i]));
 
-    // into: IoBuffers and plain Buffers, larger than the page; the rest of `into` is not touched.
-    const into = keys.map((_, i) => (i % 2 ? client.alloc(PAGE + 100) : Buffer.alloc(PAGE + 100, 0xa5)));
+    // into: IoBuffers, plain Buffers and cache.alloc() buffers (header and payload in one op),
+    // larger than the page; the rest of a plain Buffer is not touched.
+    const into = keys.map((_, i) => (i % 3 === 1 ? client.alloc(PAGE + 100) : i % 3 === 2 ? t.cache.alloc(PAGE) : Buffer.alloc(PAGE + 100, 0xa5)));
+    const opsBefore = client.metrics().readOps;
     const got2 = await t.cache.get(keys, into);
     got2.forEach((r, i) => {
       expectHit(r, pages[i], keys[i]);
@@ -97,6 +99,10 @@ describe('KVCache', () => {
       expect(firstDiff(bytes.subarray(0, pages[i].length), pages[i])).toBe(-1);
       if (b instanceof Buffer) expect(b[pages[i].length]).toBe(0xa5);
     });
+    // Two ops per page, but one for each cache.alloc() buffer.
+    const hits = got2.filter((r) => r.status === 'hit').length;
+    const roomy = got2.filter((r, i) => r.status === 'hit' && i % 3 === 2).length;
+    expect(client.metrics().readOps - opsBefore).toBe(2 * hits - roomy);
 
     // A second instance (empty index) reads through the directories.
     const other = await t.again();
