@@ -3,11 +3,11 @@
 // what USRBIO buys over io_uring through FUSE; on the test stand-in of 3FS's library (local files
 // under a directory it treats as a mount) it isolates the hf3fs engine's own cost per op.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from '../lib/index';
 import { findHf3fsMount } from '../lib/mounts';
 import { formatSize, KiB, MiB, type Workload } from './shared';
+import { warm } from './run';
 import { runOurs, writeBenchFile } from './workloads';
 
 export interface EngineBenchOptions {
@@ -158,14 +158,4 @@ export function formatEngineTable(runs: EngineRun[]): string {
     '\n(medians at the same block size, depth and batch size. client us/op: CPU of the JS and engine threads per op,\n' +
     ' without the threads that play 3FS\'s FUSE daemon in the test stand-in; on a real mount the daemon is another process)\n'
   );
-}
-
-async function warm(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(4 * MiB);
-    for (let pos = 0; ; pos += buf.length) if ((await fh.read(buf, 0, buf.length, pos)).bytesRead === 0) break;
-  } finally {
-    await fh.close();
-  }
 }

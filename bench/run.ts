@@ -269,7 +269,7 @@ function dropCache(path: string): boolean {
 }
 
 /** Reads the whole file through the page cache so the cached runs start warm. */
-async function warm(path: string): Promise<void> {
+export async function warm(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(4 * MiB);

@@ -6,7 +6,7 @@ import { constants as osConstants } from 'node:os';
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, ThreeFSError, type Client, type File, type IoBuffer, type OpResult } from '../lib/index';
-import { ENGINE, fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, sleep, settledWithin, testConnect } from './helpers';
+import { ENGINE, failure, fdCount, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, testConnect } from './helpers';
 
 const tmp = makeTmpDir('errors');
 const rng = new Rng(seedFor('errors'));
@@ -34,19 +34,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await victim.close();
 });
-
-/** The error a call throws or rejects with; fails the test when there is none. */
-async function failure(run: () => unknown): Promise<ThreeFSError> {
-  let result: unknown;
-  try {
-    result = await run();
-  } catch (e) {
-    expect(e, `expected a ThreeFSError, got ${String(e)}`).toBeInstanceOf(ThreeFSError);
-    expect(e).toBeInstanceOf(Error);
-    return e as ThreeFSError;
-  }
-  throw new Error(`expected a failure, got ${JSON.stringify(result)}`);
-}
 
 /** Nothing was written and no batch reached the engine. */
 function expectNothingHappened(): void {

@@ -3,8 +3,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inject } from 'vitest';
-import { connect, type Client, type ClientOptions } from '../lib/index';
+import { expect, inject } from 'vitest';
+import { connect, ThreeFSError, type Client, type ClientOptions } from '../lib/index';
 import type { Hf3fsTestTarget } from './global-setup';
 
 // ---------------------------------------------------------------------------------------------
@@ -213,4 +213,17 @@ export function settledWithin<T>(p: Promise<T>, ms: number, what: string): Promi
       timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (hang)`)), ms);
     }),
   ]);
+}
+
+/** The error a call throws or rejects with; fails the test when there is none or it is not a ThreeFSError. */
+export async function failure(run: () => unknown): Promise<ThreeFSError> {
+  let result: unknown;
+  try {
+    result = await run();
+  } catch (e) {
+    expect(e, `expected a ThreeFSError, got ${String(e)}`).toBeInstanceOf(ThreeFSError);
+    expect(e).toBeInstanceOf(Error);
+    return e as ThreeFSError;
+  }
+  throw new Error(`expected a failure, got ${JSON.stringify(result)}`);
 }

@@ -12,41 +12,12 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, IoBuffer, ThreeFSError, type Client, type ClientOptions, type File, type OpResult } from '../lib/index';
-import {
-  collectGarbage,
-  ENGINE,
-  fdCount,
-  firstDiff,
-  HF3FS,
-  iovMappings,
-  KiB,
-  makeTmpDir,
-  MiB,
-  Rng,
-  seedFor,
-  settledWithin,
-  sleep,
-  STANDIN,
-  testConnect,
-  threadCount,
-} from './helpers';
+import { collectGarbage, ENGINE, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, STANDIN, testConnect, threadCount } from './helpers';
 
 const E = constants.errno;
 const tmp = makeTmpDir('hf3fs');
 afterAll(() => tmp.cleanup());
 const rng = new Rng(seedFor('hf3fs'));
-
-/** The error a call throws or rejects with; fails the test when there is none. */
-async function failure(run: () => unknown): Promise<ThreeFSError> {
-  let result: unknown;
-  try {
-    result = await run();
-  } catch (e) {
-    expect(e, `expected a ThreeFSError, got ${String(e)}`).toBeInstanceOf(ThreeFSError);
-    return e as ThreeFSError;
-  }
-  throw new Error(`expected a failure, got ${JSON.stringify(result)}`);
-}
 
 /** A file of `size` random bytes under the test directory; returns its path and bytes. */
 function randomFile(name: string, size: number): { path: string; data: Buffer } {
