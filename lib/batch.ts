@@ -10,6 +10,21 @@ export interface IoOp {
   buffer: IoBuffer | ArrayBufferView;
   fileOffset: number;
   length?: number;
+  /**
+   * A CRC32C (Castagnoli) of `length` bytes of the buffer from `offset` (both within the op),
+   * computed by the engine on its own thread when the op's turn comes, so checksums overlap the
+   * batch's other I/O. Reads: the CRC of those bytes once they have landed, in the result's
+   * `crc32c`. Writes: the CRC is stored into the buffer, 4 bytes little-endian at `at` (inside the
+   * op, outside the range), just before the op goes out, and written with it.
+   */
+  crc32c?: Crc32cRange;
+}
+
+export interface Crc32cRange {
+  offset: number;
+  length: number;
+  /** Writes only: where the CRC goes. */
+  at?: number;
 }
 
 export interface BatchOptions {
@@ -75,6 +90,7 @@ export async function runBatch(
   const fileIndex = new Map<BatchTarget, number>();
   const views: ArrayBufferView[] = [];
   const viewIndex = new Map<ArrayBufferLike, number>();
+  let checksums: Float64Array | undefined; // made when an op asks for a CRC32C
 
   for (let i = 0; i < n; i++) {
     const op = ops[i];
@@ -139,6 +155,10 @@ export async function runBatch(
         path: target.path,
       });
     }
+    if (op.crc32c !== undefined) {
+      checksums ??= new Float64Array(3 * n).fill(-1);
+      packChecksum(checksums, i, op.crc32c, write, length, target.path);
+    }
     const d = i * STRIDE;
     descriptors[d] = f;
     descriptors[d + 1] = bufferRef;
@@ -152,9 +172,10 @@ export async function runBatch(
   if (signal?.aborted) throw abortError(signal, undefined);
 
   const results = new Float64Array(2 * n);
+  const crcs = checksums && new Uint32Array(n);
   let submitted: [number, Promise<void>];
   try {
-    submitted = client.submit(write, files, views, descriptors, results, options.failFast === true);
+    submitted = client.submit(write, files, views, descriptors, results, options.failFast === true, checksums, crcs);
   } catch (e) {
     throw toBatchError(e);
   }
@@ -196,6 +217,7 @@ export async function runBatch(
       if (firstError === null || (firstError.errno === -ECANCELED && errno !== ECANCELED)) firstError = error;
     }
     out[i] = { bytes, eof: !write && errno === 0 && bytes < lengths[i], error };
+    if (crcs && !write && checksums![3 * i] !== -1 && errno === 0) out[i].crc32c = crcs[i];
   }
   if (aborted) throw abortError(signal!, out);
   if (options.failFast && firstError) {
@@ -203,6 +225,24 @@ export async function runBatch(
     throw firstError;
   }
   return out;
+}
+
+function packChecksum(into: Float64Array, i: number, c: Crc32cRange, write: boolean, length: number, path: string): void {
+  if (c === null || typeof c !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i}: crc32c must be an object { offset, length${write ? ', at' : ''} }`, { index: i });
+  const { offset, length: span, at } = c;
+  if (!isWholeNumber(offset) || !isWholeNumber(span) || offset + span > length) {
+    throw argError('ERR_OUT_OF_RANGE', `op ${i}: crc32c range ${String(offset)}+${String(span)} must lie within the op's ${length} bytes`, { index: i, path });
+  }
+  if (write) {
+    if (!isWholeNumber(at) || at + 4 > length || (at + 4 > offset && at < offset + span)) {
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: crc32c.at ${String(at)} must leave 4 bytes within the op, outside the checksummed range`, { index: i, path });
+    }
+  } else if (at !== undefined) {
+    throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: crc32c.at is for writes; a read's CRC comes back in its result`, { index: i, path });
+  }
+  into[3 * i] = offset;
+  into[3 * i + 1] = span;
+  into[3 * i + 2] = write ? at! : -1;
 }
 
 function checkTime(value: number, name: string): number {

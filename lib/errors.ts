@@ -43,6 +43,8 @@ export interface OpResult {
   bytes: number;
   eof: boolean;
   error: ThreeFSError | null;
+  /** Reads that asked for it (IoOp.crc32c): the CRC32C of that range of the buffer, as read. */
+  crc32c?: number;
 }
 
 const systemErrors = getSystemErrorMap();

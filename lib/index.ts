@@ -5,7 +5,7 @@ export type { FileStat, FileLayout, DirectMode } from './file';
 export { IoBuffer } from './io-buffer';
 export { ThreeFSError } from './errors';
 export type { OpResult, ErrorDetails } from './errors';
-export type { IoOp, BatchOptions } from './batch';
+export type { IoOp, BatchOptions, Crc32cRange } from './batch';
 export type { OpenFlags } from './flags';
 export { runDoctor, formatDoctor } from './doctor';
 export type { DoctorReport, DoctorOptions, Finding, FindingStatus } from './doctor';

@@ -21,22 +21,19 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { clientFor, type Client } from './client';
-import { crc32cMany, crc32cSync } from './crc32c';
-import { argError, ThreeFSError } from './errors';
+import { clientFor, type Client, type FileIoOp } from './client';
+import { crc32cSync } from './crc32c';
+import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
 import { IoBuffer } from './io-buffer';
+import { DIR_BYTES, DIR_ENTRY, MAX_WAYS, SetDirectory } from './set-directory';
 
-export const KVCACHE_FORMAT = 1;
+export const KVCACHE_FORMAT = 2;
 const ALIGN = 4096;
 const HEADER_BYTES = 4096;
-const DIR_BYTES = 4096;
 const SLOT_MAGIC = 0x3143564b; // 'KVC1' little-endian
-const DIR_MAGIC = 0x3144564b; // 'KVD1'
-const DIR_ENTRY = 40; // id 16 | length u32 | flags u32 | epoch f64 | expiry f64
-const DIR_FIRST = 64;
-const MAX_WAYS = Math.floor((DIR_BYTES - DIR_FIRST) / DIR_ENTRY); // 100
 const HEADER_CRC_AT = 60;
+const PAYLOAD_CRC_AT = 64; // outside the header CRC's bytes: the engine seals it as the slot goes out
 const ID_MEMO_MAX = 1 << 20; // string keys whose ids are remembered (about 100 MiB at most)
 
 /** What a cache holds is for one model, dtype, layout and rank: part of every key's identity. */
@@ -121,6 +118,8 @@ export interface KVCacheStats {
   bytesCopied: number;
   /** Directory entries found stale by get (the slot held something else, or was torn) and cleared. */
   repaired: number;
+  /** Stored pages whose directory write failed: this process finds them, others miss them. */
+  unlisted: number;
   /** get() pool: Buffers lent to callers and not yet recycled (or collected). */
   lent: number;
   /** get() pool: registered bytes it holds (idle and lent). */
@@ -152,14 +151,6 @@ interface Slab {
 interface Slot {
   slab: Slab;
   mem: IoBuffer;
-}
-
-interface DirEntry {
-  id: Buffer; // 16 bytes, all zero when free
-  valid: boolean;
-  length: number;
-  epoch: number;
-  expiry: number;
 }
 
 const ERR = {
@@ -212,6 +203,8 @@ function geometryOf(o: KVCacheOptions): KVGeometry {
 }
 
 type Lock = { release: () => void };
+/** A way of a set whose directory entry changed (in `dir`) and must be written. */
+type DirWay = { set: number; way: number; dir: SetDirectory };
 
 /**
  * A shared KV-cache page store. Open with KVCache.open(); every method takes a batch of keys and
@@ -222,7 +215,8 @@ export class KVCache {
   readonly geometry: KVGeometry;
   readonly namespaceHash: Buffer;
   readonly #client: Client;
-  readonly #files: File[];
+  readonly #files: File[]; // slots: O_DIRECT where the file system has it
+  readonly #dirFiles: File[]; // set directories: 4 KiB read and rewritten by every put, kept in the page cache
   readonly #setBytes: number;
   readonly #index = new Map<string, Loc>(); // id hex -> where this process last saw it
   readonly #idMemo = new Map<string, Buffer>(); // string key -> id, for keys seen lately
@@ -245,13 +239,14 @@ export class KVCache {
   });
   #lastEpoch = 0;
   #closing: Promise<void> | undefined;
-  readonly #stats = { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, poolAllocs: 0 };
+  readonly #stats = { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, poolAllocs: 0 };
 
-  private constructor(root: string, client: Client, files: File[], geometry: KVGeometry, ns: Buffer, poolBytes: number) {
+  private constructor(root: string, client: Client, files: File[], dirFiles: File[], geometry: KVGeometry, ns: Buffer, poolBytes: number) {
     this.root = root;
     this.#maxIdleSlots = Math.max(1, Math.floor(poolBytes / geometry.slotBytes));
     this.#client = client;
     this.#files = files;
+    this.#dirFiles = dirFiles;
     this.geometry = geometry;
     this.namespaceHash = ns;
     this.#setBytes = DIR_BYTES + geometry.ways * geometry.slotBytes;
@@ -311,13 +306,18 @@ export class KVCache {
       }
     }
     const files: File[] = [];
+    const dirFiles: File[] = [];
     try {
-      for (let s = 0; s < geometry.shards; s++) files.push(await client.open(join(root, shardName(s)), 'r+'));
+      for (let s = 0; s < geometry.shards; s++) {
+        const path = join(root, shardName(s));
+        files.push(await client.open(path, 'r+'));
+        dirFiles.push(await client.open(path, 'r+', undefined, { direct: 'never' }));
+      }
     } catch (e) {
-      await Promise.allSettled(files.map((f) => f.close()));
+      await Promise.allSettled([...files, ...dirFiles].map((f) => f.close()));
       throw e;
     }
-    return new KVCache(root, client, files, geometry, ns, poolBytes);
+    return new KVCache(root, client, files, dirFiles, geometry, ns, poolBytes);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -346,6 +346,10 @@ export class KVCache {
 
   #fileOf(set: number): File {
     return this.#files[set % this.geometry.shards];
+  }
+
+  #dirFileOf(set: number): File {
+    return this.#dirFiles[set % this.geometry.shards];
   }
 
   #dirOffset(set: number): number {
@@ -468,14 +472,33 @@ export class KVCache {
   // ---------------------------------------------------------------------------------------------
   // Directories
 
-  async #readDirs(sets: readonly number[], into: IoBuffer): Promise<(DirEntry[] | null)[]> {
-    const ops = sets.map((set, i) => ({ file: this.#fileOf(set), buffer: into.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) }));
+  async #readDirs(sets: readonly number[], into: IoBuffer): Promise<(SetDirectory | null)[]> {
+    const ops = sets.map((set, i) => ({ file: this.#dirFileOf(set), buffer: into.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) }));
     const results = ops.length ? await this.#client.batchRead(ops) : [];
     return results.map((r, i) => {
       if (r.error) return null;
       this.#stats.bytesRead += r.bytes;
-      return parseDir(into.bytes.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), this.geometry.ways, sets[i]);
+      return SetDirectory.parse(into.bytes.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), this.geometry.ways);
     });
+  }
+
+  /**
+   * Writes of these ways' directory entries, each on its own (DIR_ENTRY bytes at its place in the
+   * set's directory), from `mem`.
+   */
+  #entryWrites(ways: readonly DirWay[], mem: IoBuffer): FileIoOp[] {
+    return ways.map(({ set, way, dir }, k) => {
+      const bytes = mem.subarray(k * DIR_ENTRY, (k + 1) * DIR_ENTRY);
+      bytes.bytes.set(dir.entry(way));
+      return { file: this.#dirFileOf(set), buffer: bytes, fileOffset: this.#dirOffset(set) + SetDirectory.offsetOf(way) };
+    });
+  }
+
+  /** Runs writes in one batch and counts the bytes written. */
+  async #write(ops: FileIoOp[]): Promise<OpResult[]> {
+    const rs = ops.length ? await this.#client.batchWrite(ops) : [];
+    for (const r of rs) if (!r.error) this.#stats.bytesWritten += r.bytes;
+    return rs;
   }
 
   /** Where each id is: the index first, then one batch of directory reads. `undefined`: absent. */
@@ -501,13 +524,12 @@ export class KVCache {
         const dir = dirs[s];
         for (const i of need.get(set)!) {
           const hex = ids[i].toString('hex');
-          const way = dir ? dir.findIndex((e) => e.valid && e.id.equals(ids[i]) && this.#alive(e, now)) : -1;
+          const way = dir ? dir.find(ids[i], now) : -1;
           if (way < 0) {
             this.#index.delete(hex);
             continue;
           }
-          const e = dir![way];
-          const loc = { set, way, length: e.length, epoch: e.epoch, expiry: e.expiry };
+          const loc = dir!.loc(set, way);
           this.#index.set(hex, loc);
           out[i] = loc;
         }
@@ -593,7 +615,7 @@ export class KVCache {
       for (const i of todo) {
         const set = this.#setOf(ids[i]);
         const dir = dirBySet.get(set);
-        const at = dir ? dir.findIndex((e) => e.valid && e.id.equals(ids[i]) && this.#alive(e, now)) : -1;
+        const at = dir ? dir.find(ids[i], now) : -1;
         if (at >= 0) listed.push({ i, set, way: at });
       }
       const presentAt = new Map<number, number>(); // key position -> way
@@ -605,15 +627,16 @@ export class KVCache {
             const r = rs[k];
             if (r.error) return; // unreadable: store it again
             this.#stats.bytesRead += r.bytes;
-            const e = dirBySet.get(x.set)![x.way];
+            const length = dirBySet.get(x.set)!.length(x.way);
             const h = heads.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES);
-            if (checkHeader(h, ids[x.i], e.length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.i, x.way);
+            if (checkHeader(h, ids[x.i], length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.i, x.way);
           });
         } finally {
           this.#giveStaging(heads);
         }
       }
       const taken = new Set<number>(); // set * ways + way chosen in this call
+      const changed = new Map<number, DirWay>(); // set * ways + way: entries to write
       const plan: { i: number; set: number; way: number; epoch: number; expiry: number }[] = [];
       for (const i of todo) {
         const id = ids[i];
@@ -627,15 +650,17 @@ export class KVCache {
         }
         const at = presentAt.get(i);
         if (at !== undefined) {
-          const e = dir[at];
-          this.#index.set(hex, { set, way: at, length: e.length, epoch: e.epoch, expiry: e.expiry });
+          this.#index.set(hex, dir.loc(set, at));
           results[i] = { status: 'present' };
           continue;
         }
         this.#index.delete(hex);
         // A listing the slot header contradicts is stale: that way is free for this put.
-        const stale = dir.findIndex((e) => e.valid && e.id.equals(id));
-        if (stale >= 0) dir[stale] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
+        const stale = dir.find(id);
+        if (stale >= 0) {
+          dir.clear(stale);
+          changed.set(set * this.geometry.ways + stale, { set, way: stale, dir });
+        }
         const way = this.#chooseWay(set, dir, taken, now);
         if (way < 0) {
           const byThisCall = Array.from({ length: this.geometry.ways }, (_, w) => set * this.geometry.ways + w).some((w) => taken.has(w));
@@ -686,13 +711,21 @@ export class KVCache {
           slotOf.set(k, mem);
         }
       });
-      const crcs = await crc32cMany(plan.map((p, k) => slotOf.get(k)!.bytes.subarray(HEADER_BYTES, HEADER_BYTES + payloads[p.i].byteLength)));
+      // The header goes out with its payload; the payload's CRC32C is sealed into it by the engine
+      // as each slot goes out (no pass over the pages here, and none ahead of the I/O).
       plan.forEach((p, k) => {
         const head = slotOf.get(k)!.bytes.subarray(0, HEADER_BYTES);
         head.fill(0);
-        writeHeader(head, ids[p.i], payloads[p.i].byteLength, crcs[k], p.epoch, p.expiry);
+        writeHeader(head, ids[p.i], payloads[p.i].byteLength, p.epoch, p.expiry);
       });
-      const writes = await this.#client.batchWrite(plan.map((p, k) => ({ file: this.#fileOf(p.set), buffer: slotOf.get(k)!, fileOffset: this.#slotOffset(p.set, p.way) })));
+      const writes = await this.#client.batchWrite(
+        plan.map((p, k) => ({
+          file: this.#fileOf(p.set),
+          buffer: slotOf.get(k)!,
+          fileOffset: this.#slotOffset(p.set, p.way),
+          crc32c: { offset: HEADER_BYTES, length: payloads[p.i].byteLength, at: PAYLOAD_CRC_AT },
+        })),
+      );
       const done = plan.filter((p, k) => {
         const r = writes[k];
         if (r.error) {
@@ -702,43 +735,13 @@ export class KVCache {
         this.#stats.bytesWritten += r.bytes;
         return true;
       });
-      if (done.length === 0) return this.#count(results);
-
-      // 3. The directories again, just before rewriting them: what other processes wrote to other
-      //    ways meanwhile is kept (the window for a lost update is this read-to-write gap only).
-      const dirSets = [...new Set(done.map((p) => p.set))];
-      const fresh = await this.#readDirs(dirSets, dirBuf);
-      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
-      const written: typeof done = [];
-      dirSets.forEach((set, k) => {
-        const mem = dirBuf.bytes.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES);
-        const dir = fresh[k] ?? dirBySet.get(set)!;
-        for (const p of done.filter((q) => q.set === set)) {
-          const old = dir[p.way];
-          if (old.valid && this.#alive(old, now) && !old.id.equals(ids[p.i])) {
-            this.#stats.evicted++;
-            this.#index.delete(old.id.toString('hex'));
-          }
-          dir[p.way] = { id: Buffer.from(ids[p.i]), valid: true, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry };
-          // One listing per key: a stale one elsewhere in the set (see 1b) goes.
-          dir.forEach((e, w) => {
-            if (w !== p.way && e.valid && e.id.equals(ids[p.i])) dir[w] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
-          });
-          written.push(p);
-        }
-        writeDir(mem, dir, set);
-        ops.push({ file: this.#fileOf(set), buffer: dirBuf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) });
-      });
-      const dw = await this.#client.batchWrite(ops);
-      dw.forEach((r) => {
-        if (!r.error) this.#stats.bytesWritten += r.bytes;
-      });
-      // A slot whose directory write failed is still findable by this process (index), and is a
-      // miss for others: a cache may lose entries, so it counts as stored.
-      for (const p of written) {
-        this.#index.set(ids[p.i].toString('hex'), { set: p.set, way: p.way, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry });
-        results[p.i] = { status: 'stored' };
-      }
+      // 3. The directory entries, which make the pages visible to other processes. A slot whose
+      //    entry write failed is still found by this process (index), and is a miss for others:
+      //    a cache may lose entries, so it counts as stored.
+      const written = done.map((p) => ({ id: ids[p.i], set: p.set, way: p.way, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry }));
+      await this.#publish(written, dirBySet, changed, dirBuf);
+      for (const w of written) this.#index.set(w.id.toString('hex'), w);
+      for (const p of done) results[p.i] = { status: 'stored' };
       return this.#count(results);
     } finally {
       if (staging) this.#giveStaging(staging);
@@ -747,16 +750,40 @@ export class KVCache {
     }
   }
 
+  /**
+   * Lists freshly written slots in their set directories (the caller holds the sets' lock), with
+   * the other entries `changed` by the put. Only those entries are written: what other processes
+   * listed in other ways of the set meanwhile stays. A failed write leaves the pages to this
+   * process's index (stats().unlisted).
+   */
+  async #publish(written: (Loc & { id: Buffer })[], dirs: Map<number, SetDirectory | null>, changed: Map<number, DirWay>, mem: IoBuffer): Promise<void> {
+    const now = Date.now();
+    const W = this.geometry.ways;
+    for (const w of written) {
+      const dir = dirs.get(w.set)!; // put() stored nothing in a set whose directory it could not read
+      if (dir.alive(w.way, now) && !dir.holds(w.way, w.id)) {
+        this.#stats.evicted++;
+        this.#index.delete(dir.id(w.way).toString('hex'));
+      }
+      dir.list(w.way, w.id, w.length, w.epoch, w.expiry);
+      changed.set(w.set * W + w.way, { set: w.set, way: w.way, dir });
+    }
+    const ways = [...changed.values()];
+    const rs = await this.#write(this.#entryWrites(ways, mem));
+    rs.forEach((r, k) => {
+      if (r.error && ways[k].dir.valid(ways[k].way)) this.#stats.unlisted++;
+    });
+  }
+
   /** Free way, else an expired one, else the oldest epoch; never one pinned here or taken in this call. */
-  #chooseWay(set: number, dir: DirEntry[], taken: Set<number>, now: number): number {
+  #chooseWay(set: number, dir: SetDirectory, taken: Set<number>, now: number): number {
     const W = this.geometry.ways;
     let best = -1;
     let bestRank = Infinity;
     for (let w = 0; w < W; w++) {
       const key = set * W + w;
       if (taken.has(key) || this.#pinnedWays.has(key)) continue;
-      const e = dir[w];
-      const rank = !e.valid ? -2 : !this.#alive(e, now) ? -1 : e.epoch;
+      const rank = !dir.valid(w) ? -2 : !dir.alive(w, now) ? -1 : dir.epoch(w);
       if (rank < bestRank) {
         bestRank = rank;
         best = w;
@@ -835,30 +862,19 @@ export class KVCache {
     const buf = this.#takeStaging(sets.length * DIR_BYTES);
     try {
       const dirs = await this.#readDirs(sets, buf);
-      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
-      let cleared = 0;
+      const cleared: DirWay[] = [];
       sets.forEach((set, k) => {
         const dir = dirs[k];
         if (!dir) return;
-        let changed = false;
         for (const { id, loc } of stale) {
           if (loc.set !== set) continue;
-          const e = dir[loc.way];
-          if (!e.valid || !e.id.equals(id) || e.epoch !== loc.epoch) continue;
-          dir[loc.way] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
-          changed = true;
-          cleared++;
+          if (!dir.valid(loc.way) || !dir.holds(loc.way, id) || dir.epoch(loc.way) !== loc.epoch) continue;
+          dir.clear(loc.way);
+          cleared.push({ set, way: loc.way, dir });
         }
-        if (!changed) return;
-        const mem = buf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES);
-        writeDir(mem.bytes, dir, set);
-        ops.push({ file: this.#fileOf(set), buffer: mem, fileOffset: this.#dirOffset(set) });
       });
-      if (ops.length) {
-        const rs = await this.#client.batchWrite(ops);
-        for (const r of rs) if (!r.error) this.#stats.bytesWritten += r.bytes;
-      }
-      this.#stats.repaired += cleared;
+      const rs = await this.#write(this.#entryWrites(cleared, buf));
+      this.#stats.repaired += rs.filter((r) => !r.error).length;
     } finally {
       this.#giveStaging(buf);
       lock.release();
@@ -880,12 +896,12 @@ export class KVCache {
     if (jobs.length === 0) return [];
     // Without `into`: header and payload land together in a slot-sized piece of the pool, lent to
     // the caller on a hit. With `into`: headers go to staging, payloads straight to the caller's
-    // memory. One batch either way.
+    // memory. One batch either way; the engine takes each payload's CRC32C as its bytes land.
     const slots = into ? [] : this.#takeSlots(jobs.length);
     const mem = into ? this.#takeStaging(jobs.length * HEADER_BYTES) : undefined;
     const lentOut = new Set<number>();
     try {
-      const ops: { file: File; buffer: KVPayload; fileOffset: number; length?: number }[] = [];
+      const ops: FileIoOp[] = [];
       const heads: Buffer[] = [];
       const firstOp: number[] = []; // jobs[k]'s ops are ops[firstOp[k]] up to firstOp[k + 1]
       jobs.forEach((j, k) => {
@@ -896,26 +912,19 @@ export class KVCache {
         if (roomy) {
           // From cache.alloc(): the header room in front takes the header, so the slot is one op
           // (the bytes past the page's length, up to 4 KiB, get the slot's padding).
-          ops.push({ file, buffer: roomy.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off });
+          ops.push({ file, buffer: roomy.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off, crc32c: { offset: HEADER_BYTES, length: j.loc.length } });
           heads.push(roomy.bytes.subarray(0, HEADER_BYTES));
         } else if (into) {
           ops.push({ file, buffer: mem!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: off });
-          ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length });
+          ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length, crc32c: { offset: 0, length: j.loc.length } });
           heads.push(mem!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES));
         } else {
-          ops.push({ file, buffer: slots[k].mem.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off });
+          ops.push({ file, buffer: slots[k].mem.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off, crc32c: { offset: HEADER_BYTES, length: j.loc.length } });
           heads.push(slots[k].mem.bytes.subarray(0, HEADER_BYTES));
         }
       });
       firstOp.push(ops.length);
       const reads = await this.#client.batchRead(ops);
-      const payloadOf = (k: number): Uint8Array => {
-        const j = jobs[k];
-        if (!into) return slots[k].mem.bytes.subarray(HEADER_BYTES, HEADER_BYTES + j.loc.length);
-        const b = into[j.i];
-        return b instanceof IoBuffer ? b.bytes.subarray(0, j.loc.length) : new Uint8Array(b.buffer, b.byteOffset, j.loc.length);
-      };
-      const ok: number[] = [];
       const missed: number[] = [];
       jobs.forEach((j, k) => {
         const rs = reads.slice(firstOp[k], firstOp[k + 1]);
@@ -926,28 +935,17 @@ export class KVCache {
           missed.push(j.i);
           return;
         }
+        // A slot that fails a check is a miss, and its listing is stale (see #repair).
+        const reject = (why: 'corrupt' | 'raced', message: string) => {
+          this.#stats[why]++;
+          results[j.i] = { status: 'miss', error: argError(ERR[why], `key ${j.i}: ${message}`, { index: j.i }) };
+          this.#index.delete(ids[j.i].toString('hex'));
+          stale.push({ id: ids[j.i], loc: j.loc });
+          missed.push(j.i);
+        };
         const verdict = checkHeader(heads[k], ids[j.i], j.loc.length, this.geometry.pageBytes, now);
-        if (verdict !== 'ok') {
-          this.#stats[verdict]++;
-          results[j.i] = { status: 'miss', error: argError(ERR[verdict], `key ${j.i}: the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`, { index: j.i }) };
-          this.#index.delete(ids[j.i].toString('hex'));
-          stale.push({ id: ids[j.i], loc: j.loc });
-          missed.push(j.i);
-          return;
-        }
-        ok.push(k);
-      });
-      const crcs = ok.length ? await crc32cMany(ok.map(payloadOf)) : new Uint32Array(0);
-      ok.forEach((k, n) => {
-        const j = jobs[k];
-        if (crcs[n] !== heads[k].readUInt32LE(28)) {
-          this.#stats.corrupt++;
-          results[j.i] = { status: 'miss', error: argError(ERR.corrupt, `key ${j.i}: payload CRC32C mismatch (torn or damaged slot)`, { index: j.i }) };
-          this.#index.delete(ids[j.i].toString('hex'));
-          stale.push({ id: ids[j.i], loc: j.loc });
-          missed.push(j.i);
-          return;
-        }
+        if (verdict !== 'ok') return reject(verdict, `the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`);
+        if (reads[firstOp[k + 1] - 1].crc32c !== heads[k].readUInt32LE(PAYLOAD_CRC_AT)) return reject('corrupt', 'payload CRC32C mismatch (torn or damaged slot)');
         if (into) results[j.i] = { status: 'hit', bytes: j.loc.length };
         else {
           results[j.i] = { status: 'hit', bytes: j.loc.length, buffer: this.#lend(slots[k], j.loc.length) };
@@ -1044,22 +1042,21 @@ export class KVCache {
       const dirs = await this.#readDirs(sets, dirBuf);
       const found = ids.map(() => false);
       const listed: { i: number; set: number; way: number }[] = [];
-      const changed = new Set<number>(); // positions in sets
+      const cleared: DirWay[] = [];
       sets.forEach((set, k) => {
         const dir = dirs[k];
         if (!dir) return;
         ids.forEach((id, i) => {
           if (this.#setOf(id) !== set) return;
           this.#index.delete(id.toString('hex'));
-          dir.forEach((e, way) => {
-            if (!e.valid || !e.id.equals(id)) return;
+          for (let way = dir.find(id); way >= 0; way = dir.find(id)) {
             listed.push({ i, set, way });
-            dir[way] = { id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 };
-            changed.add(k);
-          });
+            dir.clear(way);
+            cleared.push({ set, way, dir });
+          }
         });
       });
-      const ops: { file: File; buffer: IoBuffer; fileOffset: number }[] = [];
+      const ops: FileIoOp[] = [];
       if (listed.length > 0) {
         heads = this.#takeStaging(listed.length * HEADER_BYTES);
         const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.set), buffer: heads!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: this.#slotOffset(x.set, x.way) })));
@@ -1074,15 +1071,7 @@ export class KVCache {
           ops.push({ file: this.#fileOf(x.set), buffer: zeros, fileOffset: this.#slotOffset(x.set, x.way) });
         });
       }
-      for (const k of changed) {
-        const mem = dirBuf.subarray(k * DIR_BYTES, (k + 1) * DIR_BYTES);
-        writeDir(mem.bytes, dirs[k]!, sets[k]);
-        ops.push({ file: this.#fileOf(sets[k]), buffer: mem, fileOffset: this.#dirOffset(sets[k]) });
-      }
-      if (ops.length) {
-        const rs = await this.#client.batchWrite(ops);
-        for (const r of rs) if (!r.error) this.#stats.bytesWritten += r.bytes;
-      }
+      await this.#write([...ops, ...this.#entryWrites(cleared, dirBuf)]);
       this.#stats.deleted += found.filter(Boolean).length;
       return found;
     } finally {
@@ -1102,7 +1091,7 @@ export class KVCache {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#locks.values()]);
-      await Promise.all(this.#files.map((f) => f.close()));
+      await Promise.all([...this.#files, ...this.#dirFiles].map((f) => f.close()));
       for (const b of this.#staging.splice(0)) b.free();
       // The pool: slabs wholly idle go now; one with Buffers still lent is left to the collector.
       for (const slab of [...this.#slabs]) if (slab.idle + slab.abandoned === slab.slots) this.#retire(slab);
@@ -1153,15 +1142,15 @@ async function readMeta(path: string): Promise<KVGeometry | undefined> {
 }
 
 // Slot header (little-endian): magic u32 @0 | version u16 @4 | flags u16 @6 | id 16 B @8 |
-// length u32 @24 | payload CRC32C u32 @28 | epoch f64 @32 | expiry f64 @40 | reserved |
-// header CRC32C u32 @60 over bytes 0..60. The rest of the 4 KiB is zero.
-function writeHeader(h: Buffer, id: Buffer, length: number, crc: number, epoch: number, expiry: number): void {
+// length u32 @24 | reserved u32 @28 | epoch f64 @32 | expiry f64 @40 | reserved | header CRC32C
+// u32 @60 over bytes 0..60 | payload CRC32C u32 @64, sealed by the engine as the slot is written.
+// The rest of the 4 KiB is zero. (A damaged payload CRC is a mismatch like a damaged payload.)
+function writeHeader(h: Buffer, id: Buffer, length: number, epoch: number, expiry: number): void {
   h.writeUInt32LE(SLOT_MAGIC, 0);
   h.writeUInt16LE(KVCACHE_FORMAT, 4);
   h.writeUInt16LE(0, 6);
   id.copy(h, 8);
   h.writeUInt32LE(length, 24);
-  h.writeUInt32LE(crc >>> 0, 28);
   h.writeDoubleLE(epoch, 32);
   h.writeDoubleLE(expiry, 40);
   h.writeUInt32LE(crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0, HEADER_CRC_AT);
@@ -1180,40 +1169,3 @@ function checkHeader(h: Buffer, id: Buffer, length: number, pageBytes: number, n
   return 'ok';
 }
 
-// Set directory: magic u32 @0 | version u16 @4 | ways u16 @6 | set u32 @8 | CRC32C u32 @12 of the
-// entries | entries from @64, 40 B each: id 16 B | length u32 | flags u32 (1 = valid) | epoch f64
-// | expiry f64. All zeros (a hole) is an empty set; a bad CRC or magic reads as empty too (a hint).
-function parseDir(b: Buffer, ways: number, set: number): DirEntry[] {
-  const empty = () => Array.from({ length: ways }, () => ({ id: Buffer.alloc(16), valid: false, length: 0, epoch: 0, expiry: 0 }));
-  if (b.readUInt32LE(0) !== DIR_MAGIC || b.readUInt16LE(4) !== KVCACHE_FORMAT || b.readUInt16LE(6) !== ways || b.readUInt32LE(8) !== set) return empty();
-  if ((crc32cSync(b.subarray(DIR_FIRST, DIR_FIRST + ways * DIR_ENTRY)) >>> 0) !== b.readUInt32LE(12)) return empty();
-  const out: DirEntry[] = [];
-  for (let w = 0; w < ways; w++) {
-    const at = DIR_FIRST + w * DIR_ENTRY;
-    out.push({
-      id: Buffer.from(b.subarray(at, at + 16)),
-      length: b.readUInt32LE(at + 16),
-      valid: (b.readUInt32LE(at + 20) & 1) === 1,
-      epoch: b.readDoubleLE(at + 24),
-      expiry: b.readDoubleLE(at + 32),
-    });
-  }
-  return out;
-}
-
-function writeDir(b: Buffer, dir: DirEntry[], set: number): void {
-  b.fill(0);
-  b.writeUInt32LE(DIR_MAGIC, 0);
-  b.writeUInt16LE(KVCACHE_FORMAT, 4);
-  b.writeUInt16LE(dir.length, 6);
-  b.writeUInt32LE(set, 8);
-  dir.forEach((e, w) => {
-    const at = DIR_FIRST + w * DIR_ENTRY;
-    e.id.copy(b, at);
-    b.writeUInt32LE(e.length, at + 16);
-    b.writeUInt32LE(e.valid ? 1 : 0, at + 20);
-    b.writeDoubleLE(e.epoch, at + 24);
-    b.writeDoubleLE(e.expiry, at + 32);
-  });
-  b.writeUInt32LE(crc32cSync(b.subarray(DIR_FIRST, DIR_FIRST + dir.length * DIR_ENTRY)) >>> 0, 12);
-}

@@ -71,6 +71,8 @@ export interface NativeClient {
     descriptors: Float64Array,
     results: Float64Array,
     failFast: boolean,
+    checksums?: Float64Array,
+    crcs?: Uint32Array,
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
   info(): { engine: string; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };

@@ -25,6 +25,21 @@ struct RegionHint {
 
 bool IsIndex(double v, double limit) { return v >= 0 && v < limit && std::floor(v) == v; }
 
+// An op's checksum request [from, length, at] (see OpChecksum), checked against its length: the
+// range inside the op, and for writes 4 bytes at `at` inside it too, apart from the range.
+void SetChecksum(Napi::Env env, Op& op, size_t i, bool write, double op_length, const double* sum) {
+  const double from = sum[0], length = sum[1], at = sum[2];
+  const std::string which = "op " + std::to_string(i) + ": crc32c ";
+  if (!IsIndex(from, op_length + 1) || !IsIndex(length, op_length + 1) || from + length > op_length)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", which + "range goes past the op's length");
+  if (write && (!IsIndex(at, op_length + 1) || at + 4 > op_length || (at + 4 > from && at < from + length)))
+    throw CodeError(env, "ERR_OUT_OF_RANGE", which + "'at' must leave 4 bytes inside the op, outside the range");
+  op.checksum.wanted = true;
+  op.checksum.from = static_cast<uint64_t>(from);
+  op.checksum.length = static_cast<uint64_t>(length);
+  op.checksum.at = write ? static_cast<uint64_t>(at) : 0;
+}
+
 }  // namespace
 
 struct Client::JsBatch {
@@ -201,8 +216,10 @@ Napi::Value Client::Free(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// submit(write, files, views, descriptors, results, failFast) -> [batchId, Promise<void>]
-// Every op is checked before anything is queued: bad input loses nothing.
+// submit(write, files, views, descriptors, results, failFast[, checksums, crcs]) -> [batchId, Promise<void>]
+// checksums: Float64Array of [from, length, at] per op (from -1: none; at: writes only), crcs: a
+// Uint32Array of one per op, where reads' CRCs land. Every op is checked before anything is
+// queued: bad input loses nothing.
 Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
@@ -220,6 +237,18 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   const size_t n = desc_ta.ElementLength() / kStride;
   if (desc_ta.ElementLength() % kStride != 0 || results_ta.ElementLength() != 2 * n)
     throw CodeError(env, "ERR_INVALID_ARG_VALUE", "descriptors and results do not match");
+
+  const double* sums = nullptr;
+  uint32_t* crcs = nullptr;
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[6].As<Napi::TypedArray>().ElementLength() != 3 * n || info.Length() < 8 || !info[7].IsTypedArray() ||
+        info[7].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        info[7].As<Napi::TypedArray>().ElementLength() != n)
+      throw CodeError(env, "ERR_INVALID_ARG_TYPE", "checksums must be a Float64Array of 3 per op, crcs a Uint32Array of 1 per op");
+    sums = info[6].As<Napi::Float64Array>().Data();
+    crcs = info[7].As<Napi::Uint32Array>().Data();
+  }
 
   std::vector<std::shared_ptr<FileState>> files(files_js.Length());
   for (uint32_t i = 0; i < files.size(); i++) {
@@ -295,6 +324,7 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
         throw e;
       }
     }
+    if (sums != nullptr && sums[3 * i] != -1) SetChecksum(env, op, i, write, d[kLength], sums + 3 * i);
     op.batch = batch.get();
     op.index = static_cast<uint32_t>(i);
     op.write = write;
@@ -314,14 +344,16 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   if (!write) CheckReadsApart(env, *batch);
 
   auto* js = new JsBatch{Napi::Promise::Deferred::New(env), Napi::Reference<Napi::Array>()};
-  Napi::Array keep = Napi::Array::New(env, 4);
+  Napi::Array keep = Napi::Array::New(env, 5);
   keep.Set(0u, files_js);
   keep.Set(1u, views_js);
   keep.Set(2u, results_ta);
   keep.Set(3u, info.This());
+  if (crcs != nullptr) keep.Set(4u, info[7]);
   js->keep = Napi::Persistent(keep);
   batch->id = next_batch_id_++;
   batch->results = results_ta.As<Napi::Float64Array>().Data();
+  batch->crcs = crcs;
   batch->unsettled = static_cast<uint32_t>(n);
   batch->fail_fast = info[5].ToBoolean();
   batch->js = js;

@@ -35,6 +35,17 @@ struct FileState {
 
 struct Batch;
 
+// A CRC32C an op asked for (IoOp.crc32c in lib/batch.ts). The engine computes it on its own thread
+// when the op's turn comes, so checksums overlap the rest of the batch's I/O rather than follow it:
+// a write's is sealed into its buffer just before the op first goes out, a read's is taken once
+// its bytes have landed.
+struct OpChecksum {
+  bool wanted = false;
+  bool done = false;
+  uint64_t from = 0, length = 0;  // the range, counted from the op's first byte
+  uint64_t at = 0;                // writes: where the CRC goes (u32 little-endian), outside the range
+};
+
 struct Op {
   Batch* batch = nullptr;
   uint32_t index = 0;
@@ -48,6 +59,7 @@ struct Op {
   bool direct = false;             // the last submission used the O_DIRECT descriptor
   int64_t bounce = -1;             // hf3fs: where in the bounce iov the current piece lives
   uint64_t piece = 0;              // hf3fs: bytes of the current submission
+  OpChecksum checksum;
   enum class State : uint8_t { kPending, kInFlight, kDone } state = State::kPending;
 };
 
@@ -57,12 +69,21 @@ struct Batch {
   uint64_t id = 0;
   std::vector<Op> ops;
   double* results = nullptr;
+  uint32_t* crcs = nullptr;  // crcs[i]: the CRC32C op i's read asked for (JS-owned, like results)
   std::atomic<uint32_t> unsettled{0};
   bool fail_fast = false;
   int cancel_errno = 0;  // nonzero once canceled: what unfinished ops report
   size_t ring = 0;       // which of the client's engines runs it
   void* js = nullptr;    // owned by the JS-facing side (promise, references)
 };
+
+// Writes: stores the CRC32C of the op's checksum range at its `at`, once, before the op's first
+// byte goes out. Reads: records the CRC32C of the range in batch->crcs once the op is complete.
+// Both do nothing unless the op asked, and nothing a second time. Engine threads only.
+void SealChecksum(Op& op);
+void TakeChecksum(Op& op);
+// A write's checksum still to be sealed: the engine must run SealChecksum off the JS thread first.
+inline bool NeedsSeal(const Op& op) { return op.write && op.checksum.wanted && !op.checksum.done; }
 
 // Told when a batch has settled. Called from the engine's completion thread.
 class CompletionSink {

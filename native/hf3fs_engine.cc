@@ -32,6 +32,7 @@ namespace {
 constexpr uint64_t kMaxBouncePiece = 4ull << 20;  // a bounced op moves in pieces of at most this
 constexpr long kWaitSliceNs = 50 * 1000 * 1000;   // the waiter rechecks for shutdown this often
 constexpr std::chrono::milliseconds kLinger{200};  // a waiter stays in USRBIO this long after its ring empties
+constexpr uint64_t kSealedPerSubmit = 256 << 10;  // sealed writes are submitted every this many checksummed bytes
 
 // An iov, destroyed (symlink removed, memory unmapped) when its region dies.
 class IovBacking final : public RegionBacking {
@@ -147,7 +148,7 @@ class Hf3fsEngine final : public Engine {
     {
       std::lock_guard<std::mutex> lock(mu_);
       Accept(batch);
-      for (Ring& ring : rings_) Fill(ring, /*on_js_thread=*/true);
+      for (Ring& ring : rings_) Fill(ring, /*preparer_lock=*/nullptr);
       SubmitPrepared();
       backlog = CanFill(rings_[0]) || CanFill(rings_[1]);
     }
@@ -190,7 +191,7 @@ class Hf3fsEngine final : public Engine {
     for (;;) {
       if (stop_asked_ && !stopping_) Stop();
       if (stopping_ && live_.empty()) break;
-      for (Ring& ring : rings_) Fill(ring, /*on_js_thread=*/false);
+      for (Ring& ring : rings_) Fill(ring, &lock);
       SubmitPrepared();
       wake_.wait(lock, [this] {
         return (stop_asked_ && !stopping_) || CanFill(rings_[0]) || CanFill(rings_[1]) || (stopping_ && live_.empty());
@@ -233,13 +234,19 @@ class Hf3fsEngine final : public Engine {
     for (Op* op : empty) Settle(op, 0);
   }
 
-  void Fill(Ring& ring, bool on_js_thread) {
+  // Hands the ring's pending ops to USRBIO while it has room. On the JS thread (`preparer_lock`
+  // null) it stops at the first op whose copy or checksum must not run there; the preparing thread
+  // passes its lock, which is let go while it checksums, so completions and submissions go on.
+  void Fill(Ring& ring, std::unique_lock<std::mutex>* preparer_lock) {
     while (CanFill(ring)) {
       Op* op = ring.pending.front();
       const hf3fs_iov* iov = ZeroCopyIov(*op);
+      if ((iov == nullptr && op->write) || NeedsSeal(*op)) {
+        if (preparer_lock == nullptr) return;  // the preparing thread's job
+        if (NeedsSeal(*op) && !Seal(ring, op, *preparer_lock)) continue;
+      }
       uint8_t* ptr = op->ptr;
       uint64_t len = op->remaining;
-      if (iov == nullptr && op->write && on_js_thread) return;  // its copy is the preparing thread's job
       if (iov == nullptr) {  // bounce: a piece of the op through the engine's own iov
         len = std::min<uint64_t>({len, kMaxBouncePiece, context_->bounce_bytes});
         const int64_t at = bounce_ ? bounce_->Take(len) : -1;
@@ -274,7 +281,28 @@ class Hf3fsEngine final : public Engine {
       ring.in_ring++;
       ring.unsubmitted = true;
       if (ring.waiter_asleep) ring.has_work.notify_one();
+      if (sealed_ >= kSealedPerSubmit) {  // let 3FS start on these while the next ones are checksummed
+        SubmitPrepared();
+        sealed_ = 0;
+      }
     }
+  }
+
+  // Checksums a write that asked for it, without the engine's lock. The op leaves the queue
+  // meanwhile, so a cancel cannot reach it: it settles here instead if its batch was canceled.
+  // True if it is back at the front of the queue, sealed.
+  bool Seal(Ring& ring, Op* op, std::unique_lock<std::mutex>& lock) {
+    ring.pending.pop_front();
+    lock.unlock();
+    SealChecksum(*op);
+    lock.lock();
+    sealed_ += op->checksum.length;
+    if (op->batch->cancel_errno != 0) {
+      Settle(op, op->batch->cancel_errno);
+      return false;
+    }
+    ring.pending.push_front(op);
+    return true;
   }
 
   // The op's memory, if 3FS can move data into it directly: an iov of this mount.
@@ -319,6 +347,13 @@ class Hf3fsEngine final : public Engine {
         deadline.tv_nsec -= 1000000000L;
       }
       const int n = lib_.wait_for_ios(&ring.ior, cqes.data(), ring.entries, 1, &deadline);
+      // Reads that these CQEs complete are checksummed before the lock is taken again: a batch's
+      // checksums then hold up neither its other completions nor the next submission. (Bounced
+      // reads are checksummed in Complete, once their bytes are copied out.)
+      for (int i = 0; i < n; i++) {
+        Op* op = static_cast<Op*>(const_cast<void*>(cqes[i].userdata));
+        if (!op->write && op->bounce < 0 && Completes(*op, cqes[i].result)) TakeChecksum(*op);
+      }
       lock.lock();
       if (n < 0) {
         FailRing(ring, -n);
@@ -334,6 +369,11 @@ class Hf3fsEngine final : public Engine {
         if (CanFill(rings_[0]) || CanFill(rings_[1])) wake_.notify_one();
       }
     }
+  }
+
+  // True if a CQE with this result finishes the op: all of it moved, or a read that ended short.
+  static bool Completes(const Op& op, int64_t result) {
+    return result >= 0 && (static_cast<uint64_t>(result) == op.remaining || (!op.write && static_cast<uint64_t>(result) < op.piece));
   }
 
   void Complete(Ring& ring, Op* op, int64_t result) {
@@ -353,6 +393,7 @@ class Hf3fsEngine final : public Engine {
     counters.direct_bytes += n;  // never through a page cache: RDMA into or out of the iov
     (bounced ? counters.unregistered_bytes : counters.registered_bytes) += n;
     if (bounced) counters.bounced_bytes += n;
+    if (Completes(*op, result)) TakeChecksum(*op);
     op->done += n;
     op->ptr += n;
     op->offset += n;
@@ -419,6 +460,7 @@ class Hf3fsEngine final : public Engine {
   std::unordered_map<uint64_t, Batch*> live_;
   bool stopping_ = false;
   bool exiting_ = false;
+  uint64_t sealed_ = 0;  // checksummed bytes prepared since the last submit
 };
 
 }  // namespace

@@ -25,6 +25,9 @@ namespace {
 constexpr uint64_t kWakeTag = 1;    // CQE of the eventfd poll
 constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
 constexpr uint64_t kMaxChunk = 1ull << 30;  // the kernel caps one transfer near 2 GiB anyway
+// Sealed writes go to the kernel every this many checksummed bytes: the device works on them while
+// this thread checksums the next ones.
+constexpr uint64_t kSealedPerSubmit = 256 << 10;
 
 bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
 
@@ -252,7 +255,15 @@ class UringEngine final : public Engine {
     while (in_flight_ < options_.queue_depth && !pending_.empty()) {
       Op* op = pending_.front();
       pending_.pop_front();
+      if (NeedsSeal(*op)) {
+        SealChecksum(*op);
+        sealed_ += op->checksum.length;
+      }
       Prepare(op);
+      if (sealed_ >= kSealedPerSubmit) {
+        io_uring_submit(&ring_);
+        sealed_ = 0;
+      }
       if (!op->direct && !options_.async_buffered) {
         // A cached read or write is copied inside the submit call: submit it alone and hand its
         // result on at once, rather than after the copies of everything prepared with it.
@@ -332,7 +343,8 @@ class UringEngine final : public Engine {
     op->offset += n;
     op->remaining -= n;
     if (op->remaining == 0 || (!op->write && n == 0)) {
-      Settle(op, 0);  // complete, or a read that reached the end of the file
+      TakeChecksum(*op);  // here, while the kernel still works on the batch's other ops
+      Settle(op, 0);      // complete, or a read that reached the end of the file
     } else if (n == 0) {
       Settle(op, EIO);  // a write that moves nothing would loop forever
     } else {
@@ -410,6 +422,7 @@ class UringEngine final : public Engine {
   std::deque<Op*> pending_;
   std::unordered_map<uint64_t, Batch*> live_;
   unsigned in_flight_ = 0;
+  uint64_t sealed_ = 0;  // checksummed bytes prepared since the last submit
   bool stopping_ = false;
 };
 

@@ -405,12 +405,12 @@ describe('KVCache', () => {
     await Promise.all([t.close(), t2.close()]);
   });
 
-  it('a damaged set directory reads as empty: a miss, and the set is usable again', async () => {
+  it('a damaged directory entry is a miss, and the set is usable again', async () => {
     const t = await fresh({ ways: 2, shards: 1, capacityBytes: 4096 + 2 * (4096 + 20480) });
     await t.cache.put(['k'], [pageOf('k')]);
     const shard = join(t.o.root, 'shard-0000.kv');
     const data = readFileSync(shard);
-    data[64 + 3] ^= 0x55; // inside way 0's id
+    data[3] ^= 0x55; // inside way 0's directory entry: its id
     writeFileSync(shard, data);
     const other = await t.again();
     expect((await other.get(['k']))[0].status).toBe('miss');
@@ -423,7 +423,7 @@ describe('KVCache', () => {
     const t = await fresh({ capacityBytes: 4 << 20, ways: 4, shards: 3 });
     const meta = JSON.parse(readFileSync(join(t.o.root, 'meta.json'), 'utf8'));
     const g = t.cache.geometry;
-    expect(meta).toMatchObject({ format: 1, pageBytes: PAGE, slotBytes: 4096 + 20480, ways: 4, shards: 3, sets: g.sets });
+    expect(meta).toMatchObject({ format: 2, pageBytes: PAGE, slotBytes: 4096 + 20480, ways: 4, shards: 3, sets: g.sets });
     expect(g.sets).toBe(Math.floor((4 << 20) / (4096 + 4 * (4096 + 20480))));
     // Unset ways and shards take the cache's; other namespaces share it.
     const { ways: _w, shards: _s, ...loose } = t.o;
