@@ -219,7 +219,7 @@ export class KVCache {
   readonly #dirFiles: File[]; // set directories: 4 KiB read and rewritten by every put, kept in the page cache
   readonly #setBytes: number;
   readonly #index = new Map<string, Loc>(); // id hex -> where this process last saw it
-  readonly #idMemo = new Map<string, Buffer>(); // string key -> id, for keys seen lately
+  readonly #idMemo = new Map<string, { id: Buffer; hex: string }>(); // string keys seen lately: id, and its index key
   readonly #pins = new Map<string, { set: number; way: number; count: number }>();
   readonly #pinnedWays = new Map<number, number>(); // set * ways + way -> pin count
   readonly #payloadOf = new WeakMap<IoBuffer, IoBuffer>(); // payload view from alloc() -> header+payload
@@ -328,13 +328,14 @@ export class KVCache {
     if (typeof key === 'string') {
       // Keys come back again and again (every lookup walks a prefix of the same chain): hashing
       // each time would cap lookups of seen keys near 0.3M keys/s; a map of recent ones does not.
-      let id = this.#idMemo.get(key);
-      if (id === undefined) {
-        id = createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16);
+      let memo = this.#idMemo.get(key);
+      if (memo === undefined) {
+        const id = createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16);
+        memo = { id, hex: id.toString('hex') };
         if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
-        this.#idMemo.set(key, id);
+        this.#idMemo.set(key, memo);
       }
-      return id;
+      return memo.id;
     }
     if (!(key instanceof Uint8Array)) throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
     return createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16);
@@ -969,20 +970,25 @@ export class KVCache {
    */
   async lookup(keys: readonly KVKey[], options: { pin?: boolean } = {}): Promise<number> {
     this.#checkOpen();
-    const ids = this.#ids(keys);
+    if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
     const now = Date.now();
-    // The leading keys this process knows: one map lookup each, no I/O.
+    // The leading keys this process knows: two map lookups each (key to id, id to place), no
+    // hashing and no I/O.
     let locs: (Loc | undefined)[] = [];
-    for (const id of ids) {
-      const loc = this.#index.get(id.toString('hex'));
+    for (const key of keys) {
+      const hex = typeof key === 'string' ? this.#idMemo.get(key)?.hex : undefined;
+      const loc = hex === undefined ? undefined : this.#index.get(hex);
       if (loc === undefined || !this.#alive(loc, now)) break;
       locs.push(loc);
     }
     const known = locs.length;
-    if (known < ids.length) locs = locs.concat(await this.#locate(ids.slice(known), true, now));
+    if (known < keys.length) {
+      const rest = keys.slice(known).map((k, i) => this.idOf(k, known + i));
+      locs = locs.concat(await this.#locate(rest, true, now));
+    }
     let n = 0;
-    while (n < ids.length && locs[n]) n++;
-    if (options?.pin) for (let i = 0; i < n; i++) this.#pin(ids[i], locs[i]!);
+    while (n < keys.length && locs[n]) n++;
+    if (options?.pin) for (let i = 0; i < n; i++) this.#pin(this.idOf(keys[i], i), locs[i]!);
     return n;
   }
 
