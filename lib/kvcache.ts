@@ -222,6 +222,10 @@ export class KVCache {
   readonly #idMemo = new Map<string, { id: Buffer; hex: string }>(); // string keys seen lately: id, and its index key
   readonly #pins = new Map<string, { set: number; way: number; count: number }>();
   readonly #pinnedWays = new Map<number, number>(); // set * ways + way -> pin count
+  // What this process's puts are writing, from their plan until their directory entries are
+  // written: other calls choose none of these ways, and take these keys as present.
+  readonly #writingWays = new Map<number, number>(); // set * ways + way -> calls writing it
+  readonly #writingIds = new Set<string>(); // id hex
   readonly #payloadOf = new WeakMap<IoBuffer, IoBuffer>(); // payload view from alloc() -> header+payload
   readonly #locks = new Map<number, Promise<void>>();
   readonly #staging: IoBuffer[] = [];
@@ -604,9 +608,13 @@ export class KVCache {
     if (todo.length === 0) return this.#count(results);
 
     const sets = [...new Set(todo.map((i) => this.#setOf(ids[i])))];
-    const lock = await this.#lockSets(sets);
+    // The sets' lock covers reading their directories and choosing ways; the ways chosen stay this
+    // call's (#writingWays) while their slots and entries are written, without the lock, so other
+    // calls' puts to the same sets go on meanwhile.
+    let lock: Lock | undefined = await this.#lockSets(sets);
     const dirBuf = this.#takeStaging(sets.length * DIR_BYTES);
     let staging: IoBuffer | undefined;
+    const writing: { set: number; way: number; hex: string }[] = [];
     try {
       // 1. The directories, in one batch: dedup and choice of ways.
       const dirs = await this.#readDirs(sets, dirBuf);
@@ -655,6 +663,10 @@ export class KVCache {
           results[i] = { status: 'present' };
           continue;
         }
+        if (this.#writingIds.has(hex)) {
+          results[i] = { status: 'present' }; // another call of this process is storing it
+          continue;
+        }
         this.#index.delete(hex);
         // A listing the slot header contradicts is stale: that way is free for this put.
         const stale = dir.find(id);
@@ -677,6 +689,15 @@ export class KVCache {
         const epoch = this.#epoch();
         plan.push({ i, set, way, epoch, expiry: ttl > 0 ? now + ttl : 0 });
       }
+      for (const p of plan) {
+        const w = { set: p.set, way: p.way, hex: ids[p.i].toString('hex') };
+        const key = w.set * this.geometry.ways + w.way;
+        this.#writingWays.set(key, (this.#writingWays.get(key) ?? 0) + 1);
+        this.#writingIds.add(w.hex);
+        writing.push(w);
+      }
+      lock.release();
+      lock = undefined;
       if (plan.length === 0) return this.#count(results);
 
       // 2. The slots: header and payload in one op each, all in one batch.
@@ -745,10 +766,27 @@ export class KVCache {
       for (const p of done) results[p.i] = { status: 'stored' };
       return this.#count(results);
     } finally {
+      lock?.release();
       if (staging) this.#giveStaging(staging);
       this.#giveStaging(dirBuf);
-      lock.release();
+      if (writing.length > 0) await this.#doneWriting(writing);
     }
+  }
+
+  /**
+   * Gives ways and keys back once their entries are written. Under the sets' lock: a call that
+   * read a directory before those entries landed must have chosen its ways before these are free.
+   */
+  async #doneWriting(writing: { set: number; way: number; hex: string }[]): Promise<void> {
+    const lock = await this.#lockSets(writing.map((w) => w.set));
+    for (const w of writing) {
+      const key = w.set * this.geometry.ways + w.way;
+      const left = (this.#writingWays.get(key) ?? 1) - 1;
+      if (left > 0) this.#writingWays.set(key, left);
+      else this.#writingWays.delete(key);
+      this.#writingIds.delete(w.hex);
+    }
+    lock.release();
   }
 
   /**
@@ -776,7 +814,11 @@ export class KVCache {
     });
   }
 
-  /** Free way, else an expired one, else the oldest epoch; never one pinned here or taken in this call. */
+  /**
+   * Free way, else an expired one, else the oldest epoch; never one pinned here or taken in this
+   * call. A way another call of this process is writing comes last: taking it costs that call's
+   * page (a miss later, never wrong data), which only a set full of concurrent puts should do.
+   */
   #chooseWay(set: number, dir: SetDirectory, taken: Set<number>, now: number): number {
     const W = this.geometry.ways;
     let best = -1;
@@ -784,7 +826,7 @@ export class KVCache {
     for (let w = 0; w < W; w++) {
       const key = set * W + w;
       if (taken.has(key) || this.#pinnedWays.has(key)) continue;
-      const rank = !dir.valid(w) ? -2 : !dir.alive(w, now) ? -1 : dir.epoch(w);
+      const rank = this.#writingWays.has(key) ? Number.MAX_VALUE : !dir.valid(w) ? -2 : !dir.alive(w, now) ? -1 : dir.epoch(w);
       if (rank < bestRank) {
         bestRank = rank;
         best = w;

@@ -228,6 +228,22 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('concurrent puts in one process: a key is stored once, and no two calls pick the same free way', async () => {
+    // One set of 8 ways: every call reads the same directory before any of them has written.
+    const t = await fresh({ ways: 8, shards: 1, capacityBytes: 4096 + 8 * (4096 + 20480) });
+    const same = await Promise.all([0, 1, 2].map(() => t.cache.put(['dup'], [pageOf('dup')])));
+    expect(same.map((r) => r[0].status).sort()).toEqual(['present', 'present', 'stored']);
+    const keys = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'];
+    const rs = await Promise.all(keys.map((k) => t.cache.put([k], [pageOf(k)])));
+    expect(rs.map((r) => r[0].status)).toEqual(keys.map(() => 'stored'));
+    expect(t.cache.stats().evicted).toBe(0);
+    // Seen from another instance (directories only, nothing in its memory): all seven are there.
+    const other = await t.again();
+    const got = await other.get(['dup', ...keys]);
+    got.forEach((g, i) => expectHit(g, pageOf(['dup', ...keys][i]), ['dup', ...keys][i]));
+    await t.close();
+  });
+
   it('pins: lookup({ pin: true }) keeps entries from this process evicting them until release()', async () => {
     const setBytes = 4096 + 2 * (4096 + 20480);
     const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
