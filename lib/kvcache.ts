@@ -226,6 +226,7 @@ export class KVCache {
   // written: other calls choose none of these ways, and take these keys as present.
   readonly #writingWays = new Map<number, number>(); // set * ways + way -> calls writing it
   readonly #writingIds = new Set<string>(); // id hex
+  readonly #calls = new Set<Promise<unknown>>();
   readonly #payloadOf = new WeakMap<IoBuffer, IoBuffer>(); // payload view from alloc() -> header+payload
   readonly #locks = new Map<number, Promise<void>>();
   readonly #staging: IoBuffer[] = [];
@@ -576,7 +577,11 @@ export class KVCache {
    * still hold it (one batched 4 KiB read per such key, only when there are any). A directory
    * entry that the header contradicts is stale (a crash or a lost race) and the key is stored.
    */
-  async put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number } = {}): Promise<PutResult[]> {
+  put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number } = {}): Promise<PutResult[]> {
+    return this.#track(this.#put(keys, buffers, options));
+  }
+
+  async #put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number }): Promise<PutResult[]> {
     this.#checkOpen();
     const ids = this.#ids(keys);
     if (!Array.isArray(buffers) || buffers.length !== ids.length) throw argError('ERR_INVALID_ARG_VALUE', 'buffers must be an array with one payload per key');
@@ -762,7 +767,7 @@ export class KVCache {
       //    a cache may lose entries, so it counts as stored.
       const written = done.map((p) => ({ id: ids[p.i], set: p.set, way: p.way, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry }));
       await this.#publish(written, dirBySet, changed, dirBuf);
-      for (const w of written) this.#index.set(w.id.toString('hex'), w);
+      for (const { id, ...loc } of written) this.#index.set(id.toString('hex'), loc);
       for (const p of done) results[p.i] = { status: 'stored' };
       return this.#count(results);
     } finally {
@@ -790,10 +795,10 @@ export class KVCache {
   }
 
   /**
-   * Lists freshly written slots in their set directories (the caller holds the sets' lock), with
-   * the other entries `changed` by the put. Only those entries are written: what other processes
-   * listed in other ways of the set meanwhile stays. A failed write leaves the pages to this
-   * process's index (stats().unlisted).
+   * Lists freshly written slots in their set directories, with the other entries `changed` by the
+   * put (their ways are the put's: #writingWays). Only those entries are written: what other
+   * processes listed in other ways of the set meanwhile stays. A failed write leaves the pages to
+   * this process's index (stats().unlisted).
    */
   async #publish(written: (Loc & { id: Buffer })[], dirs: Map<number, SetDirectory | null>, changed: Map<number, DirWay>, mem: IoBuffer): Promise<void> {
     const now = Date.now();
@@ -860,7 +865,11 @@ export class KVCache {
    * A slot that fails its checks where the directory still points at it (stale after a crash or
    * a lost race) has its directory entry cleared (stats().repaired), so later puts store it again.
    */
-  async get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
+  get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
+    return this.#track(this.#get(keys, into));
+  }
+
+  async #get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
     this.#checkOpen();
     const ids = this.#ids(keys);
     if (into !== undefined) {
@@ -1135,9 +1144,18 @@ export class KVCache {
     return { ...this.#stats, indexSize: this.#index.size, pinned: this.#pins.size, lent: this.#lentCount, poolBytes };
   }
 
-  /** Closes the shard files (after their I/O in flight) and frees staging memory. The client is the caller's. */
+  /** Puts and gets under way: close() lets them finish before it closes the files. */
+  #track<T>(call: Promise<T>): Promise<T> {
+    this.#calls.add(call);
+    const drop = () => this.#calls.delete(call);
+    call.then(drop, drop);
+    return call;
+  }
+
+  /** Closes the shard files (after the puts and gets under way) and frees staging memory. The client is the caller's. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#calls]);
       await Promise.allSettled([...this.#locks.values()]);
       await Promise.all([...this.#files, ...this.#dirFiles].map((f) => f.close()));
       for (const b of this.#staging.splice(0)) b.free();

@@ -244,6 +244,23 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('close() during puts and gets lets them finish: nothing fails with a closed file, and what was stored is there', async () => {
+    const t = await fresh();
+    await t.cache.put(['before'], [pageOf('before')]);
+    const keys = Array.from({ length: 24 }, (_, i) => `closing-${i}`);
+    const puts = keys.map((k) => t.cache.put([k], [pageOf(k)]));
+    const get = t.cache.get(['before']);
+    const closed = t.cache.close();
+    const rs = await Promise.all(puts);
+    expect(rs.map((r) => r[0].status)).toEqual(keys.map(() => 'stored'));
+    expectHit((await get)[0], pageOf('before'), 'before');
+    await closed;
+    await expect(t.cache.put(['late'], [pageOf('late')])).rejects.toMatchObject({ code: 'ERR_KVCACHE_CLOSED' });
+    const other = await t.again();
+    (await other.get(keys)).forEach((g, i) => expectHit(g, pageOf(keys[i]), keys[i]));
+    await t.close();
+  });
+
   it('pins: lookup({ pin: true }) keeps entries from this process evicting them until release()', async () => {
     const setBytes = 4096 + 2 * (4096 + 20480);
     const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
