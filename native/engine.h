@@ -1,4 +1,4 @@
-// The interface every I/O engine implements (io_uring on local files now, USRBIO on 3FS next),
+// The interface every I/O engine implements (io_uring or a thread pool on local files, USRBIO on 3FS),
 // and the two records that travel through it: an Op (one read or write) and a Batch (the ops of
 // one JS call, settled together).
 #pragma once
@@ -103,6 +103,7 @@ struct EngineOptions {
   unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)
   unsigned registered_slots = 1024; // fixed-buffer table size
   bool async_buffered = false;      // force buffered I/O onto kernel workers (IOSQE_ASYNC)
+  unsigned threads = 8;             // thread-pool engine: workers of this engine (ring)
 };
 
 class Engine {
@@ -124,5 +125,9 @@ class Engine {
 
 // Returns nullptr and sets *err (errno) when io_uring cannot be set up here.
 std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, CompletionSink* sink, int* err);
+
+// The portable fallback: pread/pwrite on a pool of `options.threads` native threads. Returns
+// nullptr and sets *err when the threads cannot be started.
+std::unique_ptr<Engine> MakePoolEngine(const EngineOptions& options, CompletionSink* sink, int* err);
 
 }  // namespace tfs

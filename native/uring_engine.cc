@@ -18,15 +18,13 @@
 #include <unordered_map>
 
 #include "engine.h"
+#include "local_op.h"
 
 namespace tfs {
 namespace {
 
 constexpr uint64_t kWakeTag = 1;    // CQE of the eventfd poll
 constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
-constexpr uint64_t kMaxChunk = 1ull << 30;  // the kernel caps one transfer near 2 GiB anyway
-
-bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
 
 // The ring's fixed-buffer table. Slots are handed out to regions; a region gives its slot back
 // when it dies, which may be after the ring is gone (then there is nothing left to undo).
@@ -99,7 +97,7 @@ class UringEngine final : public Engine {
   unsigned registered_slots() const override { return slots_; }
 
   void Register(Region& region) override {
-    if (slots_ == 0 || region.size() == 0 || region.size() > kMaxChunk) return;
+    if (slots_ == 0 || region.size() == 0 || region.size() > kMaxPiece) return;
     int slot = fixed_->Register(region.data(), region.size());
     if (slot >= 0) region.AddRegistration(options_.index, slot, fixed_);
   }
@@ -264,12 +262,8 @@ class UringEngine final : public Engine {
   }
 
   void Prepare(Op* op) {
-    const FileState& f = *op->file;
-    const uint64_t len = std::min(op->remaining, kMaxChunk);
-    op->direct = f.direct_fd >= 0 && f.direct != FileState::Direct::kNever &&
-                 Aligned(reinterpret_cast<uintptr_t>(op->ptr), f.dio_mem_align) &&
-                 Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);
-    const int fd = op->direct ? f.direct_fd : f.fd;
+    int fd;
+    const uint64_t len = NextPiece(op, &fd);
     io_uring_sqe* sqe = GetSqe();
     const int slot = op->region ? op->region->slot(options_.index) : -1;
     if (slot >= 0) {
@@ -323,21 +317,16 @@ class UringEngine final : public Engine {
       Settle(op, err);
       return;
     }
-    const uint64_t n = static_cast<uint64_t>(res);
-    (op->write ? counters.write_bytes : counters.read_bytes) += n;
-    (op->direct ? counters.direct_bytes : counters.buffered_bytes) += n;
-    (op->region ? counters.registered_bytes : counters.unregistered_bytes) += n;
-    op->done += n;
-    op->ptr += n;
-    op->offset += n;
-    op->remaining -= n;
-    if (op->remaining == 0 || (!op->write && n == 0)) {
-      Settle(op, 0);  // complete, or a read that reached the end of the file
-    } else if (n == 0) {
-      Settle(op, EIO);  // a write that moves nothing would loop forever
-    } else {
-      if (n < std::min(op->remaining + n, kMaxChunk)) counters.short_transfers++;
-      Retry(op);
+    switch (AdvanceOp(op, static_cast<uint64_t>(res), counters)) {
+      case PieceOutcome::kDone:
+        Settle(op, 0);
+        break;
+      case PieceOutcome::kStalled:
+        Settle(op, EIO);
+        break;
+      case PieceOutcome::kMore:
+        Retry(op);
+        break;
     }
   }
 
