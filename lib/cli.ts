@@ -28,6 +28,11 @@ Options of bench:
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
   --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
+  --fallback       instead: the portable fallback engine (threads: pread/pwrite on native threads)
+                   beside io_uring and fio's psync and libaio engines, on one O_DIRECT file:
+                   4 MiB sequential and 4 KiB random reads; takes --dir, --size (default 1GiB;
+                   with --quick 256MiB), --duration, --ramp, --repeat (default 3), --quick
+  --threads N      with --fallback: worker threads of the threads engine (default 16)
   --kvcache        instead: only the KVCache bench (a longer run of the section that follows the
                    main table): put and get GB/s of 64 KiB, 1 MiB and 16 MiB pages (--quick: 64 KiB
                    and 1 MiB) next to raw batch writes/reads of the same bytes and a file-per-key
@@ -71,6 +76,8 @@ const benchOptions = {
   repeat: { type: 'string' },
   engines: { type: 'boolean' },
   lib: { type: 'string' },
+  fallback: { type: 'boolean' },
+  threads: { type: 'string' },
   kvcache: { type: 'boolean' },
   'no-kvcache': { type: 'boolean' },
 } as const;
@@ -181,6 +188,8 @@ interface BenchValues {
   repeat?: string;
   engines?: boolean;
   lib?: string;
+  fallback?: boolean;
+  threads?: string;
   kvcache?: boolean;
   'no-kvcache'?: boolean;
 }
@@ -197,7 +206,26 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
     }
   };
   if (values.kvcache && values['no-kvcache']) throw new UsageError('--kvcache and --no-kvcache contradict each other');
-  if (values.kvcache && values.engines) throw new UsageError('--kvcache and --engines are separate benches: pick one');
+  if ([values.kvcache, values.engines, values.fallback].filter(Boolean).length > 1) throw new UsageError('--kvcache, --engines and --fallback are separate benches: pick one');
+  if (values.threads !== undefined && !values.fallback) throw new UsageError('--threads goes with --fallback');
+  if (values.fallback) {
+    for (const name of ['json', 'workloads', 'tools', 'lib'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`bench --fallback does not take --${name}`);
+    }
+    const { runFallbackBench } = await import('../bench/fallback');
+    await runFallbackBench({
+      dir: values.dir,
+      quick: values.quick ?? false,
+      size: values.size === undefined ? undefined : usage(() => parseSize(values.size as string)),
+      durationMs: values.duration === undefined ? undefined : usage(() => parseDuration(values.duration as string)),
+      rampMs: values.ramp === undefined ? undefined : usage(() => parseDuration(values.ramp as string)),
+      repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
+      threads: values.threads === undefined ? undefined : usage(() => wholeNumber(values.threads as string, '--threads')),
+      err: (text) => io.stderr(text),
+      out: (text) => io.stdout(text),
+    });
+    return 0;
+  }
   if (values.kvcache) {
     for (const name of ['duration', 'ramp', 'workloads', 'tools', 'lib'] as const) {
       if (values[name] !== undefined) throw new UsageError(`bench --kvcache does not take --${name}`);

@@ -54,6 +54,7 @@ class PoolEngine final : public Engine {
 
   void Submit(Batch* batch) override {
     size_t queued = 0;
+    bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       counters.batches++;
@@ -70,14 +71,11 @@ class PoolEngine final : public Engine {
       if (stopping_) CancelBatch(batch, ECANCELED);
       // The last Settle may hand the batch to JS, which frees it: nothing touches it afterwards.
       for (Op* op : empty) Settle(op, 0);
-      queued = std::min(queued, idle_);
+      wake = queued > 0 && idle_ > 0;
     }
-    // Wake only as many workers as can take an op: the others would find the queue empty.
-    if (queued == idle_ && queued > 1) {
-      work_.notify_all();
-    } else {
-      for (size_t i = 0; i < queued; i++) work_.notify_one();
-    }
+    // One worker only; it wakes the next if work is left when it takes its op (Work), so the JS
+    // thread makes one wake-up call per batch, not one per op.
+    if (wake) work_.notify_one();
   }
 
   void Cancel(Batch* batch, int err) override {
@@ -120,7 +118,11 @@ class PoolEngine final : public Engine {
       Op* op = pending_.front();
       pending_.pop_front();
       op->state = Op::State::kInFlight;
+      // Pass the wake-up on while ops wait: with fast ops (the page cache) the chain stops by
+      // itself once the awake workers keep up, and no more threads than needed contend.
+      const bool more = !pending_.empty() && idle_ > 0;
       lock.unlock();
+      if (more) work_.notify_one();
       int err = Run(op, lock);  // returns with the lock held
       Settle(op, err);
     }
