@@ -46,6 +46,12 @@ export interface ClientOptions {
    * share, at most its share of queueDepth). Default 16.
    */
   threads?: number;
+  /**
+   * The 'threads' engine: O_DIRECT ops through kernel AIO (io_submit, what libaio wraps), up to 32
+   * in flight per thread, rather than one pread/pwrite per thread. Default true; where the kernel
+   * has no AIO, pread/pwrite do them anyway.
+   */
+  aio?: boolean;
   /** Size of the registered (fixed) buffer table. Default 1024; 0 turns registration off. */
   registeredBuffers?: number;
   /**
@@ -83,8 +89,9 @@ export interface ClientInfo {
    * 'THREEFS_CLIENT_ENGINE=threads'; null when the default runs (io_uring, or usrbio on 3FS).
    */
   engineReason: string | null;
-  /** threads: the worker threads of the pool, over all rings. */
+  /** threads: the worker threads of the pool, over all rings, and whether O_DIRECT ops go through AIO. */
   threads?: number;
+  aio?: boolean;
   /** hf3fs: the mount point, the library loaded and the NUMA node used. */
   mount?: string;
   library?: string;
@@ -149,6 +156,7 @@ export class Client implements AsyncDisposable {
   readonly #engine: string;
   readonly #engineReason: string | null;
   readonly #threads: number;
+  readonly #aio: boolean;
   #closing: Promise<void> | undefined;
 
   constructor(options: ClientOptions = {}) {
@@ -166,13 +174,15 @@ export class Client implements AsyncDisposable {
     const settings: NativeClientOptions = { queueDepth, rings, registeredSlots, asyncBuffered: this.#asyncBuffered };
     let choice: ReturnType<typeof embeddedChoice> | undefined;
     if (this.#usrbio) {
-      if (options.threads !== undefined) throw argError('ERR_INVALID_ARG_VALUE', `threads: only for the embedded engine, not 'hf3fs'`);
+      const embeddedOnly = (['threads', 'aio'] as const).filter((k) => options[k] !== undefined);
+      if (embeddedOnly.length > 0) throw argError('ERR_INVALID_ARG_VALUE', `${embeddedOnly.join(', ')}: only for the embedded engine, not 'hf3fs'`);
       Object.assign(settings, hf3fsSettings(options));
     } else {
       const only3fs = (['mount', 'library', 'numa', 'blockSize', 'bounceBuffer', 'forbidHoles', 'readUncommitted'] as const).filter((k) => options[k] !== undefined);
       if (only3fs.length > 0) throw argError('ERR_INVALID_ARG_VALUE', `${only3fs.join(', ')}: only for the 'hf3fs' engine`);
       choice = embeddedChoice(engine as 'local' | EmbeddedEngine);
-      Object.assign(settings, { embeddedEngine: choice.mode, threads });
+      if (options.aio !== undefined && typeof options.aio !== 'boolean') throw argError('ERR_INVALID_ARG_TYPE', 'aio must be a boolean');
+      Object.assign(settings, { embeddedEngine: choice.mode, threads, aio: options.aio ?? true });
     }
     try {
       this.#native = new (native().NativeClient)(settings);
@@ -183,6 +193,7 @@ export class Client implements AsyncDisposable {
     this.#engine = info.engine;
     this.#engineReason = info.ioUringErrno !== undefined ? ioUringRefusal(info.ioUringErrno) : (choice?.forcedBy ?? null);
     // As the addon shares them out: each ring gets ceil(threads / rings), at most its share of the queue depth.
+    this.#aio = options.aio ?? true;
     this.#threads = rings * Math.min(Math.ceil(threads / rings), Math.ceil(queueDepth / rings));
   }
 
@@ -243,7 +254,7 @@ export class Client implements AsyncDisposable {
   info(): ClientInfo {
     const i = this.#native.info();
     const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
-    const threads = i.engine === 'threads' ? { threads: this.#threads } : {};
+    const threads = i.engine === 'threads' ? { threads: this.#threads, aio: this.#aio } : {};
     return { engine: i.engine, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
   }
 
@@ -296,9 +307,9 @@ let warnedFallback = false;
 
 // Options of 3fs-client.toml for the embedded engine (an engine of 'hf3fs' there is for 3FS mounts only).
 function localOptions(config: ClientOptions): ClientOptions {
-  const { queueDepth, rings, registeredBuffers, asyncBuffered, threads } = config;
+  const { queueDepth, rings, registeredBuffers, asyncBuffered, threads, aio } = config;
   const engine = config.engine === 'io_uring' || config.engine === 'threads' ? config.engine : undefined;
-  return Object.fromEntries(Object.entries({ engine, queueDepth, rings, registeredBuffers, asyncBuffered, threads }).filter(([, v]) => v !== undefined));
+  return Object.fromEntries(Object.entries({ engine, queueDepth, rings, registeredBuffers, asyncBuffered, threads, aio }).filter(([, v]) => v !== undefined));
 }
 
 /**
@@ -324,7 +335,7 @@ export function clientFor(path: string): Client {
   if (known && !known.info().closed) return known;
   let client: Client;
   try {
-    const { threads: _embeddedOnly, ...config } = loadConfig().client;
+    const { threads: _threads, aio: _aio, ...config } = loadConfig().client;
     client = new Client({ ...config, engine: 'hf3fs', mount: mount.mountPoint });
   } catch (e) {
     if (!(e instanceof ThreeFSError) || (e.code !== 'ERR_USRBIO_UNAVAILABLE' && e.code !== 'ERR_NOT_3FS')) throw e;

@@ -17,8 +17,9 @@ export interface ConfigClientOptions {
   rings?: number;
   registeredBuffers?: number;
   asyncBuffered?: boolean;
-  /** Worker threads of the 'threads' engine. */
+  /** Worker threads of the 'threads' engine, and whether its O_DIRECT ops go through AIO. */
   threads?: number;
+  aio?: boolean;
   /** NUMA node for shared memory; -1 lets first touch decide. */
   numa?: number;
   /** Block size of USRBIO iovs, in bytes. */
@@ -342,6 +343,7 @@ const clientKeys: Record<string, [keyof ConfigClientOptions | 'launcher', Check]
   registered_buffers: ['registeredBuffers', whole(0, 16384)],
   async_buffered: ['asyncBuffered', bool],
   threads: ['threads', whole(1, 4096)],
+  aio: ['aio', bool],
   numa: ['numa', whole(-1, 1023)],
   block_size: ['blockSize', size],
   bounce_buffer: ['bounceBuffer', size],

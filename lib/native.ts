@@ -12,6 +12,8 @@ export interface NativeClientOptions {
   embeddedEngine?: 'auto' | 'io_uring' | 'threads';
   /** Thread pool workers over all rings. */
   threads?: number;
+  /** Thread pool: O_DIRECT ops through kernel AIO (io_submit). */
+  aio?: boolean;
   engine?: 'hf3fs';
   mount?: string;
   library?: string;

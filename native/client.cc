@@ -70,10 +70,10 @@ std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi
 // memlock limit, EMFILE) are real and reported.
 bool IoUringRefused(int err) { return err == EPERM || err == ENOSYS || err == EACCES; }
 
-// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered, embeddedEngine, threads,
+// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered, embeddedEngine, threads, aio,
 //                    engine?: 'hf3fs', mount, library, numa, blockSize, bounceBytes, forbidHoles, readUncommitted })
 // embeddedEngine: 'auto' (io_uring, else the thread pool when io_uring is refused), 'io_uring' or
-// 'threads'; threads: workers of the thread pool over all rings.
+// 'threads'; threads: workers of the thread pool over all rings; aio: its O_DIRECT ops through AIO.
 Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
   Napi::Env env = info.Env();
   EngineOptions options;
@@ -85,6 +85,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
     if (o.Has("engine") && o.Get("engine").ToString().Utf8Value() == "hf3fs") hf3fs_ = MakeHf3fsContext(env, o);
     if (o.Has("embeddedEngine")) embedded = o.Get("embeddedEngine").ToString().Utf8Value();
     if (o.Has("threads")) threads = o.Get("threads").As<Napi::Number>().Uint32Value();
+    if (o.Has("aio")) options.aio = o.Get("aio").ToBoolean();
     if (o.Has("rings")) rings = o.Get("rings").As<Napi::Number>().Uint32Value();
     if (o.Has("queueDepth")) options.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
     if (o.Has("registeredSlots"))

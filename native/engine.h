@@ -104,6 +104,7 @@ struct EngineOptions {
   unsigned registered_slots = 1024; // fixed-buffer table size
   bool async_buffered = false;      // force buffered I/O onto kernel workers (IOSQE_ASYNC)
   unsigned threads = 8;             // thread-pool engine: workers of this engine (ring)
+  bool aio = true;                  // thread-pool engine: O_DIRECT ops through kernel AIO
 };
 
 class Engine {

@@ -87,6 +87,32 @@ describe('forcing the thread pool', () => {
     await c.close();
   });
 
+  it('O_DIRECT ops go through kernel AIO, many per system call; with aio: false, one pread each; the same bytes', async () => {
+    const { path, content } = dataFile('aio', 64 * 4 * KiB);
+    for (const aio of [true, false]) {
+      const c = connect({ engine: 'threads', aio, rings: 1, threads: 1, queueDepth: 64 });
+      expect(c.info()).toMatchObject({ threads: 1, aio });
+      const f = await c.open(path, 'r');
+      if (!(await f.stat()).direct.active) {
+        await c.close();
+        return; // a file system without O_DIRECT: nothing goes through AIO
+      }
+      const mem = c.alloc(content.length);
+      // 64 aligned 4 KiB reads in one batch, in a shuffled order.
+      const order = Array.from({ length: 64 }, (_, i) => i).sort((a, b) => ((a * 37) % 64) - ((b * 37) % 64));
+      const rs = await f.batchRead(order.map((i) => ({ buffer: mem.subarray(i * 4 * KiB, (i + 1) * 4 * KiB), fileOffset: i * 4 * KiB })));
+      expect(rs.every((r) => r.bytes === 4 * KiB && r.error === null)).toBe(true);
+      expect(Buffer.from(mem.bytes).equals(content), `aio ${aio}`).toBe(true);
+      const m = c.metrics();
+      expect(m.directBytes).toBe(content.length);
+      // One thread: with AIO it submits the queued ops in a few calls (up to 32 each); without, 64 preads.
+      if (aio) expect(m.submitCalls).toBeLessThanOrEqual(8);
+      else expect(m.submitCalls).toBe(64);
+      await f.close();
+      await c.close();
+    }
+  });
+
   it('threads: the pool has that many native threads, shared out over the rings and capped by the queue depth', async () => {
     for (const [options, expected] of [
       [{ threads: 3, rings: 2 }, 4], // ceil(3 / 2) per ring
