@@ -32,7 +32,7 @@ Options of bench:
                    beside io_uring and fio's psync and libaio engines, on one O_DIRECT file:
                    4 MiB sequential and 4 KiB random reads; takes --dir, --size (default 1GiB;
                    with --quick 256MiB), --duration, --ramp, --repeat (default 3), --quick
-  --threads N      with --fallback: worker threads of the threads engine (default 16)
+  --threads N      with --fallback: worker threads of the threads engine (default 4 per core, at most 16)
   --kvcache        instead: only the KVCache bench (a longer run of the section that follows the
                    main table): put and get GB/s of 64 KiB, 1 MiB and 16 MiB pages (--quick: 64 KiB
                    and 1 MiB) next to raw batch writes/reads of the same bytes and a file-per-key

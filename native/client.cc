@@ -78,7 +78,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   Napi::Env env = info.Env();
   EngineOptions options;
   unsigned rings = 2;
-  unsigned threads = 16;
+  unsigned threads = 16;  // lib/client.ts passes its own default (per core)
   std::string embedded = "auto";
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();

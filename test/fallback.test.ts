@@ -5,6 +5,7 @@
 // themselves run on the thread pool in the project 'fallback' (vitest.config.ts).
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config';
@@ -117,7 +118,7 @@ describe('forcing the thread pool', () => {
     for (const [options, expected] of [
       [{ threads: 3, rings: 2 }, 4], // ceil(3 / 2) per ring
       [{ threads: 16, rings: 2, queueDepth: 2 }, 2], // one per ring: never more threads than ops in flight
-      [{ rings: 1 }, 16], // the default
+      [{ rings: 1 }, Math.min(16, 4 * availableParallelism())], // the default
     ] as const) {
       const before = threadCount();
       const c = connect({ engine: 'threads', ...options });
@@ -208,7 +209,9 @@ describe.skipIf(!gcc)('the automatic fallback, where io_uring_setup is refused',
       expect(out.failed).toBeUndefined();
       // The filter really refused io_uring (else this test could not fail).
       expect(out.probe).toMatchObject({ available: false, code });
-      expect(out.info).toMatchObject({ engine: 'threads', engineReason: expect.stringMatching(because), threads: 8 });
+      // queueDepth 8 over 2 rings: each ring runs ceil(default / 2) threads, at most 4.
+      const threads = 2 * Math.min(Math.ceil(Math.min(16, 4 * availableParallelism()) / 2), 4);
+      expect(out.info).toMatchObject({ engine: 'threads', engineReason: expect.stringMatching(because), threads, aio: true });
       expect(out.stat).toMatchObject({ engine: 'threads', engineReason: out.info.engineReason });
       expect(out.results).toEqual([
         { bytes: 65536, eof: false, error: null },
