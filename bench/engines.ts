@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../lib/index';
 import { findHf3fsMount } from '../lib/mounts';
-import { formatSize, KiB, MiB, type Workload } from './shared';
+import { formatSize, KiB, median, MiB, type Workload } from './shared';
 import { warm } from './run';
 import { runOurs, writeBenchFile } from './workloads';
 
@@ -123,7 +123,6 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
 
 /** Medians per workload and engine, and hf3fs / local. */
 export function formatEngineTable(runs: EngineRun[]): string {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const lines = ['workload              engine      IOPS      GiB/s  p50 us  p99 us  CPU s/GiB  client us/op  hf3fs/local IOPS  us/op'];
   for (const name of [...new Set(runs.map((r) => r.workload))]) {
     const row = (engine: 'local' | 'hf3fs') => {

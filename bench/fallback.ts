@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIO_MISSING, fioVersion, runFio, type FioEngine } from './fio';
 import { checkBenchFile, fileSystemType, otherCpuUse, workloads } from './run';
-import { benchBase, formatSize, GiB, MiB, toResult, workloadLabel, type Measured, type Workload } from './shared';
+import { benchBase, formatSize, GiB, median, MiB, toResult, workloadLabel, type Measured, type Workload } from './shared';
 import { runOurs, writeBenchFile } from './workloads';
 
 export interface FallbackBenchOptions {
@@ -95,7 +95,6 @@ export async function runFallbackBench(options: FallbackBenchOptions = {}): Prom
 
 /** Medians per workload and tool, and each tool's throughput relative to our io_uring engine. */
 export function formatFallbackTable(runs: FallbackRun[]): string {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const lines = ['workload            tool            IOPS     GiB/s  p50 us  p99 us  CPU s/GiB  /io_uring  how'];
   for (const name of [...new Set(runs.map((r) => r.workload))]) {
     const of = (tool: FallbackTool) => runs.filter((r) => r.workload === name && r.tool === tool);

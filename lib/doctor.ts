@@ -355,7 +355,7 @@ function checkEngine(probe: IoUringProbeResult, config: LoadedConfig | undefined
     return undefined;
   }
   if (inConfig !== undefined) forcedBy = `engine = "${inConfig}" in ${config?.file}`;
-  const fallback = 'the threads engine: pread/pwrite on a pool of native threads; the same API and results, slower than io_uring at high queue depths';
+  const fallback = 'the threads engine: pread/pwrite and AIO on a pool of native threads; the same API and results';
   if (mode === 'threads') {
     add({ id: 'engine', status: 'info', title: 'local engine: threads (forced)', detail: `${forcedBy}; ${fallback}` });
     return { engine: 'threads', reason: forcedBy ?? null };

@@ -3,10 +3,13 @@
 // one JS call, settled together).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "region.h"
@@ -98,6 +101,15 @@ bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest)
   return --b->unsettled == 0;
 }
 
+// Moves the ops of batch `b` out of a queue of ops not yet started, into *out (in queue order):
+// what a cancel settles at once.
+inline void TakeOpsOf(const Batch* b, std::deque<Op*>& queue, std::vector<Op*>* out) {
+  auto mine = [b](Op* op) { return op->batch == b; };
+  for (Op* op : queue)
+    if (mine(op)) out->push_back(op);
+  queue.erase(std::remove_if(queue.begin(), queue.end(), mine), queue.end());
+}
+
 struct EngineOptions {
   unsigned index = 0;               // this engine's place among the client's rings
   unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)
@@ -109,6 +121,16 @@ struct EngineOptions {
 
 class Engine {
  public:
+  // Makes an engine of type E and starts it (E::Start returns 0 or errno): the Make*Engine
+  // functions below. Returns nullptr and sets *err when it cannot start.
+  template <typename E, typename... Args>
+  static std::unique_ptr<Engine> Started(int* err, Args&&... args) {
+    auto engine = std::make_unique<E>(std::forward<Args>(args)...);
+    *err = engine->Start();
+    if (*err != 0) return nullptr;
+    return engine;
+  }
+
   virtual ~Engine() = default;
   virtual const char* name() const = 0;
   // Registers a region for faster I/O where the engine can; failing that, the region still works.

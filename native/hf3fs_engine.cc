@@ -379,12 +379,7 @@ class Hf3fsEngine final : public Engine {
     b->cancel_errno = err;
     // Ops in a ring finish there (USRBIO has no cancel); the rest settle now.
     std::vector<Op*> settle_now;
-    for (Ring& ring : rings_) {
-      auto mine = [b](Op* op) { return op->batch == b; };
-      for (Op* op : ring.pending)
-        if (mine(op)) settle_now.push_back(op);
-      ring.pending.erase(std::remove_if(ring.pending.begin(), ring.pending.end(), mine), ring.pending.end());
-    }
+    for (Ring& ring : rings_) TakeOpsOf(b, ring.pending, &settle_now);
     for (Op* op : settle_now) Settle(op, err);
   }
 
@@ -436,10 +431,7 @@ std::shared_ptr<Region> CreateIovRegion(const Hf3fsContext& context, size_t size
 
 std::unique_ptr<Engine> MakeHf3fsEngine(const EngineOptions& options, std::shared_ptr<const Hf3fsContext> context,
                                         CompletionSink* sink, int* err) {
-  auto engine = std::make_unique<Hf3fsEngine>(options, std::move(context), sink);
-  *err = engine->Start();
-  if (*err != 0) return nullptr;
-  return engine;
+  return Engine::Started<Hf3fsEngine>(err, options, std::move(context), sink);
 }
 
 }  // namespace tfs

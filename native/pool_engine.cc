@@ -304,10 +304,7 @@ class PoolEngine final : public Engine {
     if (b->cancel_errno != 0) return;
     b->cancel_errno = err;
     std::vector<Op*> settle_now;
-    auto mine = [b](Op* op) { return op->batch == b; };
-    for (Op* op : pending_)
-      if (mine(op)) settle_now.push_back(op);
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(), mine), pending_.end());
+    TakeOpsOf(b, pending_, &settle_now);
     for (Op* op : settle_now) Settle(op, err);
   }
 
@@ -336,10 +333,7 @@ class PoolEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> MakePoolEngine(const EngineOptions& options, CompletionSink* sink, int* err) {
-  auto engine = std::make_unique<PoolEngine>(options, sink);
-  *err = engine->Start();
-  if (*err != 0) return nullptr;
-  return engine;
+  return Engine::Started<PoolEngine>(err, options, sink);
 }
 
 }  // namespace tfs

@@ -346,10 +346,7 @@ class UringEngine final : public Engine {
     // Ops not yet in the kernel settle now; ops in the kernel are asked to stop and settle when
     // their CQE arrives (their memory is the device's until then).
     std::vector<Op*> settle_now;
-    auto mine = [b](Op* op) { return op->batch == b; };
-    for (Op* op : pending_)
-      if (mine(op)) settle_now.push_back(op);
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(), mine), pending_.end());
+    TakeOpsOf(b, pending_, &settle_now);
     for (Op& op : b->ops) {
       if (op.state != Op::State::kInFlight) continue;
       io_uring_sqe* sqe = GetSqe();
@@ -405,10 +402,7 @@ class UringEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, CompletionSink* sink, int* err) {
-  auto engine = std::make_unique<UringEngine>(options, sink);
-  *err = engine->Start();
-  if (*err != 0) return nullptr;
-  return engine;
+  return Engine::Started<UringEngine>(err, options, sink);
 }
 
 }  // namespace tfs
