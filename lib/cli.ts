@@ -28,7 +28,7 @@ Options of bench:
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
   --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
-  --fallback       instead: the portable fallback engine (threads: pread/pwrite on native threads)
+  --fallback       instead: the portable fallback engine (threads: pread/pwrite and AIO on threads)
                    beside io_uring and fio's psync and libaio engines, on one O_DIRECT file:
                    4 MiB sequential and 4 KiB random reads; takes --dir, --size (default 1GiB;
                    with --quick 256MiB), --duration, --ramp, --repeat (default 3), --quick

@@ -386,6 +386,9 @@ describe('the doctor command line', () => {
     const bench = cli(['bench', '--json']);
     expect(bench.status).toBe(2);
     expect(bench.stderr).toContain('--json');
+    expect(cli(['bench', '--threads', '4']).stderr).toContain('--threads goes with --fallback');
+    expect(cli(['bench', '--fallback', '--engines']).stderr).toContain('separate benches');
+    expect(cli(['bench', '--fallback', '--threads', 'x']).status).toBe(2);
   });
 });
 

@@ -4,7 +4,7 @@
 // (test/fixtures/no-io-uring.c), as Docker's default profile does. The File and batch suites
 // themselves run on the thread pool in the project 'fallback' (vitest.config.ts).
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -183,6 +183,23 @@ describe('bad choices are typed errors', () => {
     expect(() => loadConfig(bad)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', key: 'threads', line: 1 }));
     writeFileSync(bad, 'engine = "libaio"\n');
     expect(() => loadConfig(bad)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', key: 'engine' }));
+  });
+});
+
+describe('bench --fallback', () => {
+  it.skipIf(!ioUringHere)('prints io_uring, threads and (with fio) fio psync and libaio rows for both workloads', () => {
+    const args = ['bench', '--fallback', '--dir', tmp.dir, '--size', '32MiB', '--duration', '200ms', '--ramp', '0', '--repeat', '1', '--threads', '4'];
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', '3fs-client.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const fio = spawnSync('fio', ['--version']).status === 0;
+    const rows = r.stdout.split('\n').filter((l) => / (io_uring|threads|fio psync|fio libaio) +\d+ /.test(l));
+    expect(rows.length).toBe(fio ? 8 : 4);
+    expect(r.stdout).toMatch(/^seq-read 4MiB qd8 +io_uring /m);
+    expect(r.stdout).toMatch(/^rand-read 4KiB qd64 +io_uring /m);
+    expect(r.stdout).toContain('O_DIRECT, threads, 4 threads');
+    if (fio) expect(r.stdout).toContain('libaio, O_DIRECT, iodepth 64');
+    // The bench directory is gone.
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('.bench-fallback-'))).toEqual([]);
   });
 });
 
