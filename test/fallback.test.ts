@@ -204,8 +204,8 @@ describe('bench --fallback', () => {
 });
 
 // In a child whose io_uring_setup a seccomp filter refuses with the given errno.
-function underSeccomp(errno: number, path: string): Record<string, any> {
-  const args = [String(errno), process.execPath, join(__dirname, 'fixtures', 'fallback-child.cjs'), join(ROOT, 'dist', 'lib'), path];
+function underSeccomp(errno: number, path: string, noAio = false): Record<string, any> {
+  const args = [String(errno), ...(noAio ? ['--no-aio'] : []), process.execPath, join(__dirname, 'fixtures', 'fallback-child.cjs'), join(ROOT, 'dist', 'lib'), path];
   const env = { ...process.env };
   delete env.THREEFS_CLIENT_ENGINE;
   const r = spawnSync(buildNoIoUring(), args, { env, encoding: 'utf8', timeout: 60_000 });
@@ -237,10 +237,21 @@ describe.skipIf(!gcc)('the automatic fallback, where io_uring_setup is refused',
       ]);
       expect(out.same).toBe(true);
       expect(out.metrics.readBytes).toBe(65536 + 1000 + 100);
+      // O_DIRECT reads go through AIO: 16 of them in one submission.
+      expect(out.aligned).toMatchObject({ ok: true, directBytes: 16 * 4096 });
+      expect(out.aligned.submitCalls).toBeLessThan(16);
       // Forcing io_uring there fails, with io_uring_setup's own error.
       expect(out.forced).toMatchObject({ threeFSError: true, code, syscall: 'io_uring_setup', errno: -errno });
     });
   }
+
+  it('without kernel AIO either (io_setup refused too): O_DIRECT reads with pread, the same bytes', () => {
+    const out = underSeccomp(1, path, true);
+    expect(out.failed).toBeUndefined();
+    expect(out.info).toMatchObject({ engine: 'threads' });
+    expect(out.same).toBe(true);
+    expect(out.aligned).toEqual({ ok: true, submitCalls: 16, directBytes: 16 * 4096 });
+  });
 
   it('an error that is not a refusal (ENOMEM, e.g. the memlock limit) is reported, not hidden behind the fallback', () => {
     const out = underSeccomp(12, path);
