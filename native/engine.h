@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -99,6 +100,21 @@ bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest)
   op->region.reset();
   op->file.reset();
   return --b->unsettled == 0;
+}
+
+// An engine's batches accepted and not yet settled, by id.
+using LiveBatches = std::unordered_map<uint64_t, Batch*>;
+
+// SettleOp, and when that was the batch's last op, forgets the batch and hands it to the sink.
+// Returns true then.
+template <typename CancelRest>
+bool SettleAndHandOn(Op* op, int err, EngineCounters& counters, LiveBatches& live, CompletionSink* sink,
+                     CancelRest cancel_rest) {
+  Batch* b = op->batch;
+  if (!SettleOp(op, err, counters, cancel_rest)) return false;
+  live.erase(b->id);
+  sink->BatchSettled(b);
+  return true;
 }
 
 // Moves the ops of batch `b` out of a queue of ops not yet started, into *out (in queue order):

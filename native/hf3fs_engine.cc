@@ -391,10 +391,7 @@ class Hf3fsEngine final : public Engine {
   }
 
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
-    live_.erase(b->id);
-    sink_->BatchSettled(b);
+    if (!SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); })) return;
     if (stopping_ && live_.empty()) wake_.notify_one();
   }
 
@@ -411,7 +408,7 @@ class Hf3fsEngine final : public Engine {
   std::condition_variable wake_;  // the preparing thread sleeps here
   bool stop_asked_ = false;
   Ring rings_[2];  // [0] reads, [1] writes
-  std::unordered_map<uint64_t, Batch*> live_;
+  LiveBatches live_;
   bool stopping_ = false;
   bool exiting_ = false;
 };

@@ -24,7 +24,6 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 
 #include "engine.h"
@@ -310,10 +309,7 @@ class PoolEngine final : public Engine {
 
   // With mu_ held.
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
-    live_.erase(b->id);
-    sink_->BatchSettled(b);
+    SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); });
   }
 
   EngineOptions options_;
@@ -324,7 +320,7 @@ class PoolEngine final : public Engine {
   std::mutex mu_;  // guards everything below, and the cancel state of live batches
   std::condition_variable work_;
   std::deque<Op*> pending_;
-  std::unordered_map<uint64_t, Batch*> live_;
+  LiveBatches live_;
   size_t idle_ = 0;       // workers waiting on work_
   unsigned in_flight_ = 0;  // ops a worker has taken and not settled: at most the queue depth
   bool stopping_ = false;

@@ -357,10 +357,7 @@ class UringEngine final : public Engine {
   }
 
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
-    live_.erase(b->id);
-    sink_->BatchSettled(b);
+    SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); });
   }
 
   void FailAll(int err) {
@@ -394,7 +391,7 @@ class UringEngine final : public Engine {
 
   // Owned by the ring thread.
   std::deque<Op*> pending_;
-  std::unordered_map<uint64_t, Batch*> live_;
+  LiveBatches live_;
   unsigned in_flight_ = 0;
   bool stopping_ = false;
 };
