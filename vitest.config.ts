@@ -1,19 +1,22 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
-// Two projects share one pool of workers:
+// Three projects share one pool of workers:
 // - 'local': every test file, on the local engine (io_uring);
+// - 'fallback': the File and batch suites again, on the local engine's portable fallback (the
+//   'threads' engine: pread/pwrite on native threads), forced with THREEFS_CLIENT_ENGINE=threads;
 // - 'hf3fs': the File and batch suites again, plus test/hf3fs.test.ts, on the hf3fs engine (USRBIO).
 //   Its global setup builds the test-only stand-in of 3FS's library and makes a stand-in mount, or
 //   uses a real 3FS mount when THREEFS_TEST_MOUNT names a directory on one (test/global-setup.ts).
-// Each project tells its test processes the engine through THREEFS_TEST_ENGINE (test/helpers.ts).
-// One engine only: THREEFS_TEST_ENGINE=local|hf3fs npm test, or npx vitest run --project hf3fs.
+// Each project tells its test processes the engine through THREEFS_TEST_ENGINE and
+// THREEFS_CLIENT_ENGINE (test/helpers.ts).
+// One engine only: THREEFS_TEST_ENGINE=local|fallback|hf3fs npm test, or npx vitest run --project hf3fs.
 
-/** The suites that run on both engines. */
+/** The suites that run on every engine. */
 const ENGINE_SUITES = ['test/oracle.test.ts', 'test/checksum.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts'];
 
 const only = process.env.THREEFS_TEST_ENGINE;
-if (only !== undefined && only !== '' && only !== 'local' && only !== 'hf3fs') {
-  throw new Error(`THREEFS_TEST_ENGINE must be 'local' or 'hf3fs', got '${only}'`);
+if (only !== undefined && only !== '' && only !== 'local' && only !== 'fallback' && only !== 'hf3fs') {
+  throw new Error(`THREEFS_TEST_ENGINE must be 'local', 'fallback' or 'hf3fs', got '${only}'`);
 }
 
 // What both projects run with.
@@ -33,7 +36,16 @@ const projects = [
       name: 'local',
       include: ['test/**/*.test.ts'],
       exclude: [...configDefaults.exclude, 'test/hf3fs.test.ts'],
-      env: { THREEFS_TEST_ENGINE: 'local' },
+      // io_uring here, whatever the shell says (where io_uring is refused, connect() falls back anyway).
+      env: { THREEFS_TEST_ENGINE: 'local', THREEFS_CLIENT_ENGINE: '' },
+    },
+  },
+  {
+    test: {
+      ...common,
+      name: 'fallback',
+      include: ENGINE_SUITES,
+      env: { THREEFS_TEST_ENGINE: 'local', THREEFS_CLIENT_ENGINE: 'threads' },
     },
   },
   {
@@ -42,10 +54,11 @@ const projects = [
       name: 'hf3fs',
       include: [...ENGINE_SUITES, 'test/hf3fs.test.ts'],
       globalSetup: ['test/global-setup.ts'],
-      env: { THREEFS_TEST_ENGINE: 'hf3fs' },
+      env: { THREEFS_TEST_ENGINE: 'hf3fs', THREEFS_CLIENT_ENGINE: '' },
     },
   },
 ].filter((p) => !only || p.test.name === only);
+// Within the test processes THREEFS_TEST_ENGINE is 'local' for both embedded engines: the project's env says which.
 
 export default defineConfig({
   test: {

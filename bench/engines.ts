@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../lib/index';
 import { findHf3fsMount } from '../lib/mounts';
-import { formatSize, KiB, MiB, type Workload } from './shared';
+import { formatSize, KiB, median, MiB, type Workload } from './shared';
 import { warm } from './run';
 import { runOurs, writeBenchFile } from './workloads';
 
@@ -132,7 +132,6 @@ const runKey = (r: EngineRun) => `${r.workload} ${r.blockSize} ${r.queueDepth} $
  * the bottleneck (on 3FS the data moves by RDMA, so this is the ceiling our layer puts on a NIC).
  */
 export function formatEngineTable(runs: EngineRun[]): string {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const lines = ['workload                engine      IOPS      GiB/s  p50 us  p99 us  CPU s/GiB  client us/op  GiB/s/core  hf3fs/local IOPS  us/op'];
   for (const key of [...new Set(runs.map(runKey))]) {
     const row = (engine: 'local' | 'hf3fs') => {

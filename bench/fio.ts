@@ -18,16 +18,28 @@ export interface FioOutcome extends Measured {
   args: string[];
 }
 
+/**
+ * fio's I/O engines the benches use: psync (QD synchronous jobs, what a thread pool does), libaio
+ * (kernel AIO, async only with O_DIRECT) and io_uring.
+ */
+export type FioEngine = 'psync' | 'libaio' | 'io_uring';
+
+/** The main bench's twin of a workload: psync jobs for cached reads (their ceiling), io_uring otherwise. */
+function twinEngine(w: Workload): FioEngine {
+  return w.file === 'cached' ? 'psync' : 'io_uring';
+}
+
 /** The fio command line for a workload (without the fio binary itself). */
-export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOptions): string[] {
+export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOptions, engine: FioEngine = twinEngine(w)): string[] {
   const cached = w.file === 'cached';
-  // Cached reads run QD jobs; each gets its own slice of the file. Started together at offset 0,
-  // they would read the same bytes in lockstep and copy from the CPU cache, not from memory.
+  // psync runs QD jobs; each gets its own slice of the file. Started together at offset 0, they
+  // would read the same bytes in lockstep, from the CPU cache (or the disk's) rather than memory.
+  const jobs = engine === 'psync' ? w.queueDepth : 1;
   const slice = Math.floor(fileSize / w.queueDepth / w.blockSize) * w.blockSize;
   const args = [
     `--name=${w.name}`,
     `--filename=${path}`,
-    ...(cached ? [`--size=${slice}`, `--offset_increment=${slice}`] : [`--size=${fileSize}`]),
+    ...(jobs > 1 ? [`--size=${slice}`, `--offset_increment=${slice}`] : [`--size=${fileSize}`]),
     `--bs=${w.blockSize}`,
     `--rw=${w.write ? (w.pattern === 'rand' ? 'randwrite' : 'write') : w.pattern === 'rand' ? 'randread' : 'read'}`,
     `--direct=${w.direct ? 1 : 0}`,
@@ -39,9 +51,11 @@ export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOp
     '--percentile_list=50:99',
     '--output-format=json',
   ];
-  if (cached) {
-    // The ceiling for page-cache reads: QD synchronous readers, cache left as it is.
-    args.push('--ioengine=psync', `--numjobs=${w.queueDepth}`, '--invalidate=0');
+  if (engine === 'psync') {
+    // QD synchronous readers; for cached reads the ceiling, cache left as it is.
+    args.push('--ioengine=psync', `--numjobs=${jobs}`, `--invalidate=${cached ? 0 : 1}`);
+  } else if (engine === 'libaio') {
+    args.push('--ioengine=libaio', `--iodepth=${w.queueDepth}`, '--numjobs=1', `--invalidate=${cached ? 0 : 1}`);
   } else {
     // --fixedbufs: registered buffers, as our engine uses (see THP_ENV for the other half).
     args.push('--ioengine=io_uring', `--iodepth=${w.queueDepth}`, '--fixedbufs', '--numjobs=1', '--invalidate=1');
@@ -50,9 +64,11 @@ export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOp
   return args;
 }
 
-export function fioMode(w: Workload): string {
-  if (w.file === 'cached') return `psync x ${w.queueDepth} jobs (a slice each), buffered, warm cache`;
-  return `io_uring, ${w.direct ? 'O_DIRECT' : 'buffered'}, iodepth ${w.queueDepth}, fixedbufs, THP bufs`;
+export function fioMode(w: Workload, engine: FioEngine = twinEngine(w)): string {
+  const how = w.direct ? 'O_DIRECT' : 'buffered';
+  if (engine === 'psync') return `psync x ${w.queueDepth} jobs (a slice each), ${how}${w.file === 'cached' ? ', warm cache' : ''}`;
+  if (engine === 'libaio') return `libaio, ${how}, iodepth ${w.queueDepth}, THP bufs`;
+  return `io_uring, ${how}, iodepth ${w.queueDepth}, fixedbufs, THP bufs`;
 }
 
 /**
@@ -67,8 +83,8 @@ function thpEnv(): NodeJS.ProcessEnv {
   return { ...process.env, GLIBC_TUNABLES: prior ? `${prior}:${tunable}` : tunable };
 }
 
-export async function runFio(w: Workload, path: string, fileSize: number, opts: RunOptions): Promise<FioOutcome> {
-  const args = fioArgs(w, path, fileSize, opts);
+export async function runFio(w: Workload, path: string, fileSize: number, opts: RunOptions, engine: FioEngine = twinEngine(w)): Promise<FioOutcome> {
+  const args = fioArgs(w, path, fileSize, opts, engine);
   const out = await run('fio', args);
   let doc: FioJson;
   try {
@@ -92,7 +108,7 @@ export async function runFio(w: Workload, path: string, fileSize: number, opts: 
     p50us: at('50.000000'),
     p99us: at('99.000000'),
     cpuSeconds,
-    mode: fioMode(w),
+    mode: fioMode(w, engine),
     args,
   };
 }

@@ -245,7 +245,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
 }
 
 /** Size, allocation (not sparse) and a few stamps of a freshly written bench file, read through node:fs. */
-async function checkBenchFile(path: string, size: number): Promise<void> {
+export async function checkBenchFile(path: string, size: number): Promise<void> {
   const st = await stat(path);
   if (st.size !== size) throw new Error(`${path}: expected ${size} bytes, found ${st.size}`);
   if (st.blocks * 512 < size) throw new Error(`${path}: the file is sparse (${st.blocks * 512} of ${size} bytes allocated)`);
@@ -285,7 +285,7 @@ export async function warm(path: string): Promise<void> {
 }
 
 /** CPUs' worth of time the machine spent busy over `ms` while this process waited (so: others' use). */
-async function otherCpuUse(ms: number): Promise<number> {
+export async function otherCpuUse(ms: number): Promise<number> {
   const sample = () => {
     try {
       const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -303,7 +303,7 @@ async function otherCpuUse(ms: number): Promise<number> {
 }
 
 /** The type of the file system holding `path`, from /proc/mounts (longest matching mount point). */
-function fileSystemType(path: string): string {
+export function fileSystemType(path: string): string {
   try {
     const real = realpathSync(path);
     let best = '';

@@ -172,6 +172,11 @@ export class Meter {
 }
 
 /** Nearest-rank percentile of sorted values; 0 when empty. */
+/** The median of a run's figures (the lower middle one for an even count). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+}
+
 export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return 0;
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));

@@ -82,8 +82,10 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
 
     const inFlight = w.batch === 1 ? `${lanes} x 1-op batches` : `${lanes} x ${w.batch}-op batches`;
     const info = client.info();
-    const how = info.engine === 'usrbio' ? `USRBIO on ${info.mount}` : w.direct ? 'O_DIRECT' : `buffered (${info.asyncBuffered ? 'IOSQE_ASYNC workers' : 'inline copies'}), warm cache`;
-    const mode = `${how}, ${info.engine}, ${inFlight}${info.engine === 'usrbio' ? ', iovs' : registered ? ', fixed bufs' : ''}`;
+    const copies = info.engine === 'threads' ? `${info.threads} threads` : info.asyncBuffered ? 'IOSQE_ASYNC workers' : 'inline copies';
+    const how = info.engine === 'usrbio' ? `USRBIO on ${info.mount}` : w.direct ? 'O_DIRECT' : `buffered (${copies}), warm cache`;
+    const pool = info.engine === 'threads' && w.direct ? `, ${info.threads} threads${info.aio ? ', AIO' : ', pread'}` : '';
+    const mode = `${how}, ${info.engine}${pool}, ${inFlight}${info.engine === 'usrbio' ? ', iovs' : registered ? ', fixed bufs' : ''}`;
     return { ...measured, mode };
   } finally {
     meter?.end();

@@ -28,6 +28,11 @@ Options of bench:
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
   --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
+  --fallback       instead: the portable fallback engine (threads: pread/pwrite and AIO on threads)
+                   beside io_uring and fio's psync and libaio engines, on one O_DIRECT file:
+                   4 MiB sequential and 4 KiB random reads; takes --dir, --size (default 1GiB;
+                   with --quick 256MiB), --duration, --ramp, --repeat (default 3), --quick
+  --threads N      with --fallback: worker threads of the threads engine (default 4 per core, at most 16)
   --kvcache        instead: only the KVCache bench (a longer run of the section that follows the
                    main table): put and get GB/s of 64 KiB, 1 MiB and 16 MiB pages (--quick: 64 KiB
                    and 1 MiB) next to raw batch writes/reads of the same bytes and a file-per-key
@@ -71,6 +76,8 @@ const benchOptions = {
   repeat: { type: 'string' },
   engines: { type: 'boolean' },
   lib: { type: 'string' },
+  fallback: { type: 'boolean' },
+  threads: { type: 'string' },
   kvcache: { type: 'boolean' },
   'no-kvcache': { type: 'boolean' },
 } as const;
@@ -181,6 +188,8 @@ interface BenchValues {
   repeat?: string;
   engines?: boolean;
   lib?: string;
+  fallback?: boolean;
+  threads?: string;
   kvcache?: boolean;
   'no-kvcache'?: boolean;
 }
@@ -196,53 +205,54 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
       throw new UsageError((e as Error).message);
     }
   };
+  // Each option parsed once; each bench takes the ones it has (and refuses the others, below).
+  const parsed = (text: string | undefined, parse: (t: string) => number) => (text === undefined ? undefined : usage(() => parse(text)));
+  const size = parsed(values.size, parseSize);
+  const durationMs = parsed(values.duration, parseDuration);
+  const rampMs = parsed(values.ramp, parseDuration);
+  const repeat = parsed(values.repeat, (t) => wholeNumber(t, '--repeat'));
+  const quick = values.quick ?? false;
+  const report = { err: (text: string) => io.stderr(text), out: (text: string) => io.stdout(text) };
   if (values.kvcache && values['no-kvcache']) throw new UsageError('--kvcache and --no-kvcache contradict each other');
-  if (values.kvcache && values.engines) throw new UsageError('--kvcache and --engines are separate benches: pick one');
+  if ([values.kvcache, values.engines, values.fallback].filter(Boolean).length > 1) throw new UsageError('--kvcache, --engines and --fallback are separate benches: pick one');
+  if (values.threads !== undefined && !values.fallback) throw new UsageError('--threads goes with --fallback');
+  if (values.fallback) {
+    for (const name of ['json', 'workloads', 'tools', 'lib'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`bench --fallback does not take --${name}`);
+    }
+    const { runFallbackBench } = await import('../bench/fallback');
+    const threads = parsed(values.threads, (t) => wholeNumber(t, '--threads'));
+    await runFallbackBench({ dir: values.dir, quick, size, durationMs, rampMs, repeat, threads, ...report });
+    return 0;
+  }
   if (values.kvcache) {
     for (const name of ['duration', 'ramp', 'workloads', 'tools', 'lib'] as const) {
       if (values[name] !== undefined) throw new UsageError(`bench --kvcache does not take --${name}`);
     }
     const { runKvBench } = await import('../bench/kvcache');
-    await runKvBench({
-      dir: values.dir,
-      quick: values.quick ?? false,
-      size: values.size === undefined ? undefined : usage(() => parseSize(values.size as string)),
-      repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
-      json: values.json,
-      err: (text) => io.stderr(text),
-      out: (text) => io.stdout(text),
-    });
+    await runKvBench({ dir: values.dir, quick, size, repeat, json: values.json, ...report });
     return 0;
   }
   if (values.engines) {
     if (values.dir === undefined) throw new UsageError('bench --engines needs --dir: a directory on a 3FS mount');
     const { runEngineBench } = await import('../bench/engines');
-    await runEngineBench({
-      dir: values.dir,
-      library: values.lib,
-      durationMs: values.duration === undefined ? undefined : usage(() => parseDuration(values.duration as string)),
-      rampMs: values.ramp === undefined ? undefined : usage(() => parseDuration(values.ramp as string)),
-      repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
-      err: (text) => io.stderr(text),
-      out: (text) => io.stdout(text),
-    });
+    await runEngineBench({ dir: values.dir, library: values.lib, durationMs, rampMs, repeat, ...report });
     return 0;
   }
   const list = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter(Boolean));
   const tools = list(values.tools);
   await runBench({
     dir: values.dir,
-    size: values.size === undefined ? undefined : usage(() => parseSize(values.size as string)),
-    durationMs: values.duration === undefined ? undefined : usage(() => parseDuration(values.duration as string)),
-    rampMs: values.ramp === undefined ? undefined : usage(() => parseDuration(values.ramp as string)),
+    size,
+    durationMs,
+    rampMs,
     json: values.json,
-    quick: values.quick ?? false,
-    repeat: values.repeat === undefined ? undefined : usage(() => wholeNumber(values.repeat as string, '--repeat')),
+    quick,
+    repeat,
     workloads: list(values.workloads),
     tools: tools as ('3fs-client' | 'fio' | 'node:fs')[] | undefined,
     kvcache: !values['no-kvcache'],
-    err: (text) => io.stderr(text),
-    out: (text) => io.stdout(text),
+    ...report,
   });
   return 0;
 }

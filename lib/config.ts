@@ -8,7 +8,7 @@ import { argError, type ThreeFSError } from './errors';
 
 /** The client options a config file can set (ClientOptions's names). */
 export interface ConfigClientOptions {
-  engine?: 'local' | 'hf3fs';
+  engine?: 'local' | 'io_uring' | 'threads' | 'hf3fs';
   /** The 3FS mount point. */
   mount?: string;
   /** Path of libhf3fs_api_shared.so. */
@@ -17,6 +17,9 @@ export interface ConfigClientOptions {
   rings?: number;
   registeredBuffers?: number;
   asyncBuffered?: boolean;
+  /** Worker threads of the 'threads' engine, and whether its O_DIRECT ops go through AIO. */
+  threads?: number;
+  aio?: boolean;
   /** NUMA node for shared memory; -1 lets first touch decide. */
   numa?: number;
   /** Block size of USRBIO iovs, in bytes. */
@@ -332,13 +335,15 @@ const oneOf = (...choices: string[]): Check => (value) =>
 
 /** The keys of 3fs-client.toml: TOML name → [ClientOptions name, check]. */
 const clientKeys: Record<string, [keyof ConfigClientOptions | 'launcher', Check]> = {
-  engine: ['engine', oneOf('local', 'hf3fs')],
+  engine: ['engine', oneOf('local', 'io_uring', 'threads', 'hf3fs')],
   mount: ['mount', text],
   library: ['library', text],
   queue_depth: ['queueDepth', whole(1, 32768)],
   rings: ['rings', whole(1, 64)],
   registered_buffers: ['registeredBuffers', whole(0, 16384)],
   async_buffered: ['asyncBuffered', bool],
+  threads: ['threads', whole(1, 4096)],
+  aio: ['aio', bool],
   numa: ['numa', whole(-1, 1023)],
   block_size: ['blockSize', size],
   bounce_buffer: ['bounceBuffer', size],

@@ -4,6 +4,7 @@
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { resolve } from 'node:path';
+import { embeddedChoice, IO_URING_FIX, IO_URING_REFUSALS, ioUringRefusal, type EmbeddedEngine } from './embedded-engine';
 import { CONFIG_KEYS, DEFAULT_LAUNCHER_CONFIG, isConfigError, loadConfig, readLauncherConfig, type LauncherConfig, type LoadedConfig } from './config';
 import { findHf3fsMount, findMount, listMounts, HF3FS_FS_TYPE, type Hf3fsMount, type Mount } from './mounts';
 import { native, type IoUringProbeResult, type RdmaDeviceInfo, type RdmaProbeResult, type UsrbioProbeResult } from './native';
@@ -49,6 +50,8 @@ export interface DoctorReport {
     hf3fs?: Hf3fsMount;
     usrbio?: UsrbioProbeResult;
     ioUring?: IoUringProbeResult;
+    /** The embedded engine connect() will run here (local files, and 3FS through FUSE), and why that one (null: the default). */
+    engine?: { engine: EmbeddedEngine; reason: string | null };
     devShm?: { size: number; free: number };
     memlock?: { soft: number | 'unlimited'; hard: number | 'unlimited'; capIpcLock: boolean };
     aio?: { maxNr: number; nr: number };
@@ -144,7 +147,10 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   facts.usrbio = probe('usrbio', probes?.usrbioProbe && (() => probes.usrbioProbe!(library)));
   if (facts.usrbio) checkUsrbio(facts.usrbio, hf3fs !== undefined, add);
   facts.ioUring = probe('io_uring', probes?.ioUringProbe && (() => probes.ioUringProbe!()));
-  if (facts.ioUring) checkIoUring(facts.ioUring, add);
+  if (facts.ioUring) {
+    checkIoUring(facts.ioUring, add);
+    facts.engine = checkEngine(facts.ioUring, config, env, add);
+  }
 
   facts.devShm = checkDevShm(hf3fs !== undefined, add);
   facts.memlock = checkMemlock(add);
@@ -249,7 +255,7 @@ function checkMount(
     add({
       id: 'mount',
       status: 'info',
-      title: 'not on a 3FS mount: the local io_uring engine will be used',
+      title: "not on a 3FS mount: the local engine will be used (see 'engine')",
       detail: on + (elsewhere.length > 0 ? `; 3FS is mounted at ${elsewhere.join(', ')}` : ''),
     });
     return;
@@ -333,21 +339,43 @@ function checkIoUring(probe: IoUringProbeResult, add: (f: Finding) => void): voi
     add({ id: 'io_uring', status: 'ok', title: 'io_uring available', detail: `kernel ${release()}` });
     return;
   }
-  const sysctl = readText('/proc/sys/kernel/io_uring_disabled')?.trim();
-  const why: string[] = [`io_uring_setup fails with ${probe.code ?? `errno ${probe.errno}`}`];
-  if (sysctl !== undefined && sysctl !== '0') why.push(`kernel.io_uring_disabled = ${sysctl}`);
-  else if (probe.code === 'EPERM' || probe.code === 'ENOSYS') {
-    why.push('probably a seccomp filter (Docker 25+ and some runtimes block io_uring) or a sandbox such as gVisor');
+  // A warning, not a failure: the local engine falls back to its thread pool (the 'engine' finding).
+  add({ id: 'io_uring', status: 'warn', title: 'io_uring is not available', detail: ioUringRefusal(probe.errno), fix: IO_URING_FIX });
+}
+
+/** Which embedded engine connect() will run, decided as it decides (lib/embedded-engine.ts). */
+function checkEngine(probe: IoUringProbeResult, config: LoadedConfig | undefined, env: NodeJS.ProcessEnv, add: (f: Finding) => void): DoctorReport['facts']['engine'] {
+  const inConfig = config?.client.engine === 'io_uring' || config?.client.engine === 'threads' ? config.client.engine : undefined;
+  let mode: 'auto' | EmbeddedEngine;
+  let forcedBy: string | undefined;
+  try {
+    ({ mode, forcedBy } = embeddedChoice(inConfig ?? 'local', env));
+  } catch (e) {
+    add({ id: 'engine', status: 'fail', title: 'THREEFS_CLIENT_ENGINE is not valid', detail: (e as Error).message, fix: "set THREEFS_CLIENT_ENGINE to 'io_uring' or 'threads', or unset it" });
+    return undefined;
   }
-  add({
-    id: 'io_uring',
-    status: 'fail',
-    title: 'io_uring is not available',
-    detail: why.join('; '),
-    fix:
-      'sysctl -w kernel.io_uring_disabled=0 (or, when it is 1, run as a member of kernel.io_uring_group); in a container, ' +
-      'allow io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile; otherwise use the portable engine once it exists',
-  });
+  if (inConfig !== undefined) forcedBy = `engine = "${inConfig}" in ${config?.file}`;
+  const fallback = 'the threads engine: pread/pwrite and AIO on a pool of native threads; the same API and results';
+  if (mode === 'threads') {
+    add({ id: 'engine', status: 'info', title: 'local engine: threads (forced)', detail: `${forcedBy}; ${fallback}` });
+    return { engine: 'threads', reason: forcedBy ?? null };
+  }
+  if (probe.available) {
+    add({ id: 'engine', status: 'ok', title: 'local engine: io_uring', detail: forcedBy ?? 'io_uring_setup works here' });
+    return { engine: 'io_uring', reason: forcedBy ?? null };
+  }
+  const refusal = ioUringRefusal(probe.errno);
+  if (mode === 'io_uring') {
+    add({ id: 'engine', status: 'fail', title: 'local engine: io_uring is forced but cannot be set up', detail: `${forcedBy}; ${refusal}: connect() will fail`, fix: `${IO_URING_FIX}; or let the library fall back (remove ${forcedBy})` });
+    return undefined;
+  }
+  if (!IO_URING_REFUSALS.includes(probe.code ?? '')) {
+    // Not a policy refusal (ENOMEM from the memlock limit, EMFILE, ...): connect() reports it rather than hide it.
+    add({ id: 'engine', status: 'fail', title: 'local engine: io_uring cannot be set up', detail: `${refusal}: connect() will fail with it`, fix: 'see the io_uring finding; THREEFS_CLIENT_ENGINE=threads uses the thread pool instead' });
+    return undefined;
+  }
+  add({ id: 'engine', status: 'warn', title: 'local engine: threads (io_uring is refused here)', detail: `${refusal}; ${fallback}`, fix: "for io_uring's speed, allow io_uring: see the io_uring finding" });
+  return { engine: 'threads', reason: refusal };
 }
 
 function checkDevShm(onHf3fs: boolean, add: (f: Finding) => void): DoctorReport['facts']['devShm'] {

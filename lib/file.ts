@@ -10,7 +10,10 @@ export type DirectMode = 'auto' | 'always' | 'never';
 /** fstat(2) of the file, and how I/O reaches it. */
 export interface FileStat extends RawStat {
   isFile: boolean;
+  /** The client's engine: 'io_uring', 'threads' or 'usrbio' (ClientInfo.engine). */
   engine: string;
+  /** Why that engine and not the default one (ClientInfo.engineReason); null when the default runs. */
+  engineReason: string | null;
   direct: {
     /** What was asked for at open. */
     mode: DirectMode;
@@ -26,7 +29,7 @@ export interface FileStat extends RawStat {
 
 /** Where a file's bytes live, as far as a client can see. */
 export interface FileLayout {
-  /** 'usrbio' (3FS) or 'io_uring' (local) */
+  /** 'usrbio' (3FS), or 'io_uring' or 'threads' (local) */
   engine: string;
   /**
    * On 3FS the file's chunk size (st_blksize there): each chunk is replicated on its own CRAQ
@@ -45,6 +48,7 @@ export class File implements BatchTarget, AsyncDisposable {
   /** @internal */ readonly native: NativeFile;
   readonly #client: NativeClient;
   readonly #engine: string;
+  readonly #engineReason: string | null;
   readonly #directFd: number;
   readonly #directErrno: number;
   readonly #memoryAlign: number;
@@ -56,9 +60,10 @@ export class File implements BatchTarget, AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /** @internal */
-  constructor(client: NativeClient, engine: string, native: NativeFile, path: string, direct: DirectMode) {
+  constructor(client: NativeClient, engine: { engine: string; engineReason: string | null }, native: NativeFile, path: string, direct: DirectMode) {
     this.#client = client;
-    this.#engine = engine;
+    this.#engine = engine.engine;
+    this.#engineReason = engine.engineReason;
     this.native = native;
     this.path = path;
     this.direct = direct;
@@ -107,6 +112,7 @@ export class File implements BatchTarget, AsyncDisposable {
       ...raw,
       isFile: (raw.mode & 0o170000) === 0o100000,
       engine: this.#engine,
+      engineReason: this.#engineReason,
       direct: {
         mode: this.direct,
         // USRBIO: 3FS moves the data by RDMA between storage and the iov; no page cache on the way.

@@ -8,6 +8,12 @@ export interface NativeClientOptions {
   rings: number;
   registeredSlots: number;
   asyncBuffered: boolean;
+  /** The embedded engine: 'auto' is io_uring, or the thread pool when io_uring_setup is refused. */
+  embeddedEngine?: 'auto' | 'io_uring' | 'threads';
+  /** Thread pool workers over all rings. */
+  threads?: number;
+  /** Thread pool: O_DIRECT ops through kernel AIO (io_submit). */
+  aio?: boolean;
   engine?: 'hf3fs';
   mount?: string;
   library?: string;
@@ -75,7 +81,8 @@ export interface NativeClient {
     crcs?: Uint32Array,
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
-  info(): { engine: string; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };
+  /** ioUringErrno: set when io_uring_setup was refused and the thread pool runs instead. */
+  info(): { engine: string; ioUringErrno?: number; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };
   metrics(): NativeMetrics;
   close(): Promise<void>;
 }

@@ -79,15 +79,28 @@ std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi
   return context;
 }
 
-// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered,
+// io_uring_setup refused by policy rather than broken: seccomp (EPERM, or ENOSYS from filters
+// that fake an old kernel), kernel.io_uring_disabled (EPERM) or a kernel without io_uring
+// (ENOSYS), some LSMs (EACCES). The thread pool works there. Other errors (ENOMEM from the
+// memlock limit, EMFILE) are real and reported.
+bool IoUringRefused(int err) { return err == EPERM || err == ENOSYS || err == EACCES; }
+
+// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered, embeddedEngine, threads, aio,
 //                    engine?: 'hf3fs', mount, library, numa, blockSize, bounceBytes, forbidHoles, readUncommitted })
+// embeddedEngine: 'auto' (io_uring, else the thread pool when io_uring is refused), 'io_uring' or
+// 'threads'; threads: workers of the thread pool over all rings; aio: its O_DIRECT ops through AIO.
 Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
   Napi::Env env = info.Env();
   EngineOptions options;
   unsigned rings = 2;
+  unsigned threads = 16;  // lib/client.ts passes its own default (per core)
+  std::string embedded = "auto";
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
     if (o.Has("engine") && o.Get("engine").ToString().Utf8Value() == "hf3fs") hf3fs_ = MakeHf3fsContext(env, o);
+    if (o.Has("embeddedEngine")) embedded = o.Get("embeddedEngine").ToString().Utf8Value();
+    if (o.Has("threads")) threads = o.Get("threads").As<Napi::Number>().Uint32Value();
+    if (o.Has("aio")) options.aio = o.Get("aio").ToBoolean();
     if (o.Has("rings")) rings = o.Get("rings").As<Napi::Number>().Uint32Value();
     if (o.Has("queueDepth")) options.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
     if (o.Has("registeredSlots"))
@@ -99,18 +112,38 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   if (options.registered_slots > 16384)
     throw CodeError(env, "ERR_OUT_OF_RANGE", "registeredSlots must be at most 16384");
   if (rings < 1 || rings > 64) throw CodeError(env, "ERR_OUT_OF_RANGE", "rings must be between 1 and 64");
-  // The queue depth bounds the whole client: each ring gets its share.
+  if (threads < 1 || threads > 4096) throw CodeError(env, "ERR_OUT_OF_RANGE", "threads must be between 1 and 4096");
+  if (embedded != "auto" && embedded != "io_uring" && embedded != "threads")
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", "embeddedEngine must be 'auto', 'io_uring' or 'threads'");
+  // The queue depth and the pool's threads bound the whole client: each ring gets its share.
   queue_depth_ = options.queue_depth;
   options.queue_depth = (options.queue_depth + rings - 1) / rings;
+  options.threads = (threads + rings - 1) / rings;
   ring_load_ = std::make_unique<std::atomic<size_t>[]>(rings);
   for (unsigned i = 0; i < rings; i++) {
     options.index = i;
     int err = 0;
-    std::unique_ptr<Engine> engine =
-        hf3fs_ ? MakeHf3fsEngine(options, hf3fs_, this, &err) : MakeUringEngine(options, this, &err);
+    const char* call = "pthread_create";
+    std::unique_ptr<Engine> engine;
+    if (hf3fs_) {
+      call = "hf3fs_iorcreate4";
+      engine = MakeHf3fsEngine(options, hf3fs_, this, &err);
+    } else if (embedded == "threads") {
+      engine = MakePoolEngine(options, this, &err);
+    } else {
+      call = "io_uring_setup";
+      engine = MakeUringEngine(options, this, &err);
+      // Decided on the first ring: a client runs one kind of engine.
+      if (!engine && i == 0 && embedded == "auto" && IoUringRefused(err)) {
+        io_uring_errno_ = err;
+        embedded = "threads";
+        call = "pthread_create";
+        engine = MakePoolEngine(options, this, &err);
+      }
+    }
     if (!engine) {
       for (auto& e : engines_) e->Close();
-      throw ErrnoError(env, err, hf3fs_ ? "hf3fs_iorcreate4" : "io_uring_setup", hf3fs_ ? hf3fs_->mount : "");
+      throw ErrnoError(env, err, call, hf3fs_ ? hf3fs_->mount : "");
     }
     engines_.push_back(std::move(engine));
   }
@@ -455,6 +488,10 @@ Napi::Value Client::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("engine", engines_[0]->name());
+  // Why the thread pool runs although io_uring was not ruled out: what io_uring_setup said.
+  if (io_uring_errno_ != 0) {
+    o.Set("ioUringErrno", io_uring_errno_);
+  }
   if (hf3fs_) {
     o.Set("mount", hf3fs_->mount);
     o.Set("library", hf3fs_->lib->path());

@@ -61,6 +61,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   std::unique_ptr<std::atomic<size_t>[]> ring_load_;
   size_t next_ring_ = 0;
   unsigned queue_depth_ = 0;  // as asked, for the whole client
+  int io_uring_errno_ = 0;    // set when io_uring_setup was refused and the thread pool runs instead
   std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
   Tsfn tsfn_;
   std::atomic<bool> tsfn_live_{false};

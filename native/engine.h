@@ -1,12 +1,16 @@
-// The interface every I/O engine implements (io_uring on local files now, USRBIO on 3FS next),
+// The interface every I/O engine implements (io_uring or a thread pool on local files, USRBIO on 3FS),
 // and the two records that travel through it: an Op (one read or write) and a Batch (the ops of
 // one JS call, settled together).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "region.h"
@@ -119,15 +123,51 @@ bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest)
   return --b->unsettled == 0;
 }
 
+// An engine's batches accepted and not yet settled, by id.
+using LiveBatches = std::unordered_map<uint64_t, Batch*>;
+
+// SettleOp, and when that was the batch's last op, forgets the batch and hands it to the sink.
+// Returns true then.
+template <typename CancelRest>
+bool SettleAndHandOn(Op* op, int err, EngineCounters& counters, LiveBatches& live, CompletionSink* sink,
+                     CancelRest cancel_rest) {
+  Batch* b = op->batch;
+  if (!SettleOp(op, err, counters, cancel_rest)) return false;
+  live.erase(b->id);
+  sink->BatchSettled(b);
+  return true;
+}
+
+// Moves the ops of batch `b` out of a queue of ops not yet started, into *out (in queue order):
+// what a cancel settles at once.
+inline void TakeOpsOf(const Batch* b, std::deque<Op*>& queue, std::vector<Op*>* out) {
+  auto mine = [b](Op* op) { return op->batch == b; };
+  for (Op* op : queue)
+    if (mine(op)) out->push_back(op);
+  queue.erase(std::remove_if(queue.begin(), queue.end(), mine), queue.end());
+}
+
 struct EngineOptions {
   unsigned index = 0;               // this engine's place among the client's rings
   unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)
   unsigned registered_slots = 1024; // fixed-buffer table size
   bool async_buffered = false;      // force buffered I/O onto kernel workers (IOSQE_ASYNC)
+  unsigned threads = 8;             // thread-pool engine: workers of this engine (ring)
+  bool aio = true;                  // thread-pool engine: O_DIRECT ops through kernel AIO
 };
 
 class Engine {
  public:
+  // Makes an engine of type E and starts it (E::Start returns 0 or errno): the Make*Engine
+  // functions below. Returns nullptr and sets *err when it cannot start.
+  template <typename E, typename... Args>
+  static std::unique_ptr<Engine> Started(int* err, Args&&... args) {
+    auto engine = std::make_unique<E>(std::forward<Args>(args)...);
+    *err = engine->Start();
+    if (*err != 0) return nullptr;
+    return engine;
+  }
+
   virtual ~Engine() = default;
   virtual const char* name() const = 0;
   // Registers a region for faster I/O where the engine can; failing that, the region still works.
@@ -145,5 +185,9 @@ class Engine {
 
 // Returns nullptr and sets *err (errno) when io_uring cannot be set up here.
 std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, CompletionSink* sink, int* err);
+
+// The portable fallback: pread/pwrite on a pool of `options.threads` native threads. Returns
+// nullptr and sets *err when the threads cannot be started.
+std::unique_ptr<Engine> MakePoolEngine(const EngineOptions& options, CompletionSink* sink, int* err);
 
 }  // namespace tfs

@@ -420,12 +420,7 @@ class Hf3fsEngine final : public Engine {
     b->cancel_errno = err;
     // Ops in a ring finish there (USRBIO has no cancel); the rest settle now.
     std::vector<Op*> settle_now;
-    for (Ring& ring : rings_) {
-      auto mine = [b](Op* op) { return op->batch == b; };
-      for (Op* op : ring.pending)
-        if (mine(op)) settle_now.push_back(op);
-      ring.pending.erase(std::remove_if(ring.pending.begin(), ring.pending.end(), mine), ring.pending.end());
-    }
+    for (Ring& ring : rings_) TakeOpsOf(b, ring.pending, &settle_now);
     for (Op* op : settle_now) Settle(op, err);
   }
 
@@ -437,10 +432,7 @@ class Hf3fsEngine final : public Engine {
   }
 
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
-    live_.erase(b->id);
-    sink_->BatchSettled(b);
+    if (!SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); })) return;
     if (stopping_ && live_.empty()) wake_.notify_one();
   }
 
@@ -457,7 +449,7 @@ class Hf3fsEngine final : public Engine {
   std::condition_variable wake_;  // the preparing thread sleeps here
   bool stop_asked_ = false;
   Ring rings_[2];  // [0] reads, [1] writes
-  std::unordered_map<uint64_t, Batch*> live_;
+  LiveBatches live_;
   bool stopping_ = false;
   bool exiting_ = false;
   uint64_t sealed_ = 0;  // checksummed bytes prepared since the last submit
@@ -478,10 +470,7 @@ std::shared_ptr<Region> CreateIovRegion(const Hf3fsContext& context, size_t size
 
 std::unique_ptr<Engine> MakeHf3fsEngine(const EngineOptions& options, std::shared_ptr<const Hf3fsContext> context,
                                         CompletionSink* sink, int* err) {
-  auto engine = std::make_unique<Hf3fsEngine>(options, std::move(context), sink);
-  *err = engine->Start();
-  if (*err != 0) return nullptr;
-  return engine;
+  return Engine::Started<Hf3fsEngine>(err, options, std::move(context), sink);
 }
 
 }  // namespace tfs

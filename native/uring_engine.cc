@@ -18,18 +18,16 @@
 #include <unordered_map>
 
 #include "engine.h"
+#include "local_op.h"
 
 namespace tfs {
 namespace {
 
 constexpr uint64_t kWakeTag = 1;    // CQE of the eventfd poll
 constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
-constexpr uint64_t kMaxChunk = 1ull << 30;  // the kernel caps one transfer near 2 GiB anyway
 // Sealed writes go to the kernel every this many checksummed bytes: the device works on them while
 // this thread checksums the next ones.
 constexpr uint64_t kSealedPerSubmit = 256 << 10;
-
-bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
 
 // The ring's fixed-buffer table. Slots are handed out to regions; a region gives its slot back
 // when it dies, which may be after the ring is gone (then there is nothing left to undo).
@@ -102,7 +100,7 @@ class UringEngine final : public Engine {
   unsigned registered_slots() const override { return slots_; }
 
   void Register(Region& region) override {
-    if (slots_ == 0 || region.size() == 0 || region.size() > kMaxChunk) return;
+    if (slots_ == 0 || region.size() == 0 || region.size() > kMaxPiece) return;
     int slot = fixed_->Register(region.data(), region.size());
     if (slot >= 0) region.AddRegistration(options_.index, slot, fixed_);
   }
@@ -275,12 +273,8 @@ class UringEngine final : public Engine {
   }
 
   void Prepare(Op* op) {
-    const FileState& f = *op->file;
-    const uint64_t len = std::min(op->remaining, kMaxChunk);
-    op->direct = f.direct_fd >= 0 && f.direct != FileState::Direct::kNever &&
-                 Aligned(reinterpret_cast<uintptr_t>(op->ptr), f.dio_mem_align) &&
-                 Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);
-    const int fd = op->direct ? f.direct_fd : f.fd;
+    int fd;
+    const uint64_t len = NextPiece(op, &fd);
     io_uring_sqe* sqe = GetSqe();
     const int slot = op->region ? op->region->slot(options_.index) : -1;
     if (slot >= 0) {
@@ -334,22 +328,16 @@ class UringEngine final : public Engine {
       Settle(op, err);
       return;
     }
-    const uint64_t n = static_cast<uint64_t>(res);
-    (op->write ? counters.write_bytes : counters.read_bytes) += n;
-    (op->direct ? counters.direct_bytes : counters.buffered_bytes) += n;
-    (op->region ? counters.registered_bytes : counters.unregistered_bytes) += n;
-    op->done += n;
-    op->ptr += n;
-    op->offset += n;
-    op->remaining -= n;
-    if (op->remaining == 0 || (!op->write && n == 0)) {
-      TakeChecksum(*op);  // here, while the kernel still works on the batch's other ops
-      Settle(op, 0);      // complete, or a read that reached the end of the file
-    } else if (n == 0) {
-      Settle(op, EIO);  // a write that moves nothing would loop forever
-    } else {
-      if (n < std::min(op->remaining + n, kMaxChunk)) counters.short_transfers++;
-      Retry(op);
+    switch (AdvanceOp(op, static_cast<uint64_t>(res), counters)) {
+      case PieceOutcome::kDone:
+        Settle(op, 0);
+        break;
+      case PieceOutcome::kStalled:
+        Settle(op, EIO);
+        break;
+      case PieceOutcome::kMore:
+        Retry(op);
+        break;
     }
   }
 
@@ -369,10 +357,7 @@ class UringEngine final : public Engine {
     // Ops not yet in the kernel settle now; ops in the kernel are asked to stop and settle when
     // their CQE arrives (their memory is the device's until then).
     std::vector<Op*> settle_now;
-    auto mine = [b](Op* op) { return op->batch == b; };
-    for (Op* op : pending_)
-      if (mine(op)) settle_now.push_back(op);
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(), mine), pending_.end());
+    TakeOpsOf(b, pending_, &settle_now);
     for (Op& op : b->ops) {
       if (op.state != Op::State::kInFlight) continue;
       io_uring_sqe* sqe = GetSqe();
@@ -383,10 +368,7 @@ class UringEngine final : public Engine {
   }
 
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    if (!SettleOp(op, err, counters, [this](Batch* batch) { CancelBatch(batch, ECANCELED); })) return;
-    live_.erase(b->id);
-    sink_->BatchSettled(b);
+    SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); });
   }
 
   void FailAll(int err) {
@@ -420,7 +402,7 @@ class UringEngine final : public Engine {
 
   // Owned by the ring thread.
   std::deque<Op*> pending_;
-  std::unordered_map<uint64_t, Batch*> live_;
+  LiveBatches live_;
   unsigned in_flight_ = 0;
   uint64_t sealed_ = 0;  // checksummed bytes prepared since the last submit
   bool stopping_ = false;
@@ -429,10 +411,7 @@ class UringEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, CompletionSink* sink, int* err) {
-  auto engine = std::make_unique<UringEngine>(options, sink);
-  *err = engine->Start();
-  if (*err != 0) return nullptr;
-  return engine;
+  return Engine::Started<UringEngine>(err, options, sink);
 }
 
 }  // namespace tfs

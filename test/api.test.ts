@@ -6,7 +6,7 @@ import { constants, fstatSync, mkdirSync, readdirSync, readFileSync, readlinkSyn
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alloc, clientFor, connect, defaultClient, File, IoBuffer, open, ThreeFSError, type Client } from '../lib/index';
-import { ENGINE, ENGINE_NAME, fdCount, HF3FS, KiB, makeTmpDir, Rng, seedFor, testConnect } from './helpers';
+import { ENGINE, ENGINE_NAME, fdCount, HF3FS, KiB, makeTmpDir, Rng, seedFor, testConnect, THREADS } from './helpers';
 
 const ROOT = resolve(__dirname, '..');
 /** The package's runtime exports, the same through import and require. */
@@ -414,8 +414,8 @@ describe('synchronous-write flags', () => {
 describe('Client', () => {
   it('info() echoes the options', async () => {
     const c = testConnect({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true });
-    // hf3fs has no fixed-buffer table: registeredBuffers is 0 there.
-    expect(c.info()).toMatchObject({ queueDepth: 7, registeredBuffers: ENGINE === 'hf3fs' ? 0 : 3, asyncBuffered: true, closed: false });
+    // hf3fs and the thread pool have no fixed-buffer table: registeredBuffers is 0 there.
+    expect(c.info()).toMatchObject({ queueDepth: 7, registeredBuffers: ENGINE === 'hf3fs' || THREADS ? 0 : 3, asyncBuffered: true, closed: false });
     expect(c.info().engine).toBe(ENGINE_NAME);
     if (ENGINE === 'hf3fs') {
       expect(c.info()).toMatchObject({ mount: HF3FS!.mount, numa: expect.any(Number) });
@@ -441,7 +441,7 @@ describe('Client', () => {
       expect(c.info().rings).toBe(rings);
       const f = await c.open(p, 'r');
       const mem = c.alloc(content.length);
-      expect(mem.registered).toBe(true);
+      expect(mem.registered).toBe(!THREADS); // the thread pool has nothing to register with
       // 64 single-op batches at once: every ring gets several, and aligned ops take the fixed-buffer path.
       await Promise.all(
         Array.from({ length: 64 }, (_, i) => f.read(mem.subarray(i * 4 * KiB, (i + 1) * 4 * KiB), i * 4 * KiB)),

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatDoctor, hasCapIpcLock, parseMemlock, runDoctor, type DoctorReport, type Finding } from '../lib/doctor';
 import { native } from '../lib/native';
 import { makeTmpDir } from './helpers';
-import { buildStandin } from './standin/build';
+import { buildNoIoUring, buildStandin } from './standin/build';
 
 const ROOT = resolve(__dirname, '..');
 const STANDIN_DIR = join(ROOT, 'build-test', 'standin');
@@ -35,22 +35,24 @@ afterAll(() => tmp.cleanup());
 /** The environment of a spawned doctor: nothing inherited that would change what it finds. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ['THREEFS_IBVERBS_LIB', 'IBVERBS_STANDIN_PROFILE', 'HF3FS_STANDIN_MOUNTS', 'HF3FS_LIB', 'THREEFS_CLIENT_CONFIG', 'HF3FS_USRBIO_DONT_CHECKFS_FOR_MP']) {
+  for (const k of ['THREEFS_CLIENT_ENGINE', 'THREEFS_IBVERBS_LIB', 'IBVERBS_STANDIN_PROFILE', 'HF3FS_STANDIN_MOUNTS', 'HF3FS_LIB', 'THREEFS_CLIENT_CONFIG', 'HF3FS_USRBIO_DONT_CHECKFS_FOR_MP']) {
     delete env[k];
   }
   return { ...env, ...extra };
 }
 
-function cli(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+/** Runs the CLI; `wrapper` (a command and its arguments) runs node, e.g. under a seccomp filter. */
+function cli(args: string[], env: Record<string, string> = {}, wrapper: string[] = []): { status: number | null; stdout: string; stderr: string } {
   // From an empty directory, so no ./3fs-client.toml is picked up by accident.
   const cwd = join(tmp.dir, 'cwd');
   mkdirSync(cwd, { recursive: true });
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', '3fs-client.js'), ...args], { cwd, env: cleanEnv(env), encoding: 'utf8', timeout: 60_000 });
+  const command = [...wrapper, process.execPath, join(ROOT, 'bin', '3fs-client.js'), ...args];
+  const r = spawnSync(command[0], command.slice(1), { cwd, env: cleanEnv(env), encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function doctorJson(args: string[], env: Record<string, string> = {}): { status: number | null; report: DoctorReport; stderr: string } {
-  const r = cli(['doctor', '--json', ...args], env);
+function doctorJson(args: string[], env: Record<string, string> = {}, wrapper: string[] = []): { status: number | null; report: DoctorReport; stderr: string } {
+  const r = cli(['doctor', '--json', ...args], env, wrapper);
   let report: DoctorReport;
   try {
     report = JSON.parse(r.stdout) as DoctorReport;
@@ -85,13 +87,14 @@ describe('doctor on this machine', () => {
     for (const f of report.findings) counted[f.status]++;
     expect(report.summary).toEqual(counted);
     // The local temp dir is not 3FS; no config; the USRBIO library is absent here.
-    expect(finding(report, 'mount')).toMatchObject({ status: 'info', title: 'not on a 3FS mount: the local io_uring engine will be used' });
+    expect(finding(report, 'mount')).toMatchObject({ status: 'info', title: "not on a 3FS mount: the local engine will be used (see 'engine')" });
     expect(finding(report, 'config').status).toBe('info');
     expect(finding(report, 'usrbio').status).toBe('info');
     // The io_uring finding agrees with the probe run here.
     const probe = (native() as unknown as { ioUringProbe(): { available: boolean } }).ioUringProbe();
-    expect(finding(report, 'io_uring').status).toBe(probe.available ? 'ok' : 'fail');
+    expect(finding(report, 'io_uring').status).toBe(probe.available ? 'ok' : 'warn');
     expect(report.facts.ioUring?.available).toBe(probe.available);
+    expect(report.facts.engine?.engine).toBe(probe.available ? 'io_uring' : 'threads');
     expect(report.facts.devShm?.size).toBeGreaterThan(0);
   });
 
@@ -125,8 +128,67 @@ describe('doctor on this machine', () => {
     const r = cli(['doctor', tmp.dir]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^3fs-client doctor: ${tmp.dir}\n`));
-    expect(r.stdout).toContain('[info] not on a 3FS mount: the local io_uring engine will be used');
+    expect(r.stdout).toContain("[info] not on a 3FS mount: the local engine will be used (see 'engine')");
     expect(r.stdout).toMatch(/\n\d+ ok, \d+ warnings?, 0 failures, \d+ notes?\n$/);
+  });
+});
+
+// Which local engine connect() will run. Where io_uring works here, a seccomp filter refuses
+// io_uring_setup to the doctor (test/fixtures/no-io-uring.c), as Docker's default profile does.
+describe('doctor: the local engine and why', () => {
+  const ioUringHere = (native() as unknown as { ioUringProbe(): { available: boolean } }).ioUringProbe().available;
+  const EPERM = ['1'];
+
+  it.skipIf(!gcc)('io_uring refused with EPERM: a warning, the threads engine and the reason, and still exit 0', () => {
+    const { status, report } = doctorJson([tmp.dir], {}, [buildNoIoUring(), ...EPERM]);
+    expect(status).toBe(0);
+    expect(report.facts.ioUring).toMatchObject({ available: false, code: 'EPERM' });
+    expect(finding(report, 'io_uring')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^io_uring_setup: EPERM \(seccomp\?/) });
+    expect(finding(report, 'io_uring').fix).toContain('--security-opt seccomp=');
+    expect(finding(report, 'io_uring').fix).toContain('kernel.io_uring_disabled=0');
+    expect(finding(report, 'engine')).toMatchObject({ status: 'warn', title: 'local engine: threads (io_uring is refused here)' });
+    expect(report.facts.engine).toEqual({ engine: 'threads', reason: finding(report, 'io_uring').detail });
+    const text = cli(['doctor', tmp.dir], {}, [buildNoIoUring(), ...EPERM]);
+    expect(text.stdout).toContain('[warn] local engine: threads (io_uring is refused here)');
+  });
+
+  it.skipIf(!gcc)('io_uring refused with ENOSYS: the same fallback, and the reason says so', () => {
+    const { report } = doctorJson([tmp.dir], {}, [buildNoIoUring(), '38']);
+    expect(report.facts.engine).toEqual({ engine: 'threads', reason: expect.stringMatching(/^io_uring_setup: ENOSYS \(no io_uring in this kernel/) });
+  });
+
+  it.skipIf(!gcc)('THREEFS_CLIENT_ENGINE=io_uring where io_uring is refused: a failure, exit 1', () => {
+    const { status, report } = doctorJson([tmp.dir], { THREEFS_CLIENT_ENGINE: 'io_uring' }, [buildNoIoUring(), ...EPERM]);
+    expect(status).toBe(1);
+    expect(finding(report, 'engine')).toMatchObject({ status: 'fail', title: 'local engine: io_uring is forced but cannot be set up' });
+    expect(finding(report, 'engine').detail).toContain('THREEFS_CLIENT_ENGINE=io_uring');
+    expect(report.facts.engine).toBeUndefined();
+  });
+
+  it('THREEFS_CLIENT_ENGINE=threads: forced, said as a note', () => {
+    const { status, report } = doctorJson([tmp.dir], { THREEFS_CLIENT_ENGINE: 'threads' });
+    expect(status).toBe(0);
+    expect(finding(report, 'engine')).toMatchObject({ status: 'info', title: 'local engine: threads (forced)' });
+    expect(report.facts.engine).toEqual({ engine: 'threads', reason: 'THREEFS_CLIENT_ENGINE=threads' });
+  });
+
+  it('engine = "threads" in 3fs-client.toml wins over the environment', () => {
+    const config = join(tmp.dir, 'threads.toml');
+    writeFileSync(config, 'engine = "threads"\nthreads = 4\n');
+    const { report } = doctorJson([tmp.dir], { THREEFS_CLIENT_CONFIG: config, THREEFS_CLIENT_ENGINE: 'io_uring' });
+    expect(report.facts.engine).toEqual({ engine: 'threads', reason: `engine = "threads" in ${config}` });
+  });
+
+  it('a bad THREEFS_CLIENT_ENGINE: a failure that names the variable and its value, exit 1', () => {
+    const { status, report } = doctorJson([tmp.dir], { THREEFS_CLIENT_ENGINE: 'uring' });
+    expect(status).toBe(1);
+    expect(finding(report, 'engine')).toMatchObject({ status: 'fail', detail: `THREEFS_CLIENT_ENGINE must be 'io_uring' or 'threads' (or unset), got "uring"` });
+  });
+
+  it.skipIf(!ioUringHere)('where io_uring works: ok, io_uring, no reason', () => {
+    const { report } = doctorJson([tmp.dir]);
+    expect(finding(report, 'engine')).toMatchObject({ status: 'ok', title: 'local engine: io_uring' });
+    expect(report.facts.engine).toEqual({ engine: 'io_uring', reason: null });
   });
 });
 
@@ -324,6 +386,9 @@ describe('the doctor command line', () => {
     const bench = cli(['bench', '--json']);
     expect(bench.status).toBe(2);
     expect(bench.stderr).toContain('--json');
+    expect(cli(['bench', '--threads', '4']).stderr).toContain('--threads goes with --fallback');
+    expect(cli(['bench', '--fallback', '--engines']).stderr).toContain('separate benches');
+    expect(cli(['bench', '--fallback', '--threads', 'x']).status).toBe(2);
   });
 });
 

@@ -8,8 +8,9 @@ import { connect, ThreeFSError, type Client, type ClientOptions } from '../lib/i
 import type { Hf3fsTestTarget } from './global-setup';
 
 // ---------------------------------------------------------------------------------------------
-// The engine under test. vitest.config.ts runs the File and batch suites twice: in the project
-// 'local' (io_uring on local files) and in the project 'hf3fs' (USRBIO on a 3FS mount: the
+// The engine under test. vitest.config.ts runs the File and batch suites three times: in the
+// project 'local' (io_uring on local files), in 'fallback' (the thread pool on local files, forced
+// by THREEFS_CLIENT_ENGINE=threads) and in the project 'hf3fs' (USRBIO on a 3FS mount: the
 // test-only stand-in library, or a real mount named by THREEFS_TEST_MOUNT), each with its own
 // THREEFS_TEST_ENGINE. test/global-setup.ts builds the stand-in and makes its mount.
 
@@ -45,8 +46,16 @@ export function testConnect(options: ClientOptions = {}): Client {
   return connect({ mount: HF3FS!.mount, ...options });
 }
 
+/**
+ * The embedded engine under test: 'threads' (the portable fallback) in the project 'fallback',
+ * which forces it with THREEFS_CLIENT_ENGINE=threads, else 'io_uring'.
+ */
+export const EMBEDDED = process.env.THREEFS_CLIENT_ENGINE === 'threads' ? 'threads' : 'io_uring';
+/** True when the engine under test is the thread pool: io_uring's own features (fixed buffers) are absent. */
+export const THREADS = ENGINE === 'local' && EMBEDDED === 'threads';
+
 /** The name File.stat().engine and ClientInfo.engine report for the engine under test. */
-export const ENGINE_NAME = ENGINE === 'hf3fs' ? 'usrbio' : 'io_uring';
+export const ENGINE_NAME = ENGINE === 'hf3fs' ? 'usrbio' : EMBEDDED;
 
 /** USRBIO iovs (/dev/shm/hf3fs-iov-* shared memory) mapped in this process, each counted once. */
 export function iovMappings(): number {

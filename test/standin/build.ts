@@ -1,6 +1,6 @@
-// Builds the test-only USRBIO stand-in (usrbio_standin.cc → libhf3fs_api_shared.so) and its C test
-// driver (harness.c) into build-test/standin/, only when an output is missing or older than its
-// sources or native/usrbio.h. Used from vitest's globalSetup and from test files; parallel test
+// Builds the test-only USRBIO stand-in (usrbio_standin.cc → libhf3fs_api_shared.so), its C test
+// driver (harness.c) and the seccomp wrapper of the fallback tests (no-io-uring) into
+// build-test/standin/, only when an output is missing or older than its sources or native/usrbio.h. Used from vitest's globalSetup and from test files; parallel test
 // processes may call it at once, so each compile writes a private temporary file and renames it
 // into place (rename is atomic: nobody ever loads a half-written library).
 import { execFileSync } from 'node:child_process';
@@ -49,6 +49,17 @@ export function buildHarness(): string {
   if (isStale(out, [src, HEADER])) {
     compile('gcc', ['-O2', '-g', '-std=gnu11', '-pthread', '-I', 'native', src, '-ldl'], out);
   }
+  return out;
+}
+
+/**
+ * Builds (if needed) build-test/standin/no-io-uring (test/fixtures/no-io-uring.c): runs a command
+ * with io_uring_setup refused by a seccomp filter, as in a Docker container with the default profile.
+ */
+export function buildNoIoUring(): string {
+  const src = join(ROOT, 'test', 'fixtures', 'no-io-uring.c');
+  const out = join(OUT_DIR, 'no-io-uring');
+  if (isStale(out, [src])) compile('gcc', ['-O2', '-std=gnu11', '-Wall', src], out);
   return out;
 }
 

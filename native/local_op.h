@@ -1,0 +1,56 @@
+// How an op on a local file moves, piece by piece: which descriptor and how many bytes the next
+// piece takes, and what its result means. Shared by the two embedded engines (io_uring and the
+// thread pool) so they cannot drift apart in what a short transfer, EOF or O_DIRECT means.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+
+#include "engine.h"
+
+namespace tfs {
+
+constexpr uint64_t kMaxPiece = 1ull << 30;  // the kernel caps one transfer near 2 GiB anyway
+
+inline bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
+
+// Sizes the op's next piece and picks its descriptor: the O_DIRECT twin when memory, offset and
+// length are aligned for it, the buffered one otherwise (decided per piece, so an op may switch).
+// Sets op->direct; returns the piece's length and sets *fd.
+inline uint64_t NextPiece(Op* op, int* fd) {
+  const FileState& f = *op->file;
+  const uint64_t len = std::min(op->remaining, kMaxPiece);
+  op->direct = f.direct_fd >= 0 && f.direct != FileState::Direct::kNever &&
+               Aligned(reinterpret_cast<uintptr_t>(op->ptr), f.dio_mem_align) &&
+               Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);
+  *fd = op->direct ? f.direct_fd : f.fd;
+  return len;
+}
+
+// What comes after a piece that moved `n` bytes.
+enum class PieceOutcome {
+  kMore,     // go on where it stopped (a short transfer, or the next 1 GiB piece)
+  kDone,     // settle with 0: every byte moved, or a read reached the end of the file
+  kStalled,  // settle with EIO: a write that moves nothing would loop forever
+};
+
+// Counts the piece's bytes and moves the op past them; a read that is done has its checksum taken.
+inline PieceOutcome AdvanceOp(Op* op, uint64_t n, EngineCounters& counters) {
+  (op->write ? counters.write_bytes : counters.read_bytes) += n;
+  (op->direct ? counters.direct_bytes : counters.buffered_bytes) += n;
+  (op->region ? counters.registered_bytes : counters.unregistered_bytes) += n;
+  op->done += n;
+  op->ptr += n;
+  op->offset += n;
+  op->remaining -= n;
+  if (op->remaining == 0 || (!op->write && n == 0)) {
+    TakeChecksum(*op);  // on the engine's thread, while the batch's other ops are still moving
+    return PieceOutcome::kDone;
+  }
+  if (n == 0) return PieceOutcome::kStalled;
+  if (n < std::min(op->remaining + n, kMaxPiece)) counters.short_transfers++;
+  return PieceOutcome::kMore;
+}
+
+}  // namespace tfs
