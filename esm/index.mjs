@@ -24,6 +24,8 @@ export const {
   crc32c,
   crc32cMany,
   crc32cSync,
+  crc32Many,
+  crc32Sync,
   pageKey,
   pageKeys,
 } = cjs;

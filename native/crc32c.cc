@@ -17,18 +17,22 @@ namespace tfs {
 
 namespace {
 
-// The polynomial 0x1EDC6F41 bit-reversed: the CRC is computed least significant bit first.
-constexpr uint32_t kPoly = 0x82F63B78u;
+// Both CRCs here are reflected (least significant bit first), with init and final XOR
+// 0xFFFFFFFF: CRC32C (Castagnoli, polynomial 0x1EDC6F41) for our own pages, and CRC-32
+// (zlib/IEEE 802.3, polynomial 0x04C11DB7) because ffrecord files carry it. They differ only in
+// the polynomial, so one table builder and one software loop serve both.
+constexpr uint32_t kCastagnoli = 0x82F63B78u;  // 0x1EDC6F41 bit-reversed
+constexpr uint32_t kIeee = 0xEDB88320u;        // 0x04C11DB7 bit-reversed
 
-// Slicing-by-8 tables: kTables[0][b] is the CRC of byte b; kTables[k][b] is the CRC of byte b
-// followed by k zero bytes, so eight bytes fold into the state with eight independent lookups.
+// Slicing-by-8 tables: t[0][b] is the CRC of byte b; t[k][b] is the CRC of byte b followed by k
+// zero bytes, so eight bytes fold into the state with eight independent lookups.
 using Tables = std::array<std::array<uint32_t, 256>, 8>;
 
-constexpr Tables MakeTables() {
+constexpr Tables MakeTables(uint32_t poly) {
   Tables t{};
   for (uint32_t b = 0; b < 256; b++) {
     uint32_t c = b;
-    for (int bit = 0; bit < 8; bit++) c = (c >> 1) ^ ((c & 1) ? kPoly : 0);
+    for (int bit = 0; bit < 8; bit++) c = (c >> 1) ^ ((c & 1) ? poly : 0);
     t[0][b] = c;
   }
   for (size_t k = 1; k < 8; k++)
@@ -36,8 +40,10 @@ constexpr Tables MakeTables() {
   return t;
 }
 
-constexpr Tables kTables = MakeTables();
+constexpr Tables kTables = MakeTables(kCastagnoli);
+constexpr Tables kIeeeTables = MakeTables(kIeee);
 static_assert(kTables[0][1] == 0xF26B8303u && kTables[0][255] == 0xAD7D5351u, "CRC32C byte table");
+static_assert(kIeeeTables[0][1] == 0x77073096u && kIeeeTables[0][255] == 0x2D02EF8Du, "CRC-32 byte table");
 
 // Assembled byte by byte so that it is right on any byte order; compilers make it one load.
 inline uint32_t LoadLe32(const uint8_t* p) {
@@ -45,16 +51,17 @@ inline uint32_t LoadLe32(const uint8_t* p) {
 }
 
 // Works on the inverted state (the caller does the init/final XOR).
-uint32_t SoftwareRaw(uint32_t crc, const uint8_t* p, size_t n) {
+uint32_t SlicedRaw(const Tables& t, uint32_t crc, const uint8_t* p, size_t n) {
   for (; n >= 8; p += 8, n -= 8) {
     const uint32_t lo = crc ^ LoadLe32(p), hi = LoadLe32(p + 4);
-    crc = kTables[7][lo & 0xFF] ^ kTables[6][(lo >> 8) & 0xFF] ^ kTables[5][(lo >> 16) & 0xFF] ^
-          kTables[4][lo >> 24] ^ kTables[3][hi & 0xFF] ^ kTables[2][(hi >> 8) & 0xFF] ^
-          kTables[1][(hi >> 16) & 0xFF] ^ kTables[0][hi >> 24];
+    crc = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^
+          t[3][hi & 0xFF] ^ t[2][(hi >> 8) & 0xFF] ^ t[1][(hi >> 16) & 0xFF] ^ t[0][hi >> 24];
   }
-  for (; n > 0; p++, n--) crc = (crc >> 8) ^ kTables[0][(crc ^ *p) & 0xFF];
+  for (; n > 0; p++, n--) crc = (crc >> 8) ^ t[0][(crc ^ *p) & 0xFF];
   return crc;
 }
+
+uint32_t SoftwareRaw(uint32_t crc, const uint8_t* p, size_t n) { return SlicedRaw(kTables, crc, p, n); }
 
 #ifdef TFS_CRC32C_X86
 // Compiled for SSE4.2 on its own, so the rest of the addon (and its callers' CPUs) need not be;
@@ -107,21 +114,12 @@ Span ViewSpan(Napi::Env env, Napi::Value v, const std::string& what) {
   throw CodeError(env, "ERR_INVALID_ARG_TYPE", what + " must be a TypedArray or DataView");
 }
 
-}  // namespace
-
-uint32_t Crc32c(uint32_t crc, const uint8_t* data, size_t n) {
-  return n == 0 ? crc : ~Raw()(~crc, data, n);
-}
-
-uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* data, size_t n) {
-  return n == 0 ? crc : ~SoftwareRaw(~crc, data, n);
-}
-
-Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) {
+// out[i] = checksum(views[i]) for every view, on libuv's pool: the body of crc32c() and crc32().
+Napi::Value ChecksumManyAsync(const Napi::CallbackInfo& info, const char* name, uint32_t (*checksum)(uint32_t, const uint8_t*, size_t)) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsTypedArray() ||
       info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32c(views: ArrayBufferView[], out: Uint32Array)");
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", std::string(name) + "(views: ArrayBufferView[], out: Uint32Array)");
   auto views_js = info[0].As<Napi::Array>();
   auto out_js = info[1].As<Napi::Uint32Array>();
   const uint32_t n = views_js.Length();
@@ -146,9 +144,9 @@ Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) {
   auto results = std::make_shared<std::vector<uint32_t>>(n);
 
   return PromiseWorker::Run(
-      env, "crc32c", "",
-      [spans, results]() {
-        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = Crc32c(0, (*spans)[i].data, (*spans)[i].length);
+      env, name, "",
+      [spans, results, checksum]() {
+        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = checksum(0, (*spans)[i].data, (*spans)[i].length);
         return 0;
       },
       [ref, results](Napi::Env env) -> Napi::Value {
@@ -157,7 +155,7 @@ Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) {
         auto out = ref->Value().Get(static_cast<uint32_t>(results->size())).As<Napi::Uint32Array>();
         if (out.ElementLength() != results->size()) {
           // Not thrown: PromiseWorker turns a pending exception into the promise's rejection.
-          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before crc32c finished")
+          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before the checksums were done")
               .ThrowAsJavaScriptException();
           return env.Undefined();
         }
@@ -166,12 +164,38 @@ Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) {
       });
 }
 
+}  // namespace
+
+uint32_t Crc32c(uint32_t crc, const uint8_t* data, size_t n) {
+  return n == 0 ? crc : ~Raw()(~crc, data, n);
+}
+
+uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* data, size_t n) {
+  return n == 0 ? crc : ~SoftwareRaw(~crc, data, n);
+}
+
+uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
+  return n == 0 ? crc : ~SlicedRaw(kIeeeTables, ~crc, data, n);
+}
+
+Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) { return ChecksumManyAsync(info, "crc32c", Crc32c); }
+
+Napi::Value Crc32Async(const Napi::CallbackInfo& info) { return ChecksumManyAsync(info, "crc32", Crc32); }
+
 Napi::Value Crc32cSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32cSync(view: ArrayBufferView)");
   const Span s = ViewSpan(env, info[0], "view");
   const bool software = info.Length() > 1 && info[1].ToBoolean();
   return Napi::Number::New(env, software ? Crc32cSoftware(0, s.data, s.length) : Crc32c(0, s.data, s.length));
+}
+
+Napi::Value Crc32Sync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32Sync(view: ArrayBufferView, crc?: number)");
+  const Span s = ViewSpan(env, info[0], "view");
+  const uint32_t start = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
+  return Napi::Number::New(env, Crc32(start, s.data, s.length));
 }
 
 }  // namespace tfs
