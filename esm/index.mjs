@@ -28,5 +28,15 @@ export const {
   crc32Sync,
   pageKey,
   pageKeys,
+  openDataset,
+  createDatasetWriter,
+  createShardedWriter,
+  FFRecordDataset,
+  FFRecordWriter,
+  ShardedDatasetWriter,
+  SampleBatch,
+  createLoader,
+  Loader,
+  epochOrder,
 } = cjs;
 export default cjs;

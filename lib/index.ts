@@ -17,3 +17,7 @@ export { KVCache, namespaceHash } from './kvcache';
 export type { KVCacheOptions, KVNamespace, KVGeometry, KVKey, KVPayload, PutResult, GetResult, KVCacheStats } from './kvcache';
 export { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Sync } from './crc32c';
 export { pageKey, pageKeys } from './page-keys';
+export { openDataset, createDatasetWriter, createShardedWriter, FFRecordDataset, FFRecordWriter, ShardedDatasetWriter, SampleBatch } from './ffrecord';
+export type { OpenDatasetOptions, ReadSamplesOptions, DatasetFile, DatasetWriterOptions, ShardedWriterOptions } from './ffrecord';
+export { createLoader, Loader, epochOrder } from './loader';
+export type { LoaderOptions, LoaderStep, BatchSource } from './loader';
