@@ -38,5 +38,7 @@ export const {
   createLoader,
   Loader,
   epochOrder,
+  openRangeReader,
+  RangeReader,
 } = cjs;
 export default cjs;

@@ -21,3 +21,5 @@ export { openDataset, createDatasetWriter, createShardedWriter, FFRecordDataset,
 export type { OpenDatasetOptions, ReadSamplesOptions, DatasetFile, DatasetWriterOptions, ShardedWriterOptions } from './ffrecord';
 export { createLoader, Loader, epochOrder } from './loader';
 export type { LoaderOptions, LoaderStep, BatchSource } from './loader';
+export { openRangeReader, RangeReader } from './range-reader';
+export type { RangeReaderOptions, RangeReaderStats } from './range-reader';
