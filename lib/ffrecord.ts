@@ -15,13 +15,10 @@ import { crc32Many } from './crc32c';
 import { argError, ThreeFSError } from './errors';
 import type { File } from './file';
 import type { IoBuffer } from './io-buffer';
+import { MAX_PIECE, ReadPlan, readAlignment, roundUp } from './read-plan';
 
 const HEADER = 12; // meta_crc + N
 const ENTRY = 12; // crc[i] + offset[i]
-/** Ops larger than this are split: no engine has to move more than this in one request. */
-const MAX_PIECE = 256 * 1024 * 1024;
-/** Where samples sit in a batch buffer when no alignment is needed: a cache line apart. */
-const PACK_ALIGN = 64;
 /** Idle batch buffers a dataset keeps for its next reads. */
 const IDLE_BUFFERS = 4;
 
@@ -119,17 +116,6 @@ function setU64(b: Buffer, at: number, value: number): void {
   b.writeUInt32LE(Math.floor(value / 0x1_0000_0000), at + 4);
 }
 
-const roundDown = (v: number, a: number) => v - (v % a);
-const roundUp = (v: number, a: number) => roundDown(v + a - 1, a);
-
-/** The ops that read [offset, offset + length) into buffer[at ...], in pieces of at most MAX_PIECE. */
-function pieces(file: File, buffer: IoBuffer, at: number, offset: number, length: number, out: FileIoOp[]): void {
-  for (let done = 0; done < length; done += MAX_PIECE) {
-    const n = Math.min(MAX_PIECE, length - done);
-    out.push({ file, buffer: buffer.subarray(at + done, at + done + n), fileOffset: offset + done });
-  }
-}
-
 async function readExactly(file: File, into: Buffer, offset: number, what: string): Promise<void> {
   const ops: FileIoOp[] = [];
   // Header reads go into plain JS memory: the batch reads them in place, without a copy.
@@ -182,8 +168,7 @@ async function openShard(client: Client, path: string, first: number, verify: bo
       throw ffError('ERR_FFRECORD_TRUNCATED', `sample ${n - 1} starts at ${previous}, past the end of the file (${size} bytes)`, { path, offset: size, sample: first + n - 1 });
     }
     bounds[n] = size;
-    // O_DIRECT on a local file system wants aligned offsets, lengths and memory; USRBIO does not.
-    const align = st.engine === 'io_uring' && st.direct.active ? Math.max(st.direct.memoryAlign, st.direct.offsetAlign, 1) : 1;
+    const align = readAlignment(st);
     return { path, samples: n, first, size, headerChecksum: metaCrc !== 0, file, crcs, bounds, align };
   } catch (e) {
     await file.close().catch(() => {});
@@ -234,47 +219,23 @@ export class FFRecordDataset implements AsyncDisposable {
     const n = indices.length;
     const where: [OpenFile, number][] = new Array(n);
     const at = new Float64Array(n); // where sample k's bytes start in the buffer
-    let total = 0;
+    const plan = new ReadPlan();
     for (let k = 0; k < n; k++) {
       const [f, j] = (where[k] = this.#locate(indices[k], k));
-      const start = f.bounds[j];
-      const end = f.bounds[j + 1];
-      if (end === start) continue;
-      const a = f.align;
-      total = roundUp(total, Math.max(a, PACK_ALIGN));
-      at[k] = total + (start - roundDown(start, a));
-      total += roundUp(end, a) - roundDown(start, a);
+      at[k] = plan.add(f.file, f.bounds[j], f.bounds[j + 1] - f.bounds[j], f.align, k);
     }
+    const total = plan.bytes;
     const buffer = this.#take(total);
     let samples: Buffer[];
     try {
-      const ops: FileIoOp[] = [];
-      const need: number[] = []; // bytes op k must deliver: the sample's end may lie before the aligned end
-      const owner: number[] = [];
-      for (let k = 0; k < n; k++) {
+      const failed = await plan.run(this.#client, buffer, options.signal);
+      if (failed) {
+        const k = failed.owner;
         const [f, j] = where[k];
-        const start = f.bounds[j];
-        const end = f.bounds[j + 1];
-        if (end === start) continue;
-        const from = roundDown(start, f.align);
-        const first = ops.length;
-        pieces(f.file, buffer, at[k] - (start - from), from, roundUp(end, f.align) - from, ops);
-        for (let p = first; p < ops.length; p++) {
-          need.push(Math.min(ops[p].buffer.byteLength, end - ops[p].fileOffset));
-          owner.push(k);
-        }
-      }
-      const results = ops.length > 0 ? await this.#client.batchRead(ops, { signal: options.signal }) : [];
-      for (let p = 0; p < results.length; p++) {
-        const r = results[p];
-        const k = owner[p];
-        const [f, j] = where[k];
-        if (r.error) {
-          throw new ThreeFSError(r.error.code, `${r.error.message} (sample ${f.first + j})`, { errno: r.error.errno, syscall: r.error.syscall, path: f.path, offset: r.error.offset, sample: f.first + j, index: k, cause: r.error });
-        }
-        if (r.bytes < need[p]) {
-          throw ffError('ERR_FFRECORD_TRUNCATED', `sample ${f.first + j} is cut short: the file ends at ${ops[p].fileOffset + r.bytes}, before the sample's end at ${f.bounds[j + 1]}`, { path: f.path, offset: ops[p].fileOffset + r.bytes, sample: f.first + j, index: k });
-        }
+        const sample = f.first + j;
+        const e = failed.error;
+        if (e) throw new ThreeFSError(e.code, `${e.message} (sample ${sample})`, { errno: e.errno, syscall: e.syscall, path: f.path, offset: failed.offset, sample, index: k, cause: e });
+        throw ffError('ERR_FFRECORD_TRUNCATED', `sample ${sample} is cut short: the file ends at ${failed.offset}, before the sample's end at ${f.bounds[j + 1]}`, { path: f.path, offset: failed.offset, sample, index: k });
       }
       const bytes = total > 0 ? buffer.bytes : Buffer.alloc(0);
       samples = new Array(n);
