@@ -40,5 +40,9 @@ export const {
   epochOrder,
   openRangeReader,
   RangeReader,
+  openSafetensors,
+  SafetensorsFile,
+  LoadedTensors,
+  MAX_HEADER_BYTES,
 } = cjs;
 export default cjs;

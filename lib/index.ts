@@ -23,3 +23,5 @@ export { createLoader, Loader, epochOrder } from './loader';
 export type { LoaderOptions, LoaderStep, BatchSource } from './loader';
 export { openRangeReader, RangeReader } from './range-reader';
 export type { RangeReaderOptions, RangeReaderStats } from './range-reader';
+export { openSafetensors, SafetensorsFile, LoadedTensors, MAX_HEADER_BYTES } from './safetensors';
+export type { TensorInfo, TensorSlice, LoadOptions, LoadedTensor } from './safetensors';
