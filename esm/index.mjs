@@ -44,5 +44,6 @@ export const {
   SafetensorsFile,
   LoadedTensors,
   MAX_HEADER_BYTES,
+  rmrf,
 } = cjs;
 export default cjs;

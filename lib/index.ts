@@ -25,3 +25,5 @@ export { openRangeReader, RangeReader } from './range-reader';
 export type { RangeReaderOptions, RangeReaderStats } from './range-reader';
 export { openSafetensors, SafetensorsFile, LoadedTensors, MAX_HEADER_BYTES } from './safetensors';
 export type { TensorInfo, TensorSlice, LoadOptions, LoadedTensor } from './safetensors';
+export { rmrf } from './rmrf';
+export type { RmrfResult } from './rmrf';
