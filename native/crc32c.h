@@ -24,12 +24,15 @@ Napi::Value Crc32cAsync(const Napi::CallbackInfo& info);
 Napi::Value Crc32cSync(const Napi::CallbackInfo& info);
 
 // zlib's crc32(crc, data, n): CRC-32/ISO-HDLC (IEEE 802.3, reflected, init and final XOR
-// 0xFFFFFFFF), continued from `crc`. Crc32(0, "123456789", 9) == 0xCBF43926. Table-driven.
+// 0xFFFFFFFF), continued from `crc`. Crc32(0, "123456789", 9) == 0xCBF43926. Carry-less
+// multiplication (PCLMULQDQ) when the CPU has it, else table-driven.
 uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n);
+// The table-driven version alone, for tests.
+uint32_t Crc32Software(uint32_t crc, const uint8_t* data, size_t n);
 // crc32(views: ArrayBufferView[], out: Uint32Array) -> Promise<void>: out[i] = CRC-32(views[i]),
 // computed on libuv's pool.
 Napi::Value Crc32Async(const Napi::CallbackInfo& info);
-// crc32Sync(view: ArrayBufferView, crc?: number) -> number, on the JS thread (headers, tests).
+// crc32Sync(view: ArrayBufferView, crc?: number, software?: boolean) -> number, on the JS thread.
 Napi::Value Crc32Sync(const Napi::CallbackInfo& info);
 
 }  // namespace tfs

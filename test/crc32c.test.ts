@@ -138,13 +138,20 @@ describe('bad input', () => {
 
 // CRC-32 (zlib's), for ffrecord: node:zlib's own crc32 is the oracle (another implementation).
 describe('CRC-32 (zlib polynomial)', () => {
-  it('the check value, and node:zlib on every small length and alignment', async () => {
+  // The table-driven path, whatever the CPU (the default is carry-less multiplication when it can).
+  const tables = (v: ArrayBufferView, crc = 0) => native().crc32Sync(v, crc, true);
+
+  it('the check value, and node:zlib on every small length and alignment, both paths', async () => {
     expect(crc32Sync(Buffer.from('123456789'))).toBe(0xcbf43926);
+    expect(tables(Buffer.from('123456789'))).toBe(0xcbf43926);
     expect(crc32Sync(new Uint8Array(0))).toBe(0);
     const backing = rng.bytes(300 + 16);
     const views: Uint8Array[] = [];
     for (let len = 0; len <= 300; len += 1) for (let off = 0; off < 16; off += 5) views.push(backing.subarray(off, off + len));
-    for (const v of views) expect(crc32Sync(v)).toBe(zlib.crc32(v));
+    for (const v of views) {
+      expect(crc32Sync(v), `len ${v.length}`).toBe(zlib.crc32(v));
+      expect(tables(v), `tables, len ${v.length}`).toBe(zlib.crc32(v));
+    }
     expect(Array.from(await crc32Many(views))).toEqual(views.map((v) => zlib.crc32(v)));
   });
 
@@ -153,6 +160,8 @@ describe('CRC-32 (zlib polynomial)', () => {
     let running = 0;
     for (let at = 0; at < big.length; at += 65_537) running = crc32Sync(big.subarray(at, at + 65_537), running);
     expect(running).toBe(zlib.crc32(big));
+    expect(crc32Sync(big)).toBe(zlib.crc32(big));
+    expect(tables(big)).toBe(zlib.crc32(big));
   });
 
   it('refuses bad input', async () => {
