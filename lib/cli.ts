@@ -7,6 +7,7 @@ const USAGE = `Usage: 3fs-client <command> [options]
 
 Commands:
   bench            Measure 3fs-client against fio and node:fs on this machine, then KVCache
+                   and datasets
   doctor [path]    Check this machine and path for 3fs-client and 3FS, and say what to change
                    (path: default the config's mount, else the current directory)
   help             Show this help
@@ -35,6 +36,8 @@ Options of bench:
                    rounds); takes --dir, --quick, --repeat, --json, and --size: bytes of pages per
                    page size (default 512MiB; with --quick 256MiB)
   --no-kvcache     leave out the KVCache section
+  --no-datasets    leave out the datasets section (random ffrecord batches of 4 KiB, 64 KiB and
+                   1 MiB samples, and a safetensors load, next to node:fs readers of the same files)
 
 Options of doctor:
   --json           print the report as JSON
@@ -73,6 +76,7 @@ const benchOptions = {
   lib: { type: 'string' },
   kvcache: { type: 'boolean' },
   'no-kvcache': { type: 'boolean' },
+  'no-datasets': { type: 'boolean' },
 } as const;
 
 // doctor's --json is a switch, bench's takes a file: each command parses its own options.
@@ -183,6 +187,7 @@ interface BenchValues {
   lib?: string;
   kvcache?: boolean;
   'no-kvcache'?: boolean;
+  'no-datasets'?: boolean;
 }
 
 async function bench(values: BenchValues, io: CliIo): Promise<number> {
@@ -241,6 +246,7 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
     workloads: list(values.workloads),
     tools: tools as ('3fs-client' | 'fio' | 'node:fs')[] | undefined,
     kvcache: !values['no-kvcache'],
+    datasets: !values['no-datasets'],
     err: (text) => io.stderr(text),
     out: (text) => io.stdout(text),
   });

@@ -24,6 +24,6 @@ export type { LoaderOptions, LoaderStep, BatchSource } from './loader';
 export { openRangeReader, RangeReader } from './range-reader';
 export type { RangeReaderOptions, RangeReaderStats } from './range-reader';
 export { openSafetensors, SafetensorsFile, LoadedTensors, MAX_HEADER_BYTES } from './safetensors';
-export type { TensorInfo, TensorSlice, LoadOptions, LoadedTensor } from './safetensors';
+export type { TensorInfo, TensorSlice, LoadOptions, LoadedTensor, OpenSafetensorsOptions } from './safetensors';
 export { rmrf } from './rmrf';
 export type { RmrfResult } from './rmrf';

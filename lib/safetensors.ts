@@ -64,6 +64,12 @@ export interface LoadOptions {
   slice?: TensorSlice | ((tensor: TensorInfo) => TensorSlice | undefined);
   /** Read across gaps up to this many bytes between tensors to coalesce their ranges. Default 64 KiB. */
   maxGap?: number;
+  /**
+   * Load into this registered buffer (from client.alloc(); large enough for the load, see
+   * SafetensorsFile.bytesFor()) instead of a new one: reloads reuse memory. It stays the caller's:
+   * free() of the result does not free it.
+   */
+  into?: IoBuffer;
   signal?: AbortSignal;
 }
 
@@ -85,19 +91,22 @@ export interface LoadedTensor {
 export class LoadedTensors implements Disposable {
   readonly tensors: ReadonlyMap<string, LoadedTensor>;
   readonly buffer: IoBuffer;
+  readonly #owned: boolean;
 
   /** @internal */
-  constructor(tensors: Map<string, LoadedTensor>, buffer: IoBuffer) {
+  constructor(tensors: Map<string, LoadedTensor>, buffer: IoBuffer, owned: boolean) {
     this.tensors = tensors;
     this.buffer = buffer;
+    this.#owned = owned;
   }
 
   get(name: string): LoadedTensor | undefined {
     return this.tensors.get(name);
   }
 
+  /** Frees the buffer the load made (a buffer passed as `into` stays the caller's). */
   free(): void {
-    this.buffer.free();
+    if (this.#owned) this.buffer.free();
   }
 
   [Symbol.dispose](): void {
@@ -217,6 +226,45 @@ export class SafetensorsFile implements AsyncDisposable {
    */
   async load(names: readonly string[] = this.names(), options: LoadOptions = {}): Promise<LoadedTensors> {
     options ??= {};
+    const { plan, chosen, placed } = this.#plan(names, options);
+    const into = options.into;
+    if (into !== undefined) {
+      if (into === null || typeof into !== 'object' || typeof into.subarray !== 'function' || into.freed) throw argError('ERR_INVALID_ARG_TYPE', 'into must be a live IoBuffer from client.alloc()');
+      if (into.byteLength < plan.bytes) throw argError('ERR_OUT_OF_RANGE', `into has ${into.byteLength} bytes; this load needs ${plan.bytes}`);
+    }
+    const buffer = into ?? this.#client.alloc(Math.max(plan.bytes, 1));
+    try {
+      const failed = await plan.run(this.#client, buffer, options.signal);
+      if (failed) {
+        const e = failed.error;
+        if (e) throw new ThreeFSError(e.code, e.message, { errno: e.errno, syscall: e.syscall, path: this.path, offset: failed.offset, cause: e });
+        throw argError('ERR_SAFETENSORS_TRUNCATED', `the file ends at ${failed.offset}, inside tensor data: '${this.path}'`, { path: this.path, offset: failed.offset });
+      }
+      const memory = buffer.bytes;
+      const out = new Map<string, LoadedTensor>();
+      for (const { t } of chosen) {
+        const p = placed.get(t.name)!;
+        const type = DTYPES[t.dtype];
+        const size = type.bits / 8;
+        // An empty tensor (or part) has no place in the buffer.
+        const bytes = p.length === 0 ? Buffer.alloc(0) : memory.subarray(p.at, p.at + p.length);
+        const aligned = type.array !== undefined && (bytes.byteOffset % size === 0 || p.length === 0);
+        const array = aligned ? new type.array!(bytes.buffer as ArrayBuffer, bytes.byteOffset, p.length / size) : undefined;
+        out.set(t.name, Object.freeze({ name: t.name, dtype: t.dtype, shape: Object.freeze([...p.shape]), bytes, ...(array ? { array } : {}) }));
+      }
+      return new LoadedTensors(out, buffer, into === undefined);
+    } catch (e) {
+      if (into === undefined) buffer.free();
+      throw e;
+    }
+  }
+
+  /** Bytes of buffer a load of these tensors (with these options) takes: the size `into` needs. */
+  bytesFor(names: readonly string[] = this.names(), options: LoadOptions = {}): number {
+    return this.#plan(names, options ?? {}).plan.bytes;
+  }
+
+  #plan(names: readonly string[], options: LoadOptions) {
     if (!Array.isArray(names)) throw argError('ERR_INVALID_ARG_TYPE', 'names must be an array of tensor names');
     const maxGap = options.maxGap ?? 64 * 1024;
     if (!isCount(maxGap)) throw argError('ERR_OUT_OF_RANGE', 'maxGap must be a whole number >= 0');
@@ -252,31 +300,7 @@ export class SafetensorsFile implements AsyncDisposable {
       for (let o = 0; o < part.count; o++) plan.place(this.#file, part.first + o * part.stride, part.run, at + o * part.run, runs.length);
       placed.set(t.name, { at, length: part.run * part.count, shape: part.shape });
     }
-    const buffer = this.#client.alloc(Math.max(plan.bytes, 1));
-    try {
-      const failed = await plan.run(this.#client, buffer, options.signal);
-      if (failed) {
-        const e = failed.error;
-        if (e) throw new ThreeFSError(e.code, e.message, { errno: e.errno, syscall: e.syscall, path: this.path, offset: failed.offset, cause: e });
-        throw argError('ERR_SAFETENSORS_TRUNCATED', `the file ends at ${failed.offset}, inside tensor data: '${this.path}'`, { path: this.path, offset: failed.offset });
-      }
-      const memory = buffer.bytes;
-      const out = new Map<string, LoadedTensor>();
-      for (const { t } of chosen) {
-        const p = placed.get(t.name)!;
-        const type = DTYPES[t.dtype];
-        const size = type.bits / 8;
-        // An empty tensor (or part) has no place in the buffer.
-        const bytes = p.length === 0 ? Buffer.alloc(0) : memory.subarray(p.at, p.at + p.length);
-        const aligned = type.array !== undefined && (bytes.byteOffset % size === 0 || p.length === 0);
-        const array = aligned ? new type.array!(bytes.buffer as ArrayBuffer, bytes.byteOffset, p.length / size) : undefined;
-        out.set(t.name, Object.freeze({ name: t.name, dtype: t.dtype, shape: Object.freeze([...p.shape]), bytes, ...(array ? { array } : {}) }));
-      }
-      return new LoadedTensors(out, buffer);
-    } catch (e) {
-      buffer.free();
-      throw e;
-    }
+    return { plan, chosen, placed };
   }
 
   close(): Promise<void> {
@@ -288,11 +312,20 @@ export class SafetensorsFile implements AsyncDisposable {
   }
 }
 
+export interface OpenSafetensorsOptions {
+  /** Default: clientFor(path) (USRBIO on a 3FS mount). */
+  client?: Client;
+  /** 'auto' (default): O_DIRECT where the file system has it (aligned ranges around the tensors); 'never': through the page cache. */
+  direct?: 'auto' | 'never';
+}
+
 /** Opens a safetensors file: reads and checks its header. */
-export async function openSafetensors(path: string, options: { client?: Client } = {}): Promise<SafetensorsFile> {
+export async function openSafetensors(path: string, options: OpenSafetensorsOptions = {}): Promise<SafetensorsFile> {
   options ??= {};
+  const direct = options.direct ?? 'auto';
+  if (direct !== 'auto' && direct !== 'never') throw argError('ERR_INVALID_ARG_VALUE', `direct must be 'auto' or 'never'`);
   const client = options.client ?? clientFor(path);
-  const file = await client.open(path, 'r', 0o666, { direct: 'auto' });
+  const file = await client.open(path, 'r', 0o666, { direct });
   try {
     const st = await file.stat();
     const size = st.size;

@@ -104,6 +104,23 @@ describe('loading', () => {
     expect(loaded.buffer.registered).toBe(true);
   });
 
+  it('into: reloads reuse the caller\'s registered buffer, which free() leaves alone; too small is refused', async () => {
+    const path = write(specs);
+    await using st = await openSafetensors(path, { client });
+    const need = st.bytesFor();
+    using into = client.alloc(need);
+    for (let round = 0; round < 2; round++) {
+      const loaded = await st.load(undefined, { into });
+      expect(loaded.buffer).toBe(into);
+      expect(loaded.get('proj')!.bytes.equals(specs[6].data)).toBe(true);
+      expect(loaded.get('proj')!.bytes.buffer).toBe(into.bytes.buffer);
+      loaded.free();
+      expect(into.freed).toBe(false);
+    }
+    using small = client.alloc(need - 1);
+    expect((await failure(() => st.load(undefined, { into: small }))).code).toBe('ERR_OUT_OF_RANGE');
+  });
+
   it('a subset: far-apart tensors are separate ranges, near ones one range across the gap', async () => {
     const big = [tensor('a', 'F32', [100]), tensor('gap', 'U8', [200_000]), tensor('b', 'F32', [50]), tensor('c', 'F32', [10])];
     const path = write(big);
