@@ -25,6 +25,7 @@ export const {
   crc32cMany,
   crc32cSync,
   crc32Many,
+  crc32Ranges,
   crc32Sync,
   pageKey,
   pageKeys,

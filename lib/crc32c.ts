@@ -32,6 +32,23 @@ export function crc32Many(views: readonly ArrayBufferView[]): Promise<Uint32Arra
   return checksumMany('crc32', views);
 }
 
+/**
+ * CRC-32 of many ranges of one view ([start, length] pairs in `ranges`), off the JS thread: the
+ * samples of a batch in one buffer, without a JS object per range.
+ */
+export async function crc32Ranges(view: ArrayBufferView, ranges: Float64Array): Promise<Uint32Array> {
+  checkView(view, 'view');
+  if (!(ranges instanceof Float64Array) || ranges.length % 2 !== 0) throw argError('ERR_INVALID_ARG_TYPE', 'ranges must be a Float64Array of [start, length] pairs');
+  const out = new Uint32Array(ranges.length / 2);
+  if (out.length === 0) return out;
+  try {
+    await native().crc32Ranges(view, ranges, out);
+  } catch (e) {
+    throw fromNative(e);
+  }
+  return out;
+}
+
 /** zlib's crc32(view), continued from `crc` (0 to start), on the calling thread: for small inputs. */
 export function crc32Sync(view: ArrayBufferView, crc = 0): number {
   checkView(view, 'view');

@@ -11,7 +11,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { IoOp } from './batch';
 import { clientFor, type Client, type FileIoOp } from './client';
-import { crc32Many } from './crc32c';
+import { crc32Many, crc32Ranges } from './crc32c';
 import { argError, ThreeFSError } from './errors';
 import type { File } from './file';
 import type { IoBuffer } from './io-buffer';
@@ -240,13 +240,16 @@ export class FFRecordDataset implements AsyncDisposable {
       const bytes = total > 0 ? buffer.bytes : Buffer.alloc(0);
       samples = new Array(n);
       const out: number[] = new Array(n);
+      const ranges = new Float64Array(2 * n); // [start, length] of each sample in `bytes`, for the CRCs
       for (let k = 0; k < n; k++) {
         const [f, j] = where[k];
         const len = f.bounds[j + 1] - f.bounds[j];
         samples[k] = len === 0 ? Buffer.alloc(0) : bytes.subarray(at[k], at[k] + len);
+        if (len > 0) ranges[2 * k] = at[k];
+        ranges[2 * k + 1] = len;
         out[k] = f.first + j;
       }
-      if (verify) await this.#check(samples, where);
+      if (verify) await this.#check(bytes, ranges, where);
       return new SampleBatch(out, samples, buffer, (b) => this.#giveBack(b));
     } catch (e) {
       this.#giveBack(buffer);
@@ -266,9 +269,9 @@ export class FFRecordDataset implements AsyncDisposable {
     return this.close();
   }
 
-  async #check(samples: Buffer[], where: [OpenFile, number][]): Promise<void> {
-    const got = await crc32Many(samples);
-    for (let k = 0; k < samples.length; k++) {
+  async #check(bytes: Buffer, ranges: Float64Array, where: [OpenFile, number][]): Promise<void> {
+    const got = await crc32Ranges(bytes, ranges);
+    for (let k = 0; k < where.length; k++) {
       const [f, j] = where[k];
       if (got[k] !== f.crcs[j]) {
         throw ffError('ERR_FFRECORD_CORRUPT_SAMPLE', `sample ${f.first + j} is corrupt: CRC-32 ${hex(got[k])}, the header says ${hex(f.crcs[j])}`, { path: f.path, offset: f.bounds[j], sample: f.first + j, index: k });

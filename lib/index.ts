@@ -15,7 +15,7 @@ export { findMount, findHf3fsMount, listMounts } from './mounts';
 export type { Mount, Hf3fsMount } from './mounts';
 export { KVCache, namespaceHash } from './kvcache';
 export type { KVCacheOptions, KVNamespace, KVGeometry, KVKey, KVPayload, PutResult, GetResult, KVCacheStats } from './kvcache';
-export { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Sync } from './crc32c';
+export { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from './crc32c';
 export { pageKey, pageKeys } from './page-keys';
 export { openDataset, createDatasetWriter, createShardedWriter, FFRecordDataset, FFRecordWriter, ShardedDatasetWriter, SampleBatch } from './ffrecord';
 export type { OpenDatasetOptions, ReadSamplesOptions, DatasetFile, DatasetWriterOptions, ShardedWriterOptions } from './ffrecord';

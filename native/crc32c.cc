@@ -1,6 +1,7 @@
 #include "crc32c.h"
 
 #include <array>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -247,6 +248,47 @@ uint32_t Crc32Software(uint32_t crc, const uint8_t* data, size_t n) {
 Napi::Value Crc32cAsync(const Napi::CallbackInfo& info) { return ChecksumManyAsync(info, "crc32c", Crc32c); }
 
 Napi::Value Crc32Async(const Napi::CallbackInfo& info) { return ChecksumManyAsync(info, "crc32", Crc32); }
+
+Napi::Value Crc32RangesAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32Ranges(view: ArrayBufferView, ranges: Float64Array, out: Uint32Array)");
+  const Span whole = ViewSpan(env, info[0], "view");
+  auto ranges_js = info[1].As<Napi::Float64Array>();
+  auto out_js = info[2].As<Napi::Uint32Array>();
+  const size_t n = out_js.ElementLength();
+  if (ranges_js.ElementLength() != 2 * n) throw CodeError(env, "ERR_INVALID_ARG_VALUE", "ranges must hold a [start, length] pair per element of out");
+  // Checked here, on the JS thread: the pool thread reads only within the view.
+  auto spans = std::make_shared<std::vector<Span>>(n);
+  for (size_t i = 0; i < n; i++) {
+    const double start = ranges_js[2 * i], length = ranges_js[2 * i + 1];
+    if (!(start >= 0 && length >= 0 && start + length <= static_cast<double>(whole.length)) || std::floor(start) != start ||
+        std::floor(length) != length)
+      throw CodeError(env, "ERR_OUT_OF_RANGE", "range " + std::to_string(i) + " is not within the view");
+    (*spans)[i] = {whole.data + static_cast<size_t>(start), static_cast<size_t>(length)};
+  }
+  Napi::Array keep = Napi::Array::New(env, 2);
+  keep.Set(0u, info[0]);
+  keep.Set(1u, out_js);
+  auto ref = std::make_shared<Napi::Reference<Napi::Array>>(Napi::Persistent(keep));
+  auto results = std::make_shared<std::vector<uint32_t>>(n);
+  return PromiseWorker::Run(
+      env, "crc32", "",
+      [spans, results]() {
+        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = Crc32(0, (*spans)[i].data, (*spans)[i].length);
+        return 0;
+      },
+      [ref, results](Napi::Env env) -> Napi::Value {
+        auto out = ref->Value().Get(1u).As<Napi::Uint32Array>();
+        if (out.ElementLength() != results->size()) {
+          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before the checksums were done").ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+        for (size_t i = 0; i < results->size(); i++) out[i] = (*results)[i];
+        return env.Undefined();
+      });
+}
 
 Napi::Value Crc32cSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

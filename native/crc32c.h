@@ -32,6 +32,10 @@ uint32_t Crc32Software(uint32_t crc, const uint8_t* data, size_t n);
 // crc32(views: ArrayBufferView[], out: Uint32Array) -> Promise<void>: out[i] = CRC-32(views[i]),
 // computed on libuv's pool.
 Napi::Value Crc32Async(const Napi::CallbackInfo& info);
+// crc32Ranges(view, ranges: Float64Array [start, length, ...], out: Uint32Array) -> Promise<void>:
+// out[i] = CRC-32 of view[start_i, start_i + length_i), on libuv's pool. One view for a whole
+// batch of samples: no JS object per range.
+Napi::Value Crc32RangesAsync(const Napi::CallbackInfo& info);
 // crc32Sync(view: ArrayBufferView, crc?: number, software?: boolean) -> number, on the JS thread.
 Napi::Value Crc32Sync(const Napi::CallbackInfo& info);
 

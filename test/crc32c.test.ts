@@ -3,7 +3,7 @@
 // for the hardware path (SSE4.2, when the CPU has it) and the software path alike.
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Sync } from '../lib/crc32c';
+import { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from '../lib/crc32c';
 import { native } from '../lib/native';
 import { failure, MiB, Rng, seedFor } from './helpers';
 
@@ -169,5 +169,24 @@ describe('CRC-32 (zlib polynomial)', () => {
     expect((await failure(() => crc32Sync('x' as never))).code).toBe('ERR_INVALID_ARG_TYPE');
     expect((await failure(() => crc32Sync(new Uint8Array(1), -1))).code).toBe('ERR_OUT_OF_RANGE');
     expect(() => native().crc32([new Uint8Array(1)], new Uint32Array(2))).toThrow(/one element per view/);
+  });
+});
+
+describe('CRC-32 of ranges of one view', () => {
+  it('each range as node:zlib computes it; empty ranges; bad ranges refused', async () => {
+    const whole = rng.bytes(100_000);
+    const pairs: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const start = rng.int(0, whole.length);
+      pairs.push(start, rng.int(0, whole.length - start));
+    }
+    pairs.push(0, 0, whole.length, 0, 0, whole.length);
+    const got = await crc32Ranges(whole, Float64Array.from(pairs));
+    for (let i = 0; i < pairs.length / 2; i++) expect(got[i]).toBe(zlib.crc32(whole.subarray(pairs[2 * i], pairs[2 * i] + pairs[2 * i + 1])));
+    for (const bad of [[0, 100_001], [-1, 1], [99_999, 2], [0.5, 1]]) {
+      expect((await failure(() => crc32Ranges(whole, Float64Array.from(bad)))).code, String(bad)).toBe('ERR_OUT_OF_RANGE');
+    }
+    expect((await failure(() => crc32Ranges(whole, [0, 1] as never))).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect((await failure(() => crc32Ranges(whole, new Float64Array(3)))).code).toBe('ERR_INVALID_ARG_TYPE');
   });
 });
