@@ -7,10 +7,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import zlib from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { createDatasetWriter, createShardedWriter, encodeHeader, openDataset, type FFRecordDataset } from '../lib/ffrecord';
-import { ENGINE, failure, KiB, makeTmpDir, Rng, seedFor, testConnect } from './helpers';
+import { ENGINE, failure, KiB, makeTmpDir, Rng, seedFor, withTestClient } from './helpers';
 
 const tmp = makeTmpDir('ffrecord');
 const REFERENCE = resolve(__dirname, 'fixtures/ffrecord_reference.py');
@@ -18,14 +18,10 @@ const fixtures = tmp.path('fixtures');
 let client: Client;
 let manifest: Record<string, { samples: string[]; capacity?: number; shards?: number; bigLength?: number; offsets?: number[]; small?: string[] }>;
 
+withTestClient((c) => (client = c), tmp);
 beforeAll(() => {
-  client = testConnect();
   execFileSync('python3', [REFERENCE, 'write', fixtures]);
   manifest = JSON.parse(readFileSync(join(fixtures, 'manifest.json'), 'utf8'));
-});
-afterAll(async () => {
-  await client?.close();
-  tmp.cleanup();
 });
 
 const samplesOf = (name: string) => manifest[name].samples.map((h) => Buffer.from(h, 'hex'));

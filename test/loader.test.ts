@@ -2,11 +2,11 @@
 // (every sample of an epoch exactly once over the ranks; the same seed, the same order), prefetch
 // depth observed on an instrumented dataset, and a real ffrecord dataset read through it. Runs on
 // both engines.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { createDatasetWriter, openDataset } from '../lib/ffrecord';
 import { createLoader, epochOrder, type LoaderOptions, type LoaderStep } from '../lib/loader';
-import { failure, makeTmpDir, Rng, seedFor, settledWithin, sleep, testConnect } from './helpers';
+import { failure, makeTmpDir, Rng, seedFor, settledWithin, sleep, withTestClient } from './helpers';
 
 /** An in-memory dataset that records its reads: sample i is the number i. */
 class FakeDataset {
@@ -175,13 +175,7 @@ describe('prefetch and release', () => {
 describe('over an ffrecord dataset', () => {
   const tmp = makeTmpDir('loader');
   let client: Client;
-  beforeAll(() => {
-    client = testConnect();
-  });
-  afterAll(async () => {
-    await client?.close();
-    tmp.cleanup();
-  });
+  withTestClient((c) => (client = c), tmp);
 
   it('two ranks, two epochs: every sample once per epoch with its own bytes', async () => {
     const rng = new Rng(seedFor('loader-ffrecord'));

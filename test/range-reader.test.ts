@@ -7,20 +7,14 @@ import type { FileHandle } from 'node:fs/promises';
 import { Float64, Int32, RecordBatchReader, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { openRangeReader, type RangeReader } from '../lib/range-reader';
-import { failure, makeTmpDir, Rng, seedFor, testConnect } from './helpers';
+import { failure, makeTmpDir, Rng, seedFor, withTestClient } from './helpers';
 
 const tmp = makeTmpDir('range');
 let client: Client;
-beforeAll(() => {
-  client = testConnect();
-});
-afterAll(async () => {
-  await client?.close();
-  tmp.cleanup();
-});
+withTestClient((c) => (client = c), tmp);
 
 const ROWS = 5000;
 function columns() {

@@ -3,20 +3,14 @@
 // values written and node:fs's bytes: whole loads, subsets, tensor-parallel parts along every
 // dimension, coalescing, and every header check. Runs on both engines.
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { MAX_HEADER_BYTES, openSafetensors } from '../lib/safetensors';
-import { failure, makeTmpDir, Rng, seedFor, testConnect } from './helpers';
+import { failure, makeTmpDir, Rng, seedFor, withTestClient } from './helpers';
 
 const tmp = makeTmpDir('safetensors');
 let client: Client;
-beforeAll(() => {
-  client = testConnect();
-});
-afterAll(async () => {
-  await client?.close();
-  tmp.cleanup();
-});
+withTestClient((c) => (client = c), tmp);
 
 interface Spec {
   name: string;
