@@ -7,7 +7,7 @@ export interface ErrorDetails {
   path?: string;
   offset?: number;
   index?: number;
-  /** Datasets: the sample the error is about (its index in the whole dataset). */
+  /** Datasets: the sample the error is about: its index in the dataset (in a header error at open, in its file). */
   sample?: number;
   cause?: unknown;
 }
@@ -26,7 +26,7 @@ export class ThreeFSError extends Error {
   declare readonly offset?: number;
   /** The op's index within its batch, when the error belongs to one op. */
   declare readonly index?: number;
-  /** Datasets: the sample the error is about (its index in the whole dataset). */
+  /** Datasets: the sample the error is about: its index in the dataset (in a header error at open, in its file). */
   declare readonly sample?: number;
   /** Per-op results of the batch, on errors that end a whole batch (abort, failFast). */
   declare results?: OpResult[];

@@ -21,6 +21,8 @@ const HEADER = 12; // meta_crc + N
 const ENTRY = 12; // crc[i] + offset[i]
 /** Idle batch buffers a dataset keeps for its next reads. */
 const IDLE_BUFFERS = 4;
+/** Shards opened at once by openDataset(). */
+const OPEN_AT_ONCE = 16;
 
 export interface OpenDatasetOptions {
   /** The client whose engine reads the files. Default: clientFor(path) (USRBIO on a 3FS mount). */
@@ -28,7 +30,7 @@ export interface OpenDatasetOptions {
   /** Check the header CRC at open and every sample's CRC after it is read. Default true. */
   verify?: boolean;
   /**
-   * 'auto' (default): on files systems with O_DIRECT, samples are read with it, as aligned ranges
+   * 'auto' (default): on file systems with O_DIRECT, samples are read with it, as aligned ranges
    * around them (the samples are views into those); 'never': buffered reads of the exact bytes.
    */
   direct?: 'auto' | 'never';
@@ -94,7 +96,7 @@ export class SampleBatch implements Disposable {
 interface OpenFile extends DatasetFile {
   readonly file: File;
   readonly crcs: Uint32Array;
-  /** offset[i] of every sample, then st_size: sample i is [ends[i], ends[i + 1]). */
+  /** offset[i] of every sample, then st_size: sample i is [bounds[i], bounds[i + 1]). */
   readonly bounds: Float64Array;
   /** Alignment of O_DIRECT reads (1: read the exact bytes). */
   readonly align: number;
@@ -129,7 +131,7 @@ async function readExactly(file: File, into: Buffer, offset: number, what: strin
   });
 }
 
-async function openShard(client: Client, path: string, first: number, verify: boolean, direct: 'auto' | 'never'): Promise<OpenFile> {
+async function openShard(client: Client, path: string, verify: boolean, direct: 'auto' | 'never'): Promise<OpenFile> {
   const file = await client.open(path, 'r', 0o666, { direct });
   try {
     const st = await file.stat();
@@ -160,16 +162,16 @@ async function openShard(client: Client, path: string, first: number, verify: bo
       const at = u64(tables, 4 * n + 8 * i);
       if (at < previous) {
         const why = i === 0 ? `before the end of the header (${previous})` : `before sample ${i - 1}'s (${previous})`;
-        throw ffError('ERR_FFRECORD_BAD_HEADER', `impossible header: sample ${i} starts at ${at < 0 ? '2^53 or more' : at}, ${why}`, { path, offset: HEADER + 4 * n + 8 * i, sample: first + i });
+        throw ffError('ERR_FFRECORD_BAD_HEADER', `impossible header: sample ${i} starts at ${at < 0 ? '2^53 or more' : at}, ${why}`, { path, offset: HEADER + 4 * n + 8 * i, sample: i });
       }
       bounds[i] = previous = at;
     }
     if (previous > size) {
-      throw ffError('ERR_FFRECORD_TRUNCATED', `sample ${n - 1} starts at ${previous}, past the end of the file (${size} bytes)`, { path, offset: size, sample: first + n - 1 });
+      throw ffError('ERR_FFRECORD_TRUNCATED', `sample ${n - 1} starts at ${previous}, past the end of the file (${size} bytes)`, { path, offset: size, sample: n - 1 });
     }
     bounds[n] = size;
     const align = readAlignment(st);
-    return { path, samples: n, first, size, headerChecksum: metaCrc !== 0, file, crcs, bounds, align };
+    return { path, samples: n, first: 0, size, headerChecksum: metaCrc !== 0, file, crcs, bounds, align };
   } catch (e) {
     await file.close().catch(() => {});
     throw e;
@@ -344,19 +346,30 @@ export async function openDataset(path: string | readonly string[], options: Ope
   if (paths.length === 0) throw argError('ERR_FFRECORD_NO_FILES', 'the list of files is empty');
   const client = options.client ?? clientFor(paths[0]);
   const verify = options.verify ?? true;
-  const opened: OpenFile[] = [];
-  try {
-    let first = 0;
-    for (const p of paths) {
-      const f = await openShard(client, p, first, verify, direct);
-      opened.push(f);
-      first += f.samples;
-    }
-  } catch (e) {
-    await Promise.all(opened.map((f) => f.file.close().catch(() => {})));
-    throw e;
+  // Shards open a few at a time (on 3FS each open and header read is a round trip); their first
+  // indices are known once all are.
+  const opened: (OpenFile | undefined)[] = new Array(paths.length);
+  let next = 0;
+  const results = await Promise.allSettled(
+    Array.from({ length: Math.min(OPEN_AT_ONCE, paths.length) }, async () => {
+      while (next < paths.length) {
+        const k = next++;
+        opened[k] = await openShard(client, paths[k], verify, direct);
+      }
+    }),
+  );
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(opened.map((f) => f?.file.close().catch(() => {})));
+    throw (failed as PromiseRejectedResult).reason;
   }
-  return new FFRecordDataset(client, opened, verify);
+  let first = 0;
+  const files = (opened as OpenFile[]).map((f) => {
+    const placed = { ...f, first };
+    first += f.samples;
+    return placed;
+  });
+  return new FFRecordDataset(client, files, verify);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import zlib from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { createDatasetWriter, createShardedWriter, encodeHeader, openDataset, type FFRecordDataset } from '../lib/ffrecord';
-import { ENGINE, failure, KiB, makeTmpDir, Rng, seedFor, withTestClient } from './helpers';
+import { ENGINE, failure, fdCount, KiB, makeTmpDir, Rng, seedFor, withTestClient } from './helpers';
 
 const tmp = makeTmpDir('ffrecord');
 const REFERENCE = resolve(__dirname, 'fixtures/ffrecord_reference.py');
@@ -51,6 +51,20 @@ describe('files made by the reference model read here', () => {
       if (name === 'parts.ffr') expect(ds.files.map((f) => f.path.slice(-14))).toEqual(['PART_00000.ffr', 'PART_00001.ffr', 'PART_00002.ffr', 'PART_00003.ffr']);
     });
   }
+
+  it('a list of files, an empty one among them, is one index space; a bad file in it fails the open and closes the rest', async () => {
+    const names = ['known.ffr', 'empty.ffr', 'legacy.ffr', 'empty.ffr', 'reserved.ffr'];
+    const want = names.flatMap(samplesOf);
+    await using ds = await openDataset(names.map((n) => join(fixtures, n)), { client });
+    expect(ds.length).toBe(want.length);
+    expect(ds.files.map((f) => f.first)).toEqual([0, 40, 40, 47, 47]);
+    expect(await readAll(ds)).toEqual(want);
+    const bad = fresh('not-ffrecord');
+    writeFileSync(bad, Buffer.alloc(30, 0xff));
+    const before = fdCount();
+    expect(await failure(() => openDataset([...names, 'parts.ffr/PART_00001.ffr', bad].map((n) => (n === bad ? n : join(fixtures, n))), { client }))).toMatchObject({ path: bad, code: 'ERR_FFRECORD_TRUNCATED' });
+    expect(fdCount()).toBe(before);
+  });
 
   it('a sample over 4 GiB (a sparse file): its length, and samples at offsets past 2^32', async () => {
     const path = join(fixtures, 'huge.ffr');
