@@ -6,6 +6,7 @@
 // All little-endian; CRCs are zlib's crc32; meta_crc covers the bytes [4, 12 + 12N). meta_crc 0
 // marks a legacy file, whose header has no checksum. A dataset is one file or a directory of
 // `*.ffr` shards (the original's `PART_00000.ffr`, ...), read as one index space in name order.
+import { constants as bufferConstants } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -21,6 +22,8 @@ const HEADER = 12; // meta_crc + N
 const ENTRY = 12; // crc[i] + offset[i]
 /** Idle batch buffers a dataset keeps for its next reads. */
 const IDLE_BUFFERS = 4;
+/** The largest Buffer: the samples of a batch are views into one. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 /** Shards opened at once by openDataset(). */
 const OPEN_AT_ONCE = 16;
 
@@ -224,9 +227,14 @@ export class FFRecordDataset implements AsyncDisposable {
     const plan = new ReadPlan();
     for (let k = 0; k < n; k++) {
       const [f, j] = (where[k] = this.#locate(indices[k], k));
-      at[k] = plan.add(f.file, f.bounds[j], f.bounds[j + 1] - f.bounds[j], f.align, k);
+      const length = f.bounds[j + 1] - f.bounds[j];
+      if (length > MAX_LENGTH) {
+        throw ffError('ERR_FFRECORD_SAMPLE_TOO_LARGE', `sample ${f.first + j} is ${length} bytes, more than a Buffer of this Node can hold (${MAX_LENGTH})`, { path: f.path, offset: f.bounds[j], sample: f.first + j, index: k });
+      }
+      at[k] = plan.add(f.file, f.bounds[j], length, f.align, k);
     }
     const total = plan.bytes;
+    if (total > MAX_LENGTH) throw argError('ERR_OUT_OF_RANGE', `the batch needs ${total} bytes, more than a Buffer of this Node can hold (${MAX_LENGTH}): read it in parts`);
     const buffer = this.#take(total);
     let samples: Buffer[];
     try {

@@ -77,6 +77,10 @@ describe('files made by the reference model read here', () => {
     expect(offsets![1]).toBeGreaterThan(2 ** 32);
     using batch = await ds.read([3, 1, 2, 1]);
     expect(batch.samples).toEqual([small![2], small![0], small![1], small![0]].map((h) => Buffer.from(h, 'hex')));
+    // The 4.5 GiB sample itself is more than one Buffer holds in this Node: refused before any read.
+    const before = client.metrics().batches;
+    expect(await failure(() => ds.read([1, 0]))).toMatchObject({ code: 'ERR_FFRECORD_SAMPLE_TOO_LARGE', sample: 0, index: 1, path });
+    expect(client.metrics().batches).toBe(before);
   });
 });
 
