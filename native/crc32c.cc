@@ -177,8 +177,41 @@ Span ViewSpan(Napi::Env env, Napi::Value v, const std::string& what) {
   throw CodeError(env, "ERR_INVALID_ARG_TYPE", what + " must be a TypedArray or DataView");
 }
 
+using ChecksumFn = uint32_t (*)(uint32_t, const uint8_t*, size_t);
+
+// checksum(span) of every span on libuv's pool, copied into the Uint32Array that is the last
+// element of `keep`; `keep` also holds what the spans point into, so the collector cannot free it
+// until the promise settles.
+Napi::Value RunChecksums(Napi::Env env, const char* name, std::shared_ptr<std::vector<Span>> spans, Napi::Array keep,
+                         ChecksumFn checksum) {
+  const uint32_t out_at = keep.Length() - 1;
+  // shared_ptr: std::function wants a copyable callable. The worker (and so this reference) is
+  // destroyed on the JS thread after it settles, success or not, which is where it must go.
+  auto ref = std::make_shared<Napi::Reference<Napi::Array>>(Napi::Persistent(keep));
+  auto results = std::make_shared<std::vector<uint32_t>>(spans->size());
+  return PromiseWorker::Run(
+      env, name, "",
+      [spans, results, checksum]() {
+        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = checksum(0, (*spans)[i].data, (*spans)[i].length);
+        return 0;
+      },
+      [ref, results, out_at](Napi::Env env) -> Napi::Value {
+        // Copied on the JS thread, not written by the pool thread: JS never sees `out` half-filled,
+        // and a buffer detached meanwhile is caught here instead of written after free.
+        auto out = ref->Value().Get(out_at).As<Napi::Uint32Array>();
+        if (out.ElementLength() != results->size()) {
+          // Not thrown: PromiseWorker turns a pending exception into the promise's rejection.
+          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before the checksums were done")
+              .ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+        for (size_t i = 0; i < results->size(); i++) out[i] = (*results)[i];
+        return env.Undefined();
+      });
+}
+
 // out[i] = checksum(views[i]) for every view, on libuv's pool: the body of crc32c() and crc32().
-Napi::Value ChecksumManyAsync(const Napi::CallbackInfo& info, const char* name, uint32_t (*checksum)(uint32_t, const uint8_t*, size_t)) {
+Napi::Value ChecksumManyAsync(const Napi::CallbackInfo& info, const char* name, ChecksumFn checksum) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsTypedArray() ||
       info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
@@ -201,30 +234,7 @@ Napi::Value ChecksumManyAsync(const Napi::CallbackInfo& info, const char* name, 
     keep.Set(i, v);
   }
   keep.Set(n, out_js);
-  // shared_ptr: std::function wants a copyable callable. The worker (and so this reference) is
-  // destroyed on the JS thread after it settles, success or not, which is where it must go.
-  auto ref = std::make_shared<Napi::Reference<Napi::Array>>(Napi::Persistent(keep));
-  auto results = std::make_shared<std::vector<uint32_t>>(n);
-
-  return PromiseWorker::Run(
-      env, name, "",
-      [spans, results, checksum]() {
-        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = checksum(0, (*spans)[i].data, (*spans)[i].length);
-        return 0;
-      },
-      [ref, results](Napi::Env env) -> Napi::Value {
-        // Copied on the JS thread, not written by the pool thread: JS never sees `out` half-filled,
-        // and a buffer detached meanwhile is caught here instead of written after free.
-        auto out = ref->Value().Get(static_cast<uint32_t>(results->size())).As<Napi::Uint32Array>();
-        if (out.ElementLength() != results->size()) {
-          // Not thrown: PromiseWorker turns a pending exception into the promise's rejection.
-          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before the checksums were done")
-              .ThrowAsJavaScriptException();
-          return env.Undefined();
-        }
-        for (size_t i = 0; i < results->size(); i++) out[i] = (*results)[i];
-        return env.Undefined();
-      });
+  return RunChecksums(env, name, spans, keep, checksum);
 }
 
 }  // namespace
@@ -271,23 +281,7 @@ Napi::Value Crc32RangesAsync(const Napi::CallbackInfo& info) {
   Napi::Array keep = Napi::Array::New(env, 2);
   keep.Set(0u, info[0]);
   keep.Set(1u, out_js);
-  auto ref = std::make_shared<Napi::Reference<Napi::Array>>(Napi::Persistent(keep));
-  auto results = std::make_shared<std::vector<uint32_t>>(n);
-  return PromiseWorker::Run(
-      env, "crc32", "",
-      [spans, results]() {
-        for (size_t i = 0; i < spans->size(); i++) (*results)[i] = Crc32(0, (*spans)[i].data, (*spans)[i].length);
-        return 0;
-      },
-      [ref, results](Napi::Env env) -> Napi::Value {
-        auto out = ref->Value().Get(1u).As<Napi::Uint32Array>();
-        if (out.ElementLength() != results->size()) {
-          CodeError(env, "ERR_INVALID_STATE", "out was detached or resized before the checksums were done").ThrowAsJavaScriptException();
-          return env.Undefined();
-        }
-        for (size_t i = 0; i < results->size(); i++) out[i] = (*results)[i];
-        return env.Undefined();
-      });
+  return RunChecksums(env, "crc32", spans, keep, Crc32);
 }
 
 Napi::Value Crc32cSync(const Napi::CallbackInfo& info) {
