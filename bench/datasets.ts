@@ -5,7 +5,8 @@
 //
 // Both readers see the files in the page cache (written just before, then read once): this
 // measures what each adds on top of the kernel's copies, not the disk. Ours is opened buffered
-// (direct: 'never') so that it reads the same cached pages. Two batches are in flight at a time,
+// (direct: 'never') so that it reads the same cached pages; then once more with O_DIRECT from
+// storage (the page cache dropped), which node:fs cannot do. Two batches are in flight at a time,
 // as a loader with prefetch 1 keeps them; a checkpoint load is one at a time, into memory kept for it. Every batch's samples are checked against their CRC in
 // the verify runs; the others check one stamped sample a batch.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { connect, createDatasetWriter, openDataset, openSafetensors } from '../lib/index';
-import { warm } from './run';
+import { dropCache, warm } from './run';
 import { benchBase, formatSize, KiB, makeRng, MiB } from './shared';
 
 export interface DatasetBenchOptions {
@@ -30,6 +31,8 @@ export interface DatasetBenchOptions {
 export interface DatasetRun {
   what: 'ffrecord' | 'safetensors';
   reader: '3fs-client' | 'node:fs';
+  /** O_DIRECT from storage (ours only; node:fs cannot), else both buffered from the warm page cache. */
+  direct: boolean;
   sampleBytes: number;
   batch: number;
   verify: boolean;
@@ -74,10 +77,10 @@ function sampleBytes(i: number, bytes: number, random: () => number): Buffer {
   return b;
 }
 
-function run(what: DatasetRun['what'], reader: DatasetRun['reader'], sampleBytes: number, batch: number, verify: boolean, w: { seconds: number; calls: number }, samplesPerCall: number, bytesPerCall: number): DatasetRun {
+function run(what: DatasetRun['what'], reader: DatasetRun['reader'], sampleBytes: number, batch: number, verify: boolean, w: { seconds: number; calls: number }, samplesPerCall: number, bytesPerCall: number, direct = false): DatasetRun {
   const samples = w.calls * samplesPerCall;
   const bytes = w.calls * bytesPerCall;
-  return { what, reader, sampleBytes, batch, verify, seconds: Math.round(w.seconds * 1000) / 1000, samples, bytes, samplesPerSec: Math.round(samples / w.seconds), gbps: Math.round((bytes / w.seconds / 1e9) * 1000) / 1000 };
+  return { what, reader, direct, sampleBytes, batch, verify, seconds: Math.round(w.seconds * 1000) / 1000, samples, bytes, samplesPerSec: Math.round(samples / w.seconds), gbps: Math.round((bytes / w.seconds / 1e9) * 1000) / 1000 };
 }
 
 export async function runDatasetBench(options: DatasetBenchOptions = {}): Promise<DatasetBenchDocument> {
@@ -144,8 +147,18 @@ export async function runDatasetBench(options: DatasetBenchOptions = {}): Promis
       } finally {
         await fh.close();
       }
-      const mine = runs.slice(-4);
-      log(`  ffrecord ${formatSize(sample)} x ${batch}: ${mine.map((r) => `${r.reader}${r.verify ? '+crc' : ''} ${r.gbps} GB/s`).join(', ')}`);
+      // Ours once more from storage: O_DIRECT, the unaligned samples read as aligned ranges around them.
+      if (dropCache(path)) {
+        await using cold = await openDataset(path, { client, direct: 'auto' });
+        const w = await window(durationMs, async () => {
+          const want = indices();
+          using got = await cold.read(want);
+          check(got.samples[0], want[0]);
+        });
+        runs.push(run('ffrecord', '3fs-client', sample, batch, true, w, batch, batch * sample, true));
+      }
+      const mine = runs.filter((r) => r.what === 'ffrecord' && r.sampleBytes === sample);
+      log(`  ffrecord ${formatSize(sample)} x ${batch}: ${mine.map((r) => `${r.reader}${r.direct ? ' O_DIRECT' : ''}${r.verify ? '+crc' : ''} ${r.gbps} GB/s`).join(', ')}`);
       rmSync(path, { force: true });
     }
 
@@ -209,16 +222,17 @@ async function writeSafetensors(path: string, count: number, tensorBytes: number
 
 export function formatDatasetTable(doc: DatasetBenchDocument): string {
   const s = doc.settings;
-  const lines = [`Datasets: random batches of ffrecord samples and a safetensors load, ${s.cacheState}, ${s.inFlight} batches in flight${s.quick ? ' (--quick)' : ''}`, ''];
-  const header = ['format', 'sample', 'batch', 'reader', 'CRC-32', 'samples/s', 'GB/s', 'vs node:fs'];
+  const lines = [`Datasets: random batches of ffrecord samples and a safetensors load, ${s.cacheState} (and ours once with O_DIRECT), ${s.inFlight} batches in flight${s.quick ? ' (--quick)' : ''}`, ''];
+  const header = ['format', 'sample', 'batch', 'reader', 'CRC-32', 'samples/s', 'GB/s', 'vs node:fs', 'how'];
   const rows: string[][] = [];
   for (const r of doc.runs) {
     const peer = doc.runs.find((p) => p.what === r.what && p.sampleBytes === r.sampleBytes && p.verify === r.verify && p.reader === 'node:fs');
-    const ratio = r.reader === '3fs-client' && peer && peer.gbps > 0 ? `${(r.gbps / peer.gbps).toFixed(2)}x` : '';
-    rows.push([r.what, formatSize(r.sampleBytes), String(r.batch), r.reader, r.what === 'safetensors' ? '-' : r.verify ? 'yes' : 'no', String(r.samplesPerSec), r.gbps.toFixed(3), ratio]);
+    const ratio = r.reader === '3fs-client' && !r.direct && peer && peer.gbps > 0 ? `${(r.gbps / peer.gbps).toFixed(2)}x` : '';
+    const how = r.direct ? 'O_DIRECT from storage (cold)' : 'buffered, warm cache';
+    rows.push([r.what, formatSize(r.sampleBytes), String(r.batch), r.reader, r.what === 'safetensors' ? '-' : r.verify ? 'yes' : 'no', String(r.samplesPerSec), r.gbps.toFixed(3), ratio, how]);
   }
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i >= 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmt = (cells: string[]) => cells.map((c, i) => (i >= 5 && i <= 7 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   lines.push(fmt(header), ...rows.map(fmt), '');
   return lines.join('\n');
 }

@@ -272,7 +272,7 @@ async function checkBenchFile(path: string, size: number): Promise<void> {
 }
 
 /** Drops the file's pages from the page cache (posix_fadvise DONTNEED, through dd). False when that failed. */
-function dropCache(path: string): boolean {
+export function dropCache(path: string): boolean {
   const r = spawnSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none'], { stdio: 'ignore' });
   return !r.error && r.status === 0;
 }
