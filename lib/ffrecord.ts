@@ -443,8 +443,9 @@ export class FFRecordWriter implements AsyncDisposable {
 
   /**
    * Appends samples in order: their CRCs are computed off the JS thread and they go out in one
-   * submission, straight from the caller's memory (keep it unchanged until this resolves).
-   * Calls may overlap: each sample's place is fixed when the call is made.
+   * submission, straight from the caller's memory (keep it unchanged until this resolves; on 3FS,
+   * memory not from client.alloc() passes through the engine's bounce buffer). Calls may overlap:
+   * each sample's place is fixed when the call is made.
    */
   writeMany(samples: readonly ArrayBufferView[]): Promise<void> {
     try {
