@@ -20,8 +20,8 @@ Options of bench:
                    (default 3s; with --quick 1s)
   --ramp T         warm-up before each measured window (default 0.5s; with --quick 0.2s)
   --json F         also write the results as JSON to F
-  --quick          a short smoke run (about 20 s, then about 15 s of KVCache): small files,
-                   1 s runs, no qd128
+  --quick          a short smoke run (about 20 s, then about 15 s of KVCache and 40 s of
+                   datasets): small files, 1 s runs, no qd128
   --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
   --repeat N       run each workload N times; the table shows the median (default 1)
