@@ -185,6 +185,25 @@ describe('random datasets read back against the samples kept in memory', () => {
     batch.samples.forEach((s, k) => expect(s.equals(samples[order[k]])).toBe(true));
   });
 
+  it('an aborted read rejects with ABORT_ERR and the dataset reads on; close() lets go of every descriptor', async () => {
+    const rng = new Rng(seedFor('ffrecord-abort'));
+    const samples = Array.from({ length: 50 }, () => rng.bytes(rng.int(1, 9000)));
+    const out = fresh('abort');
+    const w = await createDatasetWriter(out, { client, count: samples.length });
+    await w.writeMany(samples);
+    await w.close();
+    const fds = fdCount();
+    const ds = await openDataset(out, { client });
+    const controller = new AbortController();
+    controller.abort();
+    expect((await failure(() => ds.read([1, 2, 3], { signal: controller.signal }))).code).toBe('ABORT_ERR');
+    using again = await ds.read([4]);
+    expect(again.samples[0].equals(samples[4])).toBe(true);
+    again.release();
+    await ds.close();
+    expect(fdCount()).toBe(fds);
+  });
+
   it('concurrent reads each get their own buffer; released buffers are reused', async () => {
     const rng = new Rng(seedFor('ffrecord-concurrent'));
     const samples = Array.from({ length: 64 }, () => rng.bytes(rng.int(1, 20 * KiB)));
