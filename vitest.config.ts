@@ -9,7 +9,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // One engine only: THREEFS_TEST_ENGINE=local|hf3fs npm test, or npx vitest run --project hf3fs.
 
 /** The suites that run on both engines. */
-const ENGINE_SUITES = ['test/oracle.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts', 'test/ffrecord.test.ts', 'test/loader.test.ts', 'test/range-reader.test.ts', 'test/safetensors.test.ts'];
+const ENGINE_SUITES = ['test/oracle.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts'];
 
 const only = process.env.THREEFS_TEST_ENGINE;
 if (only !== undefined && only !== '' && only !== 'local' && only !== 'hf3fs') {
@@ -26,6 +26,9 @@ const common = {
   hookTimeout: 60_000,
 };
 
+/** The dataset suites (ffrecord, loader, range reader, safetensors): on both engines too. */
+const DATASET_SUITES = ['test/ffrecord.test.ts', 'test/loader.test.ts', 'test/range-reader.test.ts', 'test/safetensors.test.ts'];
+
 const projects = [
   {
     test: {
@@ -40,7 +43,7 @@ const projects = [
     test: {
       ...common,
       name: 'hf3fs',
-      include: [...ENGINE_SUITES, 'test/hf3fs.test.ts'],
+      include: [...ENGINE_SUITES, ...DATASET_SUITES, 'test/hf3fs.test.ts'],
       globalSetup: ['test/global-setup.ts'],
       env: { THREEFS_TEST_ENGINE: 'hf3fs' },
     },
