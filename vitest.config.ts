@@ -29,6 +29,9 @@ const common = {
   hookTimeout: 60_000,
 };
 
+/** The dataset suites (ffrecord, loader, range reader, safetensors): on both engines too. */
+const DATASET_SUITES = ['test/ffrecord.test.ts', 'test/loader.test.ts', 'test/range-reader.test.ts', 'test/safetensors.test.ts'];
+
 const projects = [
   {
     test: {
@@ -52,7 +55,7 @@ const projects = [
     test: {
       ...common,
       name: 'hf3fs',
-      include: [...ENGINE_SUITES, 'test/hf3fs.test.ts'],
+      include: [...ENGINE_SUITES, ...DATASET_SUITES, 'test/hf3fs.test.ts'],
       globalSetup: ['test/global-setup.ts'],
       env: { THREEFS_TEST_ENGINE: 'hf3fs', THREEFS_CLIENT_ENGINE: '' },
     },

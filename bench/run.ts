@@ -7,6 +7,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FIO_MISSING, fioVersion, runFio } from './fio';
 import { runNodeFs } from './node-fs';
+import type { DatasetBenchDocument } from './datasets';
 import type { KvBenchDocument } from './kvcache';
 import { formatTable, machineInfo, writeJson, type BenchDocument } from './report';
 import { benchBase, children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, verify, workloadLabel, type Measured, type RunResult, type Tool, type Workload } from './shared';
@@ -33,6 +34,8 @@ export interface BenchOptions {
   tools?: Tool[];
   /** The KVCache section after the main table (bench/kvcache.ts). Default true. */
   kvcache?: boolean;
+  /** The datasets section at the end (bench/datasets.ts). Default true. */
+  datasets?: boolean;
   /** Progress (stderr). */
   err?: (text: string) => void;
   /** The table (stdout). */
@@ -63,7 +66,7 @@ interface Planned {
   repeat: number;
 }
 
-export async function runBench(options: BenchOptions = {}): Promise<BenchDocument & { kvcache?: KvBenchDocument }> {
+export async function runBench(options: BenchOptions = {}): Promise<BenchDocument & { kvcache?: KvBenchDocument; datasets?: DatasetBenchDocument }> {
   const err = options.err ?? ((text: string) => process.stderr.write(text));
   const log = (line: string) => err(line + '\n');
   const out = options.out ?? ((text: string) => process.stdout.write(text));
@@ -216,7 +219,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
       err(tail + '\n');
     }
 
-    const doc: BenchDocument & { kvcache?: KvBenchDocument } = {
+    const doc: BenchDocument & { kvcache?: KvBenchDocument; datasets?: DatasetBenchDocument } = {
       version: 1,
       machine: machineInfo(fio),
       settings: { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat: repeats, busyCpusAtStart: Math.round(busyCpus * 100) / 100 },
@@ -230,6 +233,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
       out('\n');
       // A shorter run than `bench --kvcache`: 256 MiB of pages per size, 20,000 keys for the lookups.
       doc.kvcache = await runKvBench({ dir, quick, repeat: repeats, section: true, size: 256 * MiB, lookupKeys: 20_000, err, out });
+    }
+    if (options.datasets !== false) {
+      for (const p of Object.values(paths)) rmSync(p, { force: true });
+      const { runDatasetBench } = await import('./datasets');
+      out('\n');
+      doc.datasets = await runDatasetBench({ dir, quick, err, out });
     }
     if (options.json) {
       await writeJson(options.json, doc);
@@ -263,7 +272,7 @@ export async function checkBenchFile(path: string, size: number): Promise<void> 
 }
 
 /** Drops the file's pages from the page cache (posix_fadvise DONTNEED, through dd). False when that failed. */
-function dropCache(path: string): boolean {
+export function dropCache(path: string): boolean {
   const r = spawnSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none'], { stdio: 'ignore' });
   return !r.error && r.status === 0;
 }

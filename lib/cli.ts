@@ -7,6 +7,7 @@ const USAGE = `Usage: 3fs-client <command> [options]
 
 Commands:
   bench            Measure 3fs-client against fio and node:fs on this machine, then KVCache
+                   and datasets
   doctor [path]    Check this machine and path for 3fs-client and 3FS, and say what to change
                    (path: default the config's mount, else the current directory)
   help             Show this help
@@ -19,8 +20,8 @@ Options of bench:
                    (default 3s; with --quick 1s)
   --ramp T         warm-up before each measured window (default 0.5s; with --quick 0.2s)
   --json F         also write the results as JSON to F
-  --quick          a short smoke run (about 20 s, then about 15 s of KVCache): small files,
-                   1 s runs, no qd128
+  --quick          a short smoke run (about 20 s, then about 15 s of KVCache and 40 s of
+                   datasets): small files, 1 s runs, no qd128
   --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
   --repeat N       run each workload N times; the table shows the median (default 1)
@@ -40,6 +41,8 @@ Options of bench:
                    rounds); takes --dir, --quick, --repeat, --json, and --size: bytes of pages per
                    page size (default 512MiB; with --quick 256MiB)
   --no-kvcache     leave out the KVCache section
+  --no-datasets    leave out the datasets section (random ffrecord batches of 4 KiB, 64 KiB and
+                   1 MiB samples, and a safetensors load, next to node:fs readers of the same files)
 
 Options of doctor:
   --json           print the report as JSON
@@ -80,6 +83,7 @@ const benchOptions = {
   threads: { type: 'string' },
   kvcache: { type: 'boolean' },
   'no-kvcache': { type: 'boolean' },
+  'no-datasets': { type: 'boolean' },
 } as const;
 
 // doctor's --json is a switch, bench's takes a file: each command parses its own options.
@@ -192,6 +196,7 @@ interface BenchValues {
   threads?: string;
   kvcache?: boolean;
   'no-kvcache'?: boolean;
+  'no-datasets'?: boolean;
 }
 
 async function bench(values: BenchValues, io: CliIo): Promise<number> {
@@ -252,6 +257,7 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
     workloads: list(values.workloads),
     tools: tools as ('3fs-client' | 'fio' | 'node:fs')[] | undefined,
     kvcache: !values['no-kvcache'],
+    datasets: !values['no-datasets'],
     ...report,
   });
   return 0;

@@ -1,5 +1,6 @@
-// CRC32C (Castagnoli) of payloads, computed in native code: on libuv's pool for the promise
-// forms, so checksumming large pages never blocks the JS thread.
+// CRC32C (Castagnoli) of payloads, and CRC-32 (zlib's, which ffrecord files carry), computed in
+// native code: on libuv's pool for the promise forms, so checksumming large pages never blocks
+// the JS thread.
 import { argError, fromNative } from './errors';
 import { native } from './native';
 
@@ -7,19 +8,56 @@ function checkView(view: unknown, what: string): asserts view is ArrayBufferView
   if (!ArrayBuffer.isView(view)) throw argError('ERR_INVALID_ARG_TYPE', `${what} must be a TypedArray, Buffer or DataView`);
 }
 
-/** CRC32C of each view, in order, computed off the JS thread. */
-export async function crc32cMany(views: readonly ArrayBufferView[]): Promise<Uint32Array> {
+async function checksumMany(kind: 'crc32c' | 'crc32', views: readonly ArrayBufferView[]): Promise<Uint32Array> {
   if (!Array.isArray(views)) throw argError('ERR_INVALID_ARG_TYPE', 'views must be an array');
   views.forEach((v, i) => checkView(v, `views[${i}]`));
   const out = new Uint32Array(views.length);
   if (views.length === 0) return out;
   try {
     // A copy of the array: the addon holds the views themselves until it is done.
-    await native().crc32c(views.slice(), out);
+    await native()[kind](views.slice(), out);
   } catch (e) {
     throw fromNative(e);
   }
   return out;
+}
+
+/** CRC32C of each view, in order, computed off the JS thread. */
+export function crc32cMany(views: readonly ArrayBufferView[]): Promise<Uint32Array> {
+  return checksumMany('crc32c', views);
+}
+
+/** CRC-32 (zlib's crc32, IEEE polynomial) of each view, in order, computed off the JS thread. */
+export function crc32Many(views: readonly ArrayBufferView[]): Promise<Uint32Array> {
+  return checksumMany('crc32', views);
+}
+
+/**
+ * CRC-32 of many ranges of one view ([start, length] pairs in `ranges`), off the JS thread: the
+ * samples of a batch in one buffer, without a JS object per range.
+ */
+export async function crc32Ranges(view: ArrayBufferView, ranges: Float64Array): Promise<Uint32Array> {
+  checkView(view, 'view');
+  if (!(ranges instanceof Float64Array) || ranges.length % 2 !== 0) throw argError('ERR_INVALID_ARG_TYPE', 'ranges must be a Float64Array of [start, length] pairs');
+  const out = new Uint32Array(ranges.length / 2);
+  if (out.length === 0) return out;
+  try {
+    await native().crc32Ranges(view, ranges, out);
+  } catch (e) {
+    throw fromNative(e);
+  }
+  return out;
+}
+
+/** zlib's crc32(view), continued from `crc` (0 to start), on the calling thread: for small inputs. */
+export function crc32Sync(view: ArrayBufferView, crc = 0): number {
+  checkView(view, 'view');
+  if (!Number.isInteger(crc) || crc < 0 || crc > 0xffffffff) throw argError('ERR_OUT_OF_RANGE', 'crc must be a 32-bit unsigned integer');
+  try {
+    return native().crc32Sync(view, crc);
+  } catch (e) {
+    throw fromNative(e);
+  }
 }
 
 /** CRC32C of one view (Castagnoli, init and final XOR 0xFFFFFFFF), computed off the JS thread. */

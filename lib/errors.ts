@@ -7,6 +7,8 @@ export interface ErrorDetails {
   path?: string;
   offset?: number;
   index?: number;
+  /** Datasets: the sample the error is about: its index in the dataset (in a header error at open, in its file). */
+  sample?: number;
   cause?: unknown;
 }
 
@@ -24,6 +26,8 @@ export class ThreeFSError extends Error {
   declare readonly offset?: number;
   /** The op's index within its batch, when the error belongs to one op. */
   declare readonly index?: number;
+  /** Datasets: the sample the error is about: its index in the dataset (in a header error at open, in its file). */
+  declare readonly sample?: number;
   /** Per-op results of the batch, on errors that end a whole batch (abort, failFast). */
   declare results?: OpResult[];
 
@@ -32,7 +36,7 @@ export class ThreeFSError extends Error {
     this.name = 'ThreeFSError';
     this.code = code;
     const self = this as { -readonly [K in keyof ErrorDetails]: ErrorDetails[K] };
-    for (const key of ['errno', 'syscall', 'path', 'offset', 'index'] as const) {
+    for (const key of ['errno', 'syscall', 'path', 'offset', 'index', 'sample'] as const) {
       if (details[key] !== undefined) (self as Record<string, unknown>)[key] = details[key];
     }
   }

@@ -154,6 +154,12 @@ export interface Binding {
   crc32c(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
   /** On the JS thread; `software` forces the table-driven version (for tests). */
   crc32cSync(view: ArrayBufferView, software?: boolean): number;
+  /** out[i] = CRC-32 (zlib's) of views[i], computed on libuv's pool (native/crc32c.cc). */
+  crc32(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
+  /** out[i] = CRC-32 of view[ranges[2i], ranges[2i] + ranges[2i + 1]), on libuv's pool. */
+  crc32Ranges(view: ArrayBufferView, ranges: Float64Array, out: Uint32Array): Promise<void>;
+  /** zlib's crc32(crc, view) on the JS thread; `software` forces the table-driven version (for tests). */
+  crc32Sync(view: ArrayBufferView, crc?: number, software?: boolean): number;
 }
 
 function packageRoot(): string {

@@ -1,5 +1,6 @@
-// CRC32C (Castagnoli), the checksum every stored payload carries: a plain function for native
-// code, and the JS bindings that run it on libuv's pool so large payloads never stall the JS thread.
+// CRC32C (Castagnoli), the checksum every stored payload carries, and CRC-32 (zlib's), the one
+// ffrecord files carry: plain functions for native code, and the JS bindings that run them on
+// libuv's pool so large payloads never stall the JS thread.
 #pragma once
 
 #include <napi.h>
@@ -21,5 +22,21 @@ uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* data, size_t n);
 Napi::Value Crc32cAsync(const Napi::CallbackInfo& info);
 // crc32cSync(view: ArrayBufferView, software?: boolean) -> number, on the JS thread.
 Napi::Value Crc32cSync(const Napi::CallbackInfo& info);
+
+// zlib's crc32(crc, data, n): CRC-32/ISO-HDLC (IEEE 802.3, reflected, init and final XOR
+// 0xFFFFFFFF), continued from `crc`. Crc32(0, "123456789", 9) == 0xCBF43926. Carry-less
+// multiplication (PCLMULQDQ) when the CPU has it, else table-driven.
+uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n);
+// The table-driven version alone, for tests.
+uint32_t Crc32Software(uint32_t crc, const uint8_t* data, size_t n);
+// crc32(views: ArrayBufferView[], out: Uint32Array) -> Promise<void>: out[i] = CRC-32(views[i]),
+// computed on libuv's pool.
+Napi::Value Crc32Async(const Napi::CallbackInfo& info);
+// crc32Ranges(view, ranges: Float64Array [start, length, ...], out: Uint32Array) -> Promise<void>:
+// out[i] = CRC-32 of view[start_i, start_i + length_i), on libuv's pool. One view for a whole
+// batch of samples: no JS object per range.
+Napi::Value Crc32RangesAsync(const Napi::CallbackInfo& info);
+// crc32Sync(view: ArrayBufferView, crc?: number, software?: boolean) -> number, on the JS thread.
+Napi::Value Crc32Sync(const Napi::CallbackInfo& info);
 
 }  // namespace tfs

@@ -14,6 +14,9 @@ const EXPORTS = [
   'Client', 'File', 'IoBuffer', 'ThreeFSError', 'alloc', 'clientFor', 'connect', 'defaultClient', 'findHf3fsMount', 'findMount',
   'formatDoctor', 'listMounts', 'loadConfig', 'open', 'readLauncherConfig', 'runDoctor',
   'KVCache', 'namespaceHash', 'crc32c', 'crc32cMany', 'crc32cSync', 'pageKey', 'pageKeys',
+  'crc32Many', 'crc32Ranges', 'crc32Sync', 'openDataset', 'createDatasetWriter', 'createShardedWriter', 'FFRecordDataset', 'FFRecordWriter',
+  'ShardedDatasetWriter', 'SampleBatch', 'createLoader', 'Loader', 'epochOrder', 'openRangeReader', 'RangeReader', 'openSafetensors',
+  'SafetensorsFile', 'LoadedTensors', 'MAX_HEADER_BYTES', 'rmrf',
 ].sort();
 const tmp = makeTmpDir('api');
 const rng = new Rng(seedFor('api'));

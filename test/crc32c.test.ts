@@ -1,11 +1,11 @@
 // CRC32C in native code (native/crc32c.cc through lib/crc32c.ts): the RFC 3720 test patterns, and
 // a bitwise JS implementation as the oracle on random data of every small length and alignment,
 // for the hardware path (SSE4.2, when the CPU has it) and the software path alike.
+import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { crc32c, crc32cMany, crc32cSync } from '../lib/crc32c';
-import { ThreeFSError } from '../lib/errors';
+import { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from '../lib/crc32c';
 import { native } from '../lib/native';
-import { MiB, Rng, seedFor } from './helpers';
+import { failure, MiB, Rng, seedFor } from './helpers';
 
 /** The definition, one bit at a time: independent of the native tables and instruction. */
 function oracle(bytes: Uint8Array): number {
@@ -118,16 +118,6 @@ describe('many views at once', () => {
 });
 
 describe('bad input', () => {
-  async function failure(run: () => unknown): Promise<ThreeFSError> {
-    try {
-      await run();
-    } catch (e) {
-      expect(e).toBeInstanceOf(ThreeFSError);
-      return e as ThreeFSError;
-    }
-    throw new Error('expected a failure');
-  }
-
   it('refuses what is not a view', async () => {
     for (const bad of [undefined, null, 'abc', 42, [1, 2, 3], new ArrayBuffer(8), {}]) {
       expect((await failure(() => crc32c(bad as never))).code).toBe('ERR_INVALID_ARG_TYPE');
@@ -143,5 +133,60 @@ describe('bad input', () => {
     expect(() => b.crc32c([new Uint8Array(1)], new Float64Array(1) as never)).toThrow(/Uint32Array/);
     expect(() => b.crc32c(['x' as never], new Uint32Array(1))).toThrow(/views\[0\]/);
     expect(() => b.crc32cSync({} as never)).toThrow(/TypedArray or DataView/);
+  });
+});
+
+// CRC-32 (zlib's), for ffrecord: node:zlib's own crc32 is the oracle (another implementation).
+describe('CRC-32 (zlib polynomial)', () => {
+  // The table-driven path, whatever the CPU (the default is carry-less multiplication when it can).
+  const tables = (v: ArrayBufferView, crc = 0) => native().crc32Sync(v, crc, true);
+
+  it('the check value, and node:zlib on every small length and alignment, both paths', async () => {
+    expect(crc32Sync(Buffer.from('123456789'))).toBe(0xcbf43926);
+    expect(tables(Buffer.from('123456789'))).toBe(0xcbf43926);
+    expect(crc32Sync(new Uint8Array(0))).toBe(0);
+    const backing = rng.bytes(300 + 16);
+    const views: Uint8Array[] = [];
+    for (let len = 0; len <= 300; len += 1) for (let off = 0; off < 16; off += 5) views.push(backing.subarray(off, off + len));
+    for (const v of views) {
+      expect(crc32Sync(v), `len ${v.length}`).toBe(zlib.crc32(v));
+      expect(tables(v), `tables, len ${v.length}`).toBe(zlib.crc32(v));
+    }
+    expect(Array.from(await crc32Many(views))).toEqual(views.map((v) => zlib.crc32(v)));
+  });
+
+  it('continues a running value, as zlib does, over 1 MiB in pieces', () => {
+    const big = rng.bytes(MiB + 3);
+    let running = 0;
+    for (let at = 0; at < big.length; at += 65_537) running = crc32Sync(big.subarray(at, at + 65_537), running);
+    expect(running).toBe(zlib.crc32(big));
+    expect(crc32Sync(big)).toBe(zlib.crc32(big));
+    expect(tables(big)).toBe(zlib.crc32(big));
+  });
+
+  it('refuses bad input', async () => {
+    expect((await failure(() => crc32Many([{} as never]))).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect((await failure(() => crc32Sync('x' as never))).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect((await failure(() => crc32Sync(new Uint8Array(1), -1))).code).toBe('ERR_OUT_OF_RANGE');
+    expect(() => native().crc32([new Uint8Array(1)], new Uint32Array(2))).toThrow(/one element per view/);
+  });
+});
+
+describe('CRC-32 of ranges of one view', () => {
+  it('each range as node:zlib computes it; empty ranges; bad ranges refused', async () => {
+    const whole = rng.bytes(100_000);
+    const pairs: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const start = rng.int(0, whole.length);
+      pairs.push(start, rng.int(0, whole.length - start));
+    }
+    pairs.push(0, 0, whole.length, 0, 0, whole.length);
+    const got = await crc32Ranges(whole, Float64Array.from(pairs));
+    for (let i = 0; i < pairs.length / 2; i++) expect(got[i]).toBe(zlib.crc32(whole.subarray(pairs[2 * i], pairs[2 * i] + pairs[2 * i + 1])));
+    for (const bad of [[0, 100_001], [-1, 1], [99_999, 2], [0.5, 1]]) {
+      expect((await failure(() => crc32Ranges(whole, Float64Array.from(bad)))).code, String(bad)).toBe('ERR_OUT_OF_RANGE');
+    }
+    expect((await failure(() => crc32Ranges(whole, [0, 1] as never))).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect((await failure(() => crc32Ranges(whole, new Float64Array(3)))).code).toBe('ERR_INVALID_ARG_TYPE');
   });
 });

@@ -3,7 +3,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { connect, ThreeFSError, type Client, type ClientOptions } from '../lib/index';
 import type { Hf3fsTestTarget } from './global-setup';
 
@@ -53,6 +53,19 @@ export function testConnect(options: ClientOptions = {}): Client {
 export const EMBEDDED = process.env.THREEFS_CLIENT_ENGINE === 'threads' ? 'threads' : 'io_uring';
 /** True when the engine under test is the thread pool: io_uring's own features (fixed buffers) are absent. */
 export const THREADS = ENGINE === 'local' && EMBEDDED === 'threads';
+
+/**
+ * Hooks of a test file (or describe block): before its tests a client of the engine under test,
+ * handed to `set`; after them the client is closed and `tmp` removed.
+ */
+export function withTestClient(set: (client: Client) => void, tmp?: { cleanup: () => void }, options?: ClientOptions): void {
+  let client: Client | undefined;
+  beforeAll(() => set((client = testConnect(options))));
+  afterAll(async () => {
+    await client?.close();
+    tmp?.cleanup();
+  });
+}
 
 /** The name File.stat().engine and ClientInfo.engine report for the engine under test. */
 export const ENGINE_NAME = ENGINE === 'hf3fs' ? 'usrbio' : EMBEDDED;

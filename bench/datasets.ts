@@ -1,0 +1,238 @@
+// The datasets section: random batches of ffrecord samples (4 KiB, 64 KiB, 1 MiB) read through
+// openDataset() next to the same batches read with node:fs (one FileHandle.read per sample into
+// a reused buffer, the CRC-32 checked with node:zlib), with and without the CRC check; then a
+// safetensors checkpoint loaded with openSafetensors() next to node:fs reading each tensor.
+//
+// Both readers see the files in the page cache (written just before, then read once): this
+// measures what each adds on top of the kernel's copies, not the disk. Ours is opened buffered
+// (direct: 'never') so that it reads the same cached pages; then once more with O_DIRECT from
+// storage (the page cache dropped), which node:fs cannot do. Two batches are in flight at a time,
+// as a loader with prefetch 1 keeps them; a checkpoint load is one at a time, into memory kept for it. Every batch's samples are checked against their CRC in
+// the verify runs; the others check one stamped sample a batch.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import zlib from 'node:zlib';
+import { connect, createDatasetWriter, openDataset, openSafetensors } from '../lib/index';
+import { dropCache, warm } from './run';
+import { benchBase, formatSize, KiB, makeRng, MiB } from './shared';
+
+export interface DatasetBenchOptions {
+  dir?: string;
+  quick?: boolean;
+  /** Bytes of samples per sample size (default 256 MiB; 64 MiB with quick). */
+  size?: number;
+  /** Measured time per reader per size, ms (default 2000; 600 with quick). */
+  durationMs?: number;
+  err?: (text: string) => void;
+  out?: (text: string) => void;
+}
+
+export interface DatasetRun {
+  what: 'ffrecord' | 'safetensors';
+  reader: '3fs-client' | 'node:fs';
+  /** O_DIRECT from storage (ours only; node:fs cannot), else both buffered from the warm page cache. */
+  direct: boolean;
+  sampleBytes: number;
+  batch: number;
+  verify: boolean;
+  seconds: number;
+  samples: number;
+  bytes: number;
+  samplesPerSec: number;
+  gbps: number;
+}
+
+export interface DatasetBenchDocument {
+  settings: { size: number; durationMs: number; quick: boolean; cacheState: string; inFlight: number };
+  runs: DatasetRun[];
+}
+
+const IN_FLIGHT = 2;
+const SAMPLE_SIZES = [4 * KiB, 64 * KiB, 1 * MiB];
+/** Samples a batch: a training batch's worth, and at least 8 MiB a batch for the large ones. */
+const batchFor = (bytes: number) => (bytes >= MiB ? 16 : bytes >= 64 * KiB ? 64 : 256);
+
+/** Runs `batch()` with IN_FLIGHT in flight until `ms` have passed; returns seconds and calls. */
+async function window(ms: number, batch: (slot: number) => Promise<void>, inFlight = IN_FLIGHT): Promise<{ seconds: number; calls: number }> {
+  const t0 = performance.now();
+  const stop = t0 + ms;
+  let calls = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async (_, slot) => {
+      while (performance.now() < stop) {
+        await batch(slot);
+        calls++;
+      }
+    }),
+  );
+  return { seconds: (performance.now() - t0) / 1000, calls };
+}
+
+/** Sample i of a bench file: random bytes with its index in the first 4 (so a wrong sample is caught). */
+function sampleBytes(i: number, bytes: number, random: () => number): Buffer {
+  const b = Buffer.allocUnsafe(bytes);
+  for (let k = 0; k + 4 <= bytes; k += 4) b.writeUInt32LE((random() * 2 ** 32) >>> 0, k);
+  b.writeUInt32LE(i, 0);
+  return b;
+}
+
+function run(what: DatasetRun['what'], reader: DatasetRun['reader'], sampleBytes: number, batch: number, verify: boolean, w: { seconds: number; calls: number }, samplesPerCall: number, bytesPerCall: number, direct = false): DatasetRun {
+  const samples = w.calls * samplesPerCall;
+  const bytes = w.calls * bytesPerCall;
+  return { what, reader, direct, sampleBytes, batch, verify, seconds: Math.round(w.seconds * 1000) / 1000, samples, bytes, samplesPerSec: Math.round(samples / w.seconds), gbps: Math.round((bytes / w.seconds / 1e9) * 1000) / 1000 };
+}
+
+export async function runDatasetBench(options: DatasetBenchOptions = {}): Promise<DatasetBenchDocument> {
+  const err = options.err ?? ((t: string) => process.stderr.write(t));
+  const out = options.out ?? ((t: string) => process.stdout.write(t));
+  const log = (line: string) => err(line + '\n');
+  const quick = options.quick ?? false;
+  const size = options.size ?? (quick ? 64 * MiB : 256 * MiB);
+  const durationMs = options.durationMs ?? (quick ? 600 : 2000);
+  const dir = mkdtempSync(join(benchBase(options.dir), '.bench-datasets-'));
+  const runs: DatasetRun[] = [];
+  const client = connect();
+  try {
+    for (const sample of SAMPLE_SIZES) {
+      const n = Math.max(64, Math.floor(size / sample));
+      const path = join(dir, `samples-${sample}.ffr`);
+      const random = makeRng(sample);
+      const writer = await createDatasetWriter(path, { client, count: n, durable: false });
+      for (let i = 0; i < n; i += 256) await writer.writeMany(Array.from({ length: Math.min(256, n - i) }, (_, k) => sampleBytes(i + k, sample, random)));
+      await writer.close();
+      await warm(path);
+      const batch = batchFor(sample);
+      const pick = makeRng(0x5eed + sample);
+      const indices = () => Array.from({ length: batch }, () => Math.floor(pick() * n));
+      const check = (bytes: Uint8Array, i: number) => {
+        if (bytes.length !== sample || Buffer.from(bytes.buffer, bytes.byteOffset, 4).readUInt32LE(0) !== i) throw new Error(`bench: sample ${i} came back wrong`);
+      };
+
+      // 3fs-client: one submission a batch into a registered buffer; CRC-32 in native code.
+      await using ds = await openDataset(path, { client, direct: 'never' });
+      for (const verify of [true, false]) {
+        const w = await window(durationMs, async () => {
+          const want = indices();
+          using got = await ds.read(want, { verify });
+          check(got.samples[0], want[0]);
+        });
+        runs.push(run('ffrecord', '3fs-client', sample, batch, verify, w, batch, batch * sample));
+      }
+
+      // node:fs: the header's tables, then one FileHandle.read per sample; zlib.crc32 on the JS thread.
+      const fh = await open(path, 'r');
+      try {
+        const head = Buffer.alloc(12 + 12 * n);
+        await fh.read(head, 0, head.length, 0);
+        const crcs = new Uint32Array(n);
+        const offsets = new Float64Array(n);
+        for (let i = 0; i < n; i++) {
+          crcs[i] = head.readUInt32LE(12 + 4 * i);
+          offsets[i] = Number(head.readBigUInt64LE(12 + 4 * n + 8 * i));
+        }
+        const buffers = Array.from({ length: IN_FLIGHT }, () => Buffer.allocUnsafe(batch * sample));
+        for (const verify of [true, false]) {
+          const w = await window(durationMs, async (slot) => {
+            const want = indices();
+            const into = buffers[slot];
+            await Promise.all(want.map((i, k) => fh.read(into, k * sample, sample, offsets[i])));
+            if (verify) want.forEach((i, k) => {
+              if (zlib.crc32(into.subarray(k * sample, (k + 1) * sample)) !== crcs[i]) throw new Error(`bench: sample ${i} fails its CRC`);
+            });
+            check(into.subarray(0, sample), want[0]);
+          });
+          runs.push(run('ffrecord', 'node:fs', sample, batch, verify, w, batch, batch * sample));
+        }
+      } finally {
+        await fh.close();
+      }
+      // Ours once more from storage: O_DIRECT, the unaligned samples read as aligned ranges around them.
+      if (dropCache(path)) {
+        await using cold = await openDataset(path, { client, direct: 'auto' });
+        const w = await window(durationMs, async () => {
+          const want = indices();
+          using got = await cold.read(want);
+          check(got.samples[0], want[0]);
+        });
+        runs.push(run('ffrecord', '3fs-client', sample, batch, true, w, batch, batch * sample, true));
+      }
+      const mine = runs.filter((r) => r.what === 'ffrecord' && r.sampleBytes === sample);
+      log(`  ffrecord ${formatSize(sample)} x ${batch}: ${mine.map((r) => `${r.reader}${r.direct ? ' O_DIRECT' : ''}${r.verify ? '+crc' : ''} ${r.gbps} GB/s`).join(', ')}`);
+      rmSync(path, { force: true });
+    }
+
+    // safetensors: a checkpoint of 4 MiB F32 tensors, loaded whole again and again into memory
+    // kept for it (a registered buffer for ours, one Buffer for node:fs).
+    const tensorBytes = 4 * MiB;
+    const count = Math.max(4, Math.floor(size / tensorBytes));
+    const path = join(dir, 'model.safetensors');
+    await writeSafetensors(path, count, tensorBytes);
+    await warm(path);
+    {
+      await using st = await openSafetensors(path, { client, direct: 'never' });
+      const total = count * tensorBytes;
+      using into = client.alloc(total + MiB);
+      const w = await window(durationMs, async () => {
+        const loaded = await st.load(undefined, { into });
+        if ((loaded.get('t0')!.array as Float32Array)[1] !== 1) throw new Error('bench: tensor t0 came back wrong');
+      }, 1);
+      runs.push(run('safetensors', '3fs-client', tensorBytes, count, false, w, count, total));
+      const fh = await open(path, 'r');
+      try {
+        const infos = [...st.tensors.values()];
+        const memory = Buffer.allocUnsafe(total);
+        const w2 = await window(durationMs, async () => {
+          await Promise.all(infos.map((t, k) => fh.read(memory, k * tensorBytes, t.byteLength, t.offset)));
+          if (memory.readFloatLE(4) !== 1) throw new Error('bench: tensor t0 came back wrong (node:fs)');
+        }, 1);
+        runs.push(run('safetensors', 'node:fs', tensorBytes, count, false, w2, count, total));
+      } finally {
+        await fh.close();
+      }
+      log(`  safetensors ${count} x ${formatSize(tensorBytes)}: ${runs.slice(-2).map((r) => `${r.reader} ${r.gbps} GB/s`).join(', ')}`);
+    }
+  } finally {
+    await client.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const doc: DatasetBenchDocument = { settings: { size, durationMs, quick, cacheState: 'warm page cache, buffered reads for both', inFlight: IN_FLIGHT }, runs };
+  out(formatDatasetTable(doc));
+  return doc;
+}
+
+/** A safetensors file of `count` F32 tensors t0, t1, ... whose element k is k. */
+async function writeSafetensors(path: string, count: number, tensorBytes: number): Promise<void> {
+  const header: Record<string, unknown> = {};
+  for (let i = 0; i < count; i++) header[`t${i}`] = { dtype: 'F32', shape: [tensorBytes / 4], data_offsets: [i * tensorBytes, (i + 1) * tensorBytes] };
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
+  const fh = await open(path, 'w');
+  try {
+    const head = Buffer.alloc(8 + json.length);
+    head.writeBigUInt64LE(BigInt(json.length));
+    head.write(json, 8);
+    await fh.write(head, 0, head.length, 0);
+    const data = new Float32Array(tensorBytes / 4).map((_, k) => k);
+    for (let i = 0; i < count; i++) await fh.write(new Uint8Array(data.buffer), 0, tensorBytes, head.length + i * tensorBytes);
+  } finally {
+    await fh.close();
+  }
+}
+
+export function formatDatasetTable(doc: DatasetBenchDocument): string {
+  const s = doc.settings;
+  const lines = [`Datasets: random batches of ffrecord samples and a safetensors load, ${s.cacheState} (and ours once with O_DIRECT), ${s.inFlight} batches in flight${s.quick ? ' (--quick)' : ''}`, ''];
+  const header = ['format', 'sample', 'batch', 'reader', 'CRC-32', 'samples/s', 'GB/s', 'vs node:fs', 'how'];
+  const rows: string[][] = [];
+  for (const r of doc.runs) {
+    const peer = doc.runs.find((p) => p.what === r.what && p.sampleBytes === r.sampleBytes && p.verify === r.verify && p.reader === 'node:fs');
+    const ratio = r.reader === '3fs-client' && !r.direct && peer && peer.gbps > 0 ? `${(r.gbps / peer.gbps).toFixed(2)}x` : '';
+    const how = r.direct ? 'O_DIRECT from storage (cold)' : 'buffered, warm cache';
+    rows.push([r.what, formatSize(r.sampleBytes), String(r.batch), r.reader, r.what === 'safetensors' ? '-' : r.verify ? 'yes' : 'no', String(r.samplesPerSec), r.gbps.toFixed(3), ratio, how]);
+  }
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i >= 5 && i <= 7 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  lines.push(fmt(header), ...rows.map(fmt), '');
+  return lines.join('\n');
+}
