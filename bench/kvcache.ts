@@ -421,6 +421,9 @@ async function pageSizeRun(
       // A fresh raw file and fresh keys per setting, so every put writes where nothing was written.
       const f = await client.open(join(here, `raw-q${inflight}.bin`), 'w+', 0o644, { direct: 'auto' });
       rawFiles.push(f);
+      // Sized up front, as the cache's shard files are: both then write into holes of a file of
+      // fixed length (a write past the end of a file takes a slower path on some file systems).
+      await f.truncate(pages * pageBytes);
       const ks = keys.map((k) => `${k}/q${inflight}`);
       // Gets check what they read: every page's stamps, and a sample byte for byte.
       const check = (what: string, into: IoBuffer[], b: number[], n: number, ok: (k: number) => boolean) => {

@@ -546,23 +546,29 @@ export class KVCache {
     return out;
   }
 
-  /** Per-set locks of this process (sorted, so two calls never wait on each other in a cycle). */
+  /**
+   * Per-set locks of this process. A call queues behind the holders of all its sets at once
+   * (synchronously, so two calls can never each hold a set the other waits for), then waits once.
+   */
   async #lockSets(sets: number[]): Promise<Lock> {
-    const sorted = [...new Set(sets)].sort((a, b) => a - b);
-    const releases: (() => void)[] = [];
-    for (const set of sorted) {
-      const before = this.#locks.get(set) ?? Promise.resolve();
-      let release!: () => void;
-      const mine = new Promise<void>((r) => (release = r));
-      const tail = before.then(() => mine);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const before: Promise<void>[] = [];
+    const tails = new Map<number, Promise<void>>();
+    for (const set of new Set(sets)) {
+      const held = this.#locks.get(set);
+      if (held) before.push(held);
+      const tail = (held ?? Promise.resolve()).then(() => mine);
       this.#locks.set(set, tail);
-      await before;
-      releases.push(() => {
-        release();
-        if (this.#locks.get(set) === tail) this.#locks.delete(set);
-      });
+      tails.set(set, tail);
     }
-    return { release: () => releases.forEach((r) => r()) };
+    if (before.length > 0) await Promise.all(before);
+    return {
+      release: () => {
+        release();
+        for (const [set, tail] of tails) if (this.#locks.get(set) === tail) this.#locks.delete(set);
+      },
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
