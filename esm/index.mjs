@@ -46,5 +46,10 @@ export const {
   LoadedTensors,
   MAX_HEADER_BYTES,
   rmrf,
+  MetricsSampler,
+  prometheusText,
+  summarizeBuckets,
+  bucketBounds,
+  bucketOf,
 } = cjs;
 export default cjs;
