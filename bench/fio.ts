@@ -29,6 +29,11 @@ function twinEngine(w: Workload): FioEngine {
   return w.file === 'cached' ? 'psync' : 'io_uring';
 }
 
+/** A time-based run of the bench's window (ramp, then the measured time), all jobs reported as one. */
+function windowArgs(opts: RunOptions): string[] {
+  return ['--time_based', `--runtime=${Math.round(opts.durationMs)}ms`, `--ramp_time=${Math.round(opts.rampMs)}ms`, '--group_reporting'];
+}
+
 /** The fio command line for a workload (without the fio binary itself). */
 export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOptions, engine: FioEngine = twinEngine(w)): string[] {
   const cached = w.file === 'cached';
@@ -43,10 +48,7 @@ export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOp
     `--bs=${w.blockSize}`,
     `--rw=${w.write ? (w.pattern === 'rand' ? 'randwrite' : 'write') : w.pattern === 'rand' ? 'randread' : 'read'}`,
     `--direct=${w.direct ? 1 : 0}`,
-    '--time_based',
-    `--runtime=${Math.round(opts.durationMs)}ms`,
-    `--ramp_time=${Math.round(opts.rampMs)}ms`,
-    '--group_reporting',
+    ...windowArgs(opts),
     '--lat_percentiles=1',
     '--percentile_list=50:99',
     '--output-format=json',
@@ -105,10 +107,7 @@ export function deviceLineArgs(path: string, fileSize: number, jobs: number, wri
     '--direct=1',
     `--rw=${write ? 'write' : 'read'}`,
     '--bs=4M',
-    '--time_based',
-    `--runtime=${Math.round(opts.durationMs)}ms`,
-    `--ramp_time=${Math.round(opts.rampMs)}ms`,
-    '--group_reporting',
+    ...windowArgs(opts),
     '--invalidate=1',
     '--output-format=json',
   ];

@@ -104,28 +104,28 @@ export function randomReadCharts(doc: BenchDocument & { ceilings?: Ceiling[] }):
   const tools = [...new Set(runs.map((r) => r.tool))];
   const find = (tool: Tool, bs: number, qd: number) => runs.find((r) => r.tool === tool && r.blockSize === bs && r.queueDepth === qd);
   const ceilings = (doc.ceilings ?? []).filter((c) => c.what === 'device read').map((c) => ({ name: 'device read (fio)', value: c.gbps }));
-  const bySize: LineChart = {
-    title: 'Random reads (O_DIRECT): GB/s against block size',
-    xTitle: 'block size',
-    xLabels: sizes.map(formatSize),
-    yTitle: 'GB/s',
-    series: tools.flatMap((tool) =>
-      depths.filter((qd) => sizes.some((bs) => find(tool, bs, qd))).map((qd) => ({ name: `${tool} qd${qd}`, color: TOOL_COLORS[tool], dash: depths.indexOf(qd), values: sizes.map((bs) => find(tool, bs, qd)?.gbps ?? null) })),
-    ),
-    ceilings,
-    logY: true,
+  // One chart per axis: x is block size or depth, one line per tool and value of the other.
+  const along = (x: 'blockSize' | 'queueDepth'): LineChart => {
+    const xs = x === 'blockSize' ? sizes : depths;
+    const others = x === 'blockSize' ? depths : sizes;
+    const at = (tool: Tool, xv: number, other: number) => (x === 'blockSize' ? find(tool, xv, other) : find(tool, other, xv));
+    const lineName = (other: number) => (x === 'blockSize' ? `qd${other}` : formatSize(other));
+    return {
+      title: `Random reads (O_DIRECT): GB/s against ${x === 'blockSize' ? 'block size' : 'queue depth'}`,
+      xTitle: x === 'blockSize' ? 'block size' : 'queue depth (ops in flight)',
+      xLabels: xs.map((v) => (x === 'blockSize' ? formatSize(v) : String(v))),
+      yTitle: 'GB/s',
+      series: tools.flatMap((tool) =>
+        others
+          .filter((other) => xs.some((xv) => at(tool, xv, other)))
+          .map((other) => ({ name: `${tool} ${lineName(other)}`, color: TOOL_COLORS[tool], dash: others.indexOf(other), values: xs.map((xv) => at(tool, xv, other)?.gbps ?? null) })),
+      ),
+      ceilings,
+      // Block sizes span 256x, and their GB/s nearly as much.
+      logY: x === 'blockSize',
+    };
   };
-  const byDepth: LineChart = {
-    title: 'Random reads (O_DIRECT): GB/s against queue depth',
-    xTitle: 'queue depth (ops in flight)',
-    xLabels: depths.map(String),
-    yTitle: 'GB/s',
-    series: tools.flatMap((tool) =>
-      sizes.filter((bs) => depths.some((qd) => find(tool, bs, qd))).map((bs) => ({ name: `${tool} ${formatSize(bs)}`, color: TOOL_COLORS[tool], dash: sizes.indexOf(bs), values: depths.map((qd) => find(tool, bs, qd)?.gbps ?? null) })),
-    ),
-    ceilings,
-  };
-  return [bySize, byDepth];
+  return [along('blockSize'), along('queueDepth')];
 }
 
 function table(header: string[], rows: string[][]): string {

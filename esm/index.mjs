@@ -48,8 +48,5 @@ export const {
   rmrf,
   MetricsSampler,
   prometheusText,
-  summarizeBuckets,
-  bucketBounds,
-  bucketOf,
 } = cjs;
 export default cjs;
