@@ -29,7 +29,8 @@ Options of bench:
   --engines        instead: the local engine (io_uring) and the 3FS engine (USRBIO) side by side,
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
-  --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
+  --lib PATH       with --engines or --engine hf3fs: the USRBIO library (default $HF3FS_LIB, then
+                   the linker's search)
   --fallback       instead: the portable fallback engine (threads: pread/pwrite and AIO on threads)
                    beside io_uring and fio's psync and libaio engines, on one O_DIRECT file:
                    4 MiB sequential and 4 KiB random reads; takes --dir, --size (default 1GiB;
