@@ -47,7 +47,9 @@ class TerminalProgress implements Progress {
       const run = Math.min(1, (performance.now() - began) / Math.max(1, expectedMs));
       const all = (index + run) / total;
       this.#line = `${bar(all)} ${String(Math.round(all * 100)).padStart(3)}%  [${index + 1}/${total}] ${label} ${bar(run, 10)}`;
-      this.write(`\r\x1b[2K${this.#line}`);
+      // A line that wrapped could not be redrawn in place: keep it to the terminal's width.
+      const columns = process.stderr.columns;
+      this.write(`\r\x1b[2K${columns ? this.#line.slice(0, columns - 1) : this.#line}`);
     };
     draw();
     // A few redraws a second: nothing the measured runs would notice.
