@@ -28,6 +28,18 @@ export interface MicroOptions {
   timeMs?: number;
 }
 
+/** Why the micro-benchmarks cannot run on this Node, or undefined when they can. */
+export async function microUnavailable(): Promise<string | undefined> {
+  try {
+    await import('tinybench');
+    return undefined;
+  } catch (e) {
+    // tinybench is an ES module; this CommonJS build loads it with require(), which Node does from 20.19 on.
+    if ((e as NodeJS.ErrnoException).code === 'ERR_REQUIRE_ESM') return `the micro-benchmarks need Node 20.19 or later (tinybench is an ES module; this is ${process.version})`;
+    throw e;
+  }
+}
+
 export async function runMicro(options: MicroOptions): Promise<MicroResult[]> {
   const { Bench } = await import('tinybench');
   const timeMs = options.timeMs ?? 200;

@@ -14,7 +14,7 @@ import { benchBase, children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, 
 import { runOurs, writeBenchFile } from './workloads';
 import { deviceCeiling, memoryCeiling, type Ceiling } from './ceilings';
 import { writeHtml } from './html';
-import { formatMicro, runMicro } from './micro';
+import { formatMicro, microUnavailable, runMicro } from './micro';
 import { makeProgress } from './progress';
 import { findHf3fsMount, type ClientOptions } from '../lib/index';
 
@@ -273,9 +273,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
     };
     out(formatTable(doc, fioMissing));
     if (options.micro !== false) {
-      log('micro-benchmarks (tinybench) ...');
-      doc.micro = await runMicro({ dir });
-      out('\n' + formatMicro(doc.micro));
+      const why = await microUnavailable();
+      if (why) log(`note: ${why}; skipped`);
+      else {
+        log('micro-benchmarks (tinybench) ...');
+        doc.micro = await runMicro({ dir });
+        out('\n' + formatMicro(doc.micro));
+      }
     }
     if (options.kvcache !== false) {
       // The main files go first: the section makes its own in a directory under this one.
