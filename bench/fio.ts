@@ -29,6 +29,11 @@ function twinEngine(w: Workload): FioEngine {
   return w.file === 'cached' ? 'psync' : 'io_uring';
 }
 
+/** A time-based run of the bench's window (ramp, then the measured time), all jobs reported as one. */
+function windowArgs(opts: RunOptions): string[] {
+  return ['--time_based', `--runtime=${Math.round(opts.durationMs)}ms`, `--ramp_time=${Math.round(opts.rampMs)}ms`, '--group_reporting'];
+}
+
 /** The fio command line for a workload (without the fio binary itself). */
 export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOptions, engine: FioEngine = twinEngine(w)): string[] {
   const cached = w.file === 'cached';
@@ -43,10 +48,7 @@ export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOp
     `--bs=${w.blockSize}`,
     `--rw=${w.write ? (w.pattern === 'rand' ? 'randwrite' : 'write') : w.pattern === 'rand' ? 'randread' : 'read'}`,
     `--direct=${w.direct ? 1 : 0}`,
-    '--time_based',
-    `--runtime=${Math.round(opts.durationMs)}ms`,
-    `--ramp_time=${Math.round(opts.rampMs)}ms`,
-    '--group_reporting',
+    ...windowArgs(opts),
     '--lat_percentiles=1',
     '--percentile_list=50:99',
     '--output-format=json',
@@ -85,6 +87,34 @@ function thpEnv(): NodeJS.ProcessEnv {
 
 export async function runFio(w: Workload, path: string, fileSize: number, opts: RunOptions, engine: FioEngine = twinEngine(w)): Promise<FioOutcome> {
   const args = fioArgs(w, path, fileSize, opts, engine);
+  return { ...(await measureFio(args, w.write)), mode: fioMode(w, engine), args };
+}
+
+/**
+ * The 3FS deployment reports' line (`-numjobs=128 -iodepth=2 -ioengine=libaio -direct=1 -rw=read
+ * -bs=4M`) scaled to this machine: `jobs` jobs of depth 2, each on its own slice of the file.
+ */
+export function deviceLineArgs(path: string, fileSize: number, jobs: number, write: boolean, opts: RunOptions): string[] {
+  const slice = Math.floor(fileSize / jobs / (4 * 1024 * 1024)) * 4 * 1024 * 1024;
+  return [
+    `--name=device-${write ? 'write' : 'read'}`,
+    `--filename=${path}`,
+    `--size=${slice}`,
+    `--offset_increment=${slice}`,
+    `--numjobs=${jobs}`,
+    '--iodepth=2',
+    '--ioengine=libaio',
+    '--direct=1',
+    `--rw=${write ? 'write' : 'read'}`,
+    '--bs=4M',
+    ...windowArgs(opts),
+    '--invalidate=1',
+    '--output-format=json',
+  ];
+}
+
+/** Runs fio with `args` (which must ask for JSON output) and reads its first job's figures. */
+export async function measureFio(args: string[], write: boolean): Promise<Measured> {
   const out = await run('fio', args);
   let doc: FioJson;
   try {
@@ -93,10 +123,15 @@ export async function runFio(w: Workload, path: string, fileSize: number, opts: 
   } catch {
     throw new Error(`fio printed something that is not JSON:\n${out.slice(0, 2000)}`);
   }
+  return fioFigures(doc, write);
+}
+
+/** The figures of fio's JSON report: its (group-reported) first job's read or write side. */
+export function fioFigures(doc: FioJson, write: boolean): Measured {
   const job = doc.jobs?.[0];
   if (!job) throw new Error('fio reported no job');
   if (job.error) throw new Error(`fio job failed with error ${job.error}`);
-  const side = w.write ? job.write : job.read;
+  const side = write ? job.write : job.read;
   const pct = side.lat_ns?.percentile ?? side.clat_ns?.percentile ?? {};
   const at = (p: string) => (pct[p] ?? 0) / 1000;
   // usr_cpu / sys_cpu are percent of the job's run time (summed over jobs with group_reporting).
@@ -108,12 +143,10 @@ export async function runFio(w: Workload, path: string, fileSize: number, opts: 
     p50us: at('50.000000'),
     p99us: at('99.000000'),
     cpuSeconds,
-    mode: fioMode(w, engine),
-    args,
   };
 }
 
-interface FioSide {
+export interface FioSide {
   io_bytes: number;
   total_ios: number;
   runtime: number;
@@ -123,7 +156,7 @@ interface FioSide {
   clat_ns?: { percentile?: Record<string, number> };
 }
 
-interface FioJson {
+export interface FioJson {
   jobs?: {
     error: number;
     job_runtime: number;

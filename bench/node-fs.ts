@@ -17,6 +17,12 @@ export interface NodeFsSpec {
   seed: number;
   /** Stop after one pass over the file (seq only): with a cold cache, every byte then comes from the disk. */
   onePass: boolean;
+  /**
+   * Stop once this many bytes were read in all (ramp included). Cold random reads through the page
+   * cache would otherwise come more and more from the pages they brought in: with a quarter of
+   * the file, fewer than one in four reads can hit.
+   */
+  maxBytes?: number;
   /** fdatasync at the end of a write run, inside the measured window. */
   fsync: boolean;
   uvThreads: number;
@@ -44,10 +50,13 @@ async function childMain(spec: NodeFsSpec): Promise<Measured> {
     const tag = writeTag();
     const syncInWindow = w.write && spec.fsync;
     const m = new Meter(spec.rampMs, spec.durationMs, !syncInWindow);
+    let issued = 0;
     const worker = async (buf: Buffer) => {
       while (m.running) {
+        if (spec.maxBytes !== undefined && issued >= spec.maxBytes) break;
         const off = next();
         if (off < 0) break;
+        issued += bs;
         if (w.write) stampEnds(buf, off, bs, tag);
         else clearStamps(buf, bs);
         const t0 = performance.now();

@@ -1,6 +1,9 @@
 // Turns the runs into the table on stdout (ratios next to ours) and the JSON document.
 import { writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
+import type { Ceiling } from './ceilings';
+import { markdownTable } from './markdown';
+import type { MicroResult } from './micro';
 import { formatSize, type RunResult } from './shared';
 
 export interface Machine {
@@ -28,6 +31,8 @@ export interface BenchSettings {
   repeat: number;
   /** CPUs' worth of other processes' work on the machine just before the bench started. */
   busyCpusAtStart: number;
+  /** Our engine: 'local' (io_uring, or the threads fallback) or 'hf3fs' (USRBIO). */
+  engine?: 'local' | 'hf3fs';
 }
 
 export interface BenchDocument {
@@ -35,6 +40,10 @@ export interface BenchDocument {
   machine: Machine;
   settings: BenchSettings;
   runs: RunResult[];
+  /** The machine's limits measured in the same run (fio's device line, memory copy). */
+  ceilings?: Ceiling[];
+  /** Per-call overheads (tinybench). */
+  micro?: MicroResult[];
 }
 
 /** Ours relative to fio and to node:fs (the run whose thread pool matches the depth), by throughput. */
@@ -82,8 +91,9 @@ export function summarize(runs: RunResult[]): RunResult[] {
   });
 }
 
+/** The main table, in Markdown, with the machine's ceilings above it and the notes below. */
 export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
-  const header = ['workload', 'tool', 'GiB/s', 'GB/s', 'IOPS', 'p50 us', 'p99 us', 'CPU s/GiB', 'vs fio', 'vs node:fs', 'how'];
+  const header = ['workload', 'tool', 'GB/s', 'IOPS', 'p50 us', 'p99 us', 'CPU s/GB', 'vs fio', 'vs node:fs', 'how'];
   const rows: string[][] = [];
   let last = '';
   const shown = summarize(doc.runs);
@@ -93,28 +103,21 @@ export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
     rows.push([
       label === last ? '' : label,
       r.tool,
-      fmtNum(r.gibps, r.gibps < 1 ? 3 : 2),
       fmtNum(r.gbps, r.gbps < 1 ? 3 : 2),
       r.iops.toLocaleString('en-US'),
       fmtLat(r.p50us),
       fmtLat(r.p99us),
-      fmtNum(r.cpuSecPerGiB, 3),
-      rat.fio === undefined ? '' : `vs fio ${fmtRatio(rat.fio)}`,
-      rat.nodeFs === undefined ? '' : `vs node:fs ${fmtRatio(rat.nodeFs)}`,
+      fmtNum(r.cpuSecPerGB, 3),
+      fmtRatio(rat.fio),
+      fmtRatio(rat.nodeFs),
       r.mode,
     ]);
     last = label;
   }
-  const numeric = new Set([2, 3, 4, 5, 6, 7]);
   // Ratio columns with nothing in them (no fio, no node:fs run) are left out.
-  const keep = header.map((_, i) => !(i === 8 || i === 9) || rows.some((row) => row[i] !== ''));
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : numeric.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
-      .filter((_, i) => keep[i])
-      .join('  ')
-      .trimEnd();
+  const keep = header.map((_, i) => !(i === 7 || i === 8) || rows.some((row) => row[i] !== ''));
+  const pick = <T>(cells: T[]) => cells.filter((_, i) => keep[i]);
+  const numeric = pick(header.map((_, i) => i)).flatMap((col, at) => (col >= 2 && col <= 8 ? [at] : []));
   const m = doc.machine;
   const s = doc.settings;
   const out: string[] = [];
@@ -122,22 +125,19 @@ export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
     `3fs-client bench: ${m.cpus} CPUs (${m.cpuModel}), ${formatSize(m.memory)} RAM, Linux ${m.kernel}, node ${m.node}, ${m.fio ?? 'no fio'}`,
     `files in ${s.dir} (${s.fsType}): data ${formatSize(s.size)}, cached ${formatSize(s.cachedSize)}; ` +
       `${(s.durationMs / 1000).toFixed(1)} s per run after ${(s.rampMs / 1000).toFixed(1)} s ramp` +
-      `${s.repeat > 1 ? `, ${s.repeat} runs each (median shown)` : ''}${s.quick ? ' (--quick)' : ''}`,
+      `${s.repeat > 1 ? `, ${s.repeat} runs each (median shown)` : ''}${s.quick ? ' (--quick)' : ''}${s.engine ? `; engine ${s.engine}` : ''}`,
   );
   if (s.busyCpusAtStart > 0.25) {
     out.push(`warning: other processes were using ${s.busyCpusAtStart.toFixed(1)} of ${m.cpus} CPUs when the bench started: numbers are noisy`);
   }
-  out.push('');
-  out.push(line(header));
-  let prev = '';
-  for (const [i, row] of rows.entries()) {
-    if (row[0] !== '' && i > 0 && row[0] !== prev) out.push('');
-    if (row[0] !== '') prev = row[0];
-    out.push(line(row));
+  if (doc.ceilings?.length) {
+    out.push(`ceilings: ${doc.ceilings.map((c) => `${c.what} ${c.gbps.toFixed(2)} GB/s (${c.how})`).join('; ')}`);
   }
+  out.push('');
+  out.push(markdownTable(pick(header), rows.map(pick), numeric).trimEnd());
   out.push(
     '',
-    'GiB/s = 2^30 B/s, GB/s = 10^9 B/s. Ratios compare throughput (same block size, so the IOPS ratio too).',
+    'GB/s = 10^9 B/s (GiB/s in the JSON). Ratios compare throughput (same block size, so the IOPS ratio too).',
     'Latency per op: 3fs-client = submission to settlement of the batch holding the op; fio = lat_ns (submit to',
     '  completion); node:fs = FileHandle.read/write call to settlement. CPU = user+sys over the measured window:',
     '  3fs-client and node:fs of their whole process (JS, engine/libuv threads, io_uring workers); fio from',
@@ -145,7 +145,7 @@ export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
     'node:fs cannot use O_DIRECT (Buffers are not aligned) or posix_fadvise: it runs buffered in a child process with',
     '  UV_THREADPOOL_SIZE = its concurrency; the bench drops the file\'s page cache (dd iflag=nocache) before it.',
   );
-  if (fioMissing) out.push('fio is not installed: its column is skipped. Install it with `sudo apt-get install fio`.');
+  if (fioMissing) out.push('fio is not installed: its column and the device ceiling are skipped. Install it with `sudo apt-get install fio`.');
   return out.join('\n') + '\n';
 }
 

@@ -12,18 +12,29 @@ import type { KvBenchDocument } from './kvcache';
 import { formatTable, machineInfo, writeJson, type BenchDocument } from './report';
 import { benchBase, children, formatSize, GiB, KiB, MiB, STAMP_BLOCK, toResult, verify, workloadLabel, type Measured, type RunResult, type Tool, type Workload } from './shared';
 import { runOurs, writeBenchFile } from './workloads';
+import { deviceCeiling, memoryCeiling, type Ceiling } from './ceilings';
+import { writeHtml } from './html';
+import { formatMicro, microUnavailable, runMicro } from './micro';
+import { makeProgress } from './progress';
+import { findHf3fsMount, type ClientOptions } from '../lib/index';
 
 export interface BenchOptions {
   /** Where to make the temporary bench directory (default: os.tmpdir()). Must exist. */
   dir?: string;
-  /** Data file size in bytes (default 1 GiB; 128 MiB with quick). */
+  /** Data file size in bytes (default 256 MiB; 128 MiB with quick). */
   size?: number;
-  /** Measured seconds per tool per workload, in ms (default 3000; 1000 with quick). */
+  /** Measured time per tool per workload, in ms (default 1000). */
   durationMs?: number;
-  /** Warm-up before each measured window, in ms (default 500; 200 with quick). */
+  /** Warm-up before each measured window, in ms (default 200). */
   rampMs?: number;
-  /** Write the results as JSON here. */
+  /** Write the results as JSON here (bench/JSON.md describes the document). */
   json?: string;
+  /** Write a page with charts here. */
+  html?: string;
+  /** Our engine: 'local' (default: io_uring, or the threads fallback) or 'hf3fs' (USRBIO; dir must be on a 3FS mount). */
+  engine?: 'local' | 'hf3fs';
+  /** hf3fs: the USRBIO library (default $HF3FS_LIB, then the linker's search). */
+  library?: string;
   /** A short smoke run: small files, 1 s runs, fewer workloads. */
   quick?: boolean;
   /** Run each workload's tools this many times (the table shows the median run). Default 1. */
@@ -36,6 +47,10 @@ export interface BenchOptions {
   kvcache?: boolean;
   /** The datasets section at the end (bench/datasets.ts). Default true. */
   datasets?: boolean;
+  /** The micro-benchmarks of per-call overheads (bench/micro.ts). Default true. */
+  micro?: boolean;
+  /** Progress bars redrawn in place (a terminal) rather than a line per run. Default: whether stderr is a TTY. */
+  terminal?: boolean;
   /** Progress (stderr). */
   err?: (text: string) => void;
   /** The table (stdout). */
@@ -48,15 +63,26 @@ const SEED = 0x3f5;
 
 /** This issue's matrix. */
 export function workloads(quick: boolean): Workload[] {
-  const list: Workload[] = [
-    // 3FS's `fio -numjobs=128 -iodepth=2 -ioengine=libaio -direct=1 -rw=read -bs=4M`, scaled to one process.
-    { name: 'seq-read', write: false, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'data', batch: 1 },
-    { name: 'rand-read', write: false, pattern: 'rand', blockSize: 4 * KiB, queueDepth: 64, direct: true, file: 'data', batch: 16 },
-    { name: 'rand-read', write: false, pattern: 'rand', blockSize: 4 * KiB, queueDepth: 128, direct: true, file: 'data', batch: 16 },
-    { name: 'cached-read', write: false, pattern: 'seq', blockSize: 1 * MiB, queueDepth: 4, direct: false, file: 'cached', batch: 1 },
-    { name: 'seq-write', write: true, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'write', batch: 1 },
+  const rand = (blockSize: number, queueDepth: number, batch: number, inQuick: boolean) => ({
+    w: { name: 'rand-read', write: false, pattern: 'rand', blockSize, queueDepth, direct: true, file: 'data', batch } as Workload,
+    inQuick,
+  });
+  const list: { w: Workload; inQuick: boolean }[] = [
+    // 3FS's `fio -numjobs=128 -iodepth=2 -ioengine=libaio -direct=1 -rw=read -bs=4M`, scaled to one
+    // process (the line itself, scaled to the cores, measures the device ceiling: bench/ceilings.ts).
+    { w: { name: 'seq-read', write: false, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'data', batch: 1 }, inQuick: true },
+    // Random reads at three block sizes and shallow to deep queues: the charts' grid.
+    rand(4 * KiB, 8, 1, false),
+    rand(4 * KiB, 64, 16, true),
+    rand(4 * KiB, 128, 16, false),
+    rand(64 * KiB, 8, 1, true),
+    rand(64 * KiB, 64, 16, false),
+    rand(1 * MiB, 8, 1, true),
+    rand(1 * MiB, 64, 4, false),
+    { w: { name: 'cached-read', write: false, pattern: 'seq', blockSize: 1 * MiB, queueDepth: 4, direct: false, file: 'cached', batch: 1 }, inQuick: true },
+    { w: { name: 'seq-write', write: true, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'write', batch: 1 }, inQuick: true },
   ];
-  return quick ? list.filter((w) => !(w.name === 'rand-read' && w.queueDepth > 64)) : list;
+  return list.filter((x) => !quick || x.inQuick).map((x) => x.w);
 }
 
 interface Planned {
@@ -68,19 +94,20 @@ interface Planned {
 
 export async function runBench(options: BenchOptions = {}): Promise<BenchDocument & { kvcache?: KvBenchDocument; datasets?: DatasetBenchDocument }> {
   const err = options.err ?? ((text: string) => process.stderr.write(text));
-  const log = (line: string) => err(line + '\n');
+  const progress = makeProgress(err, options.terminal ?? process.stderr.isTTY === true);
+  const log = (line: string) => progress.log(line);
   const out = options.out ?? ((text: string) => process.stdout.write(text));
   const began = performance.now();
   const quick = options.quick ?? false;
-  const durationMs = options.durationMs ?? (quick ? 1000 : 3000);
-  const rampMs = options.rampMs ?? (quick ? 200 : 500);
+  const durationMs = options.durationMs ?? 1000;
+  const rampMs = options.rampMs ?? 200;
   if (!(durationMs >= 100)) throw new Error('--duration must be at least 100ms');
   if (!(rampMs >= 0)) throw new Error('--ramp must be >= 0');
-  const askedSize = options.size ?? (quick ? 128 * MiB : 1 * GiB);
+  const askedSize = options.size ?? (quick ? 128 * MiB : 256 * MiB);
   const size = Math.floor(askedSize / (4 * MiB)) * 4 * MiB;
   if (size < 32 * MiB) throw new Error(`--size must be at least 32MiB (got ${formatSize(askedSize)})`);
   if (size !== askedSize) log(`note: --size rounded down to ${formatSize(size)} (a multiple of 4MiB)`);
-  const cachedSize = Math.min(quick ? 64 * MiB : 256 * MiB, size);
+  const cachedSize = Math.min(64 * MiB, size);
 
   const names = options.workloads ?? WORKLOAD_NAMES;
   for (const n of names) if (!WORKLOAD_NAMES.includes(n)) throw new Error(`unknown workload '${n}' (known: ${WORKLOAD_NAMES.join(', ')})`);
@@ -114,6 +141,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
 
   // The bench directory: a fresh one under --dir (which must exist) or the system's temp dir.
   const base = benchBase(options.dir);
+  const engine = options.engine ?? 'local';
+  const clientOptions = engineOptions(engine, base, options.library);
   const needsWrite = selected.some((w) => w.file === 'write');
   const needsData = selected.some((w) => w.file === 'data');
   const needsCached = selected.some((w) => w.file === 'cached');
@@ -155,20 +184,32 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
     }
 
     const canDrop = dropCache(paths[needsData ? 'data' : needsWrite ? 'write' : 'cached']);
+    const ceilings: Ceiling[] = [memoryCeiling()];
+    if (fio) {
+      for (const [which, write] of [['data', false], ['write', true]] as const) {
+        if (!(which === 'data' ? needsData : needsWrite)) continue;
+        try {
+          ceilings.push(await deviceCeiling(paths[which], sizes[which], write, { rampMs, durationMs, seed: SEED }));
+        } catch (e) {
+          log(`warning: fio's device ${write ? 'write' : 'read'} run failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    log(`ceilings: ${ceilings.map((c) => `${c.what} ${c.gbps.toFixed(2)} GB/s`).join(', ')}`);
     const runs: RunResult[] = [];
     const runOpts = { rampMs, durationMs, seed: SEED };
     for (const [i, p] of plan.entries()) {
       const { w, tool } = p;
       const path = paths[w.file];
       const fileSize = sizes[w.file];
-      const head = `[${i + 1}/${plan.length}] ${workloadLabel(w)}${repeats > 1 ? ` (run ${p.repeat}/${repeats})` : ''}: ${tool}${p.uvThreads !== undefined ? ` (UV_THREADPOOL_SIZE=${p.uvThreads})` : ''} ...`;
-      err(head);
+      const head = `${workloadLabel(w)}${repeats > 1 ? ` (run ${p.repeat}/${repeats})` : ''}: ${tool}${p.uvThreads !== undefined ? ` (UV_THREADPOOL_SIZE=${p.uvThreads})` : ''}`;
+      progress.start(i, plan.length, head, rampMs + durationMs);
       // The same cache state for every tool: warm for cached reads, dropped before buffered runs.
       if (w.file === 'cached') await warm(path);
       let result: RunResult;
       try {
         if (tool === '3fs-client') {
-          const m = await runOurs(w, path, fileSize, runOpts);
+          const m = await runOurs(w, path, fileSize, runOpts, clientOptions);
           result = toResult(w, tool, m, m.mode, w.direct);
         } else if (tool === 'fio') {
           const m = await runFio(w, path, fileSize, runOpts);
@@ -177,14 +218,17 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
           const cold = w.file !== 'cached';
           if (cold) dropCache(path);
           const onePass = cold && w.pattern === 'seq';
+          const capped = cold && w.pattern === 'rand' && !w.write;
           const m: Measured = await runNodeFs({
             workload: w,
             path,
             fileSize,
-            rampMs: onePass ? 0 : rampMs,
+            // Both end early and must not spend their bytes in a ramp.
+            rampMs: onePass || capped ? 0 : rampMs,
             durationMs,
             seed: SEED,
             onePass,
+            maxBytes: capped ? fileSize / 4 : undefined,
             fsync: w.write,
             uvThreads: p.uvThreads ?? w.queueDepth,
           });
@@ -194,6 +238,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
             cold ? (canDrop ? (onePass ? 'cold cache' : 'cold cache at start') : 'cache state unknown') : 'warm cache',
             `FileHandle.${w.write ? 'write' : 'read'} x ${w.queueDepth}`,
             onePass ? 'at most 1 pass' : '',
+            capped ? 'at most 1/4 of the file' : '',
             w.write ? 'fdatasync in window' : '',
             `UV_THREADPOOL_SIZE=${p.uvThreads}`,
           ]
@@ -202,47 +247,63 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
           result = toResult(w, tool, m, mode, false, p.uvThreads ?? null);
         }
       } catch (e) {
-        err(' failed\n');
+        progress.done(' failed');
         if (tool === '3fs-client') throw e;
         log(`warning: the ${tool} run failed and is left out: ${(e as Error).message}`);
         continue;
       }
       result.repeat = p.repeat;
       runs.push(result);
-      let tail = ` ${result.gibps.toFixed(3)} GiB/s, ${result.iops} IOPS, p99 ${Math.round(result.p99us)} us`;
+      let tail = ` ${result.gbps.toFixed(3)} GB/s, ${result.iops} IOPS, p99 ${Math.round(result.p99us)} us`;
       if (tool !== '3fs-client') {
         const ours = runs.findLast((r) => r.tool === '3fs-client' && r.workload === w.name && r.queueDepth === w.queueDepth && r.blockSize === w.blockSize);
         if (ours) {
           if (result.gibps > 0) tail += ` (3fs-client is ${(ours.gibps / result.gibps).toFixed(2)}x)`;
         }
       }
-      err(tail + '\n');
+      progress.done(tail);
     }
 
     const doc: BenchDocument & { kvcache?: KvBenchDocument; datasets?: DatasetBenchDocument } = {
       version: 1,
       machine: machineInfo(fio),
-      settings: { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat: repeats, busyCpusAtStart: Math.round(busyCpus * 100) / 100 },
+      settings: { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat: repeats, busyCpusAtStart: Math.round(busyCpus * 100) / 100, engine },
       runs,
+      ceilings,
     };
     out(formatTable(doc, fioMissing));
+    if (options.micro !== false) {
+      const why = await microUnavailable();
+      if (why) log(`note: ${why}; skipped`);
+      else {
+        log('micro-benchmarks (tinybench) ...');
+        doc.micro = await runMicro({ dir });
+        out('\n' + formatMicro(doc.micro));
+      }
+    }
     if (options.kvcache !== false) {
       // The main files go first: the section makes its own in a directory under this one.
       for (const p of Object.values(paths)) rmSync(p, { force: true });
       const { runKvBench } = await import('./kvcache');
       out('\n');
       // A shorter run than `bench --kvcache`: 256 MiB of pages per size, 20,000 keys for the lookups.
-      doc.kvcache = await runKvBench({ dir, quick, repeat: repeats, section: true, size: 256 * MiB, lookupKeys: 20_000, err, out });
+      // 64 KiB and 1 MiB pages only: `bench --kvcache` has the 16 MiB ones; the default run stays under two minutes.
+      doc.kvcache = await runKvBench({ dir, quick, repeat: repeats, section: true, size: 256 * MiB, pageSizes: [64 * KiB, 1 * MiB], lookupKeys: 20_000, err, out });
     }
     if (options.datasets !== false) {
       for (const p of Object.values(paths)) rmSync(p, { force: true });
       const { runDatasetBench } = await import('./datasets');
       out('\n');
-      doc.datasets = await runDatasetBench({ dir, quick, err, out });
+      // Its short form (64 MiB of samples per size, 0.6 s per reader) keeps the default run under two minutes.
+      doc.datasets = await runDatasetBench({ dir, quick, size: 64 * MiB, durationMs: 600, err, out });
     }
     if (options.json) {
       await writeJson(options.json, doc);
       log(`wrote ${options.json}`);
+    }
+    if (options.html) {
+      await writeHtml(options.html, doc);
+      log(`wrote ${options.html}`);
     }
     log(`done in ${((performance.now() - began) / 1000).toFixed(1)} s`);
     return doc;
@@ -251,6 +312,15 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchDocumen
     for (const c of children) c.kill('SIGTERM');
     removeDir();
   }
+}
+
+/** The client options of our side: the embedded engine, or USRBIO on the 3FS mount holding `dir`. */
+function engineOptions(engine: 'local' | 'hf3fs', dir: string, library: string | undefined): ClientOptions {
+  if (engine === 'local') return {};
+  if (engine !== 'hf3fs') throw new Error(`--engine must be local or hf3fs, got '${engine}'`);
+  const mount = findHf3fsMount(dir);
+  if (!mount) throw new Error(`--engine hf3fs needs --dir on a 3FS mount; ${dir} is not on one (nor on a stand-in mount listed in HF3FS_STANDIN_MOUNTS)`);
+  return { mount: mount.mountPoint, ...(library ? { library } : {}) };
 }
 
 /** Size, allocation (not sparse) and a few stamps of a freshly written bench file, read through node:fs. */

@@ -57,6 +57,8 @@ export interface RunResult {
   p50us: number;
   p99us: number;
   cpuSecPerGiB: number;
+  /** CPU seconds per 10^9 bytes moved (cpuSecPerGiB in decimal units). */
+  cpuSecPerGB: number;
   /** How the tool ran (engine, batching, cache state, thread pool), as shown in the table. */
   mode: string;
   /** libuv thread pool size of a node:fs run, null for the other tools. */
@@ -73,7 +75,7 @@ export function toResult(w: Workload, tool: Tool, m: Measured, mode: string, dir
     blockSize: w.blockSize,
     queueDepth: w.queueDepth,
     direct,
-    seconds: round(m.seconds, 3),
+    seconds: round(m.seconds, 6),
     bytes: m.bytes,
     ops: m.ops,
     gibps: round(m.seconds > 0 ? gib / m.seconds : 0, 4),
@@ -82,6 +84,7 @@ export function toResult(w: Workload, tool: Tool, m: Measured, mode: string, dir
     p50us: round(m.p50us, 1),
     p99us: round(m.p99us, 1),
     cpuSecPerGiB: round(gib > 0 ? m.cpuSeconds / gib : 0, 4),
+    cpuSecPerGB: round(m.bytes > 0 ? m.cpuSeconds / (m.bytes / 1e9) : 0, 4),
     mode,
     uvThreads,
     repeat: 1,

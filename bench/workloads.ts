@@ -11,7 +11,7 @@ export interface RunOptions {
   durationMs: number;
   seed: number;
   /** Called as the lanes start and again as they end, while the client still lives (its threads too). */
-  probe?: () => void;
+  probe?: (client: Client) => void;
 }
 
 export interface OursOutcome extends Measured {
@@ -27,7 +27,8 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
   try {
     file = await client.open(path, w.write ? 'r+' : 'r', 0o666, { direct: w.direct ? 'always' : 'never' });
     const st = await file.stat();
-    if (w.direct && !st.direct.active) throw new Error(`O_DIRECT is not active on ${path}: ${st.direct.reason ?? 'unknown reason'}`);
+    // USRBIO never goes through a page cache: there is no O_DIRECT descriptor to ask about.
+    if (w.direct && client.info().engine !== 'usrbio' && !st.direct.active) throw new Error(`O_DIRECT is not active on ${path}: ${st.direct.reason ?? 'unknown reason'}`);
     for (let i = 0; i < w.queueDepth; i++) buffers.push(client.alloc(w.blockSize));
     if (w.write) for (const b of buffers) randomFillSync(b.bytes);
     const registered = buffers.every((b) => b.registered);
@@ -67,7 +68,7 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
       }
     };
     const laneIds = Array.from({ length: lanes }, (_, l) => l);
-    opts.probe?.();
+    opts.probe?.(client);
     await Promise.all(
       laneIds.map((l) =>
         lane(l).catch((e) => {
@@ -76,7 +77,7 @@ export async function runOurs(w: Workload, path: string, fileSize: number, opts:
         }),
       ),
     );
-    opts.probe?.();
+    opts.probe?.(client);
     const measured = meter.result();
     if (w.write) await checkWritten(path, lastWritten, bs, tag);
 

@@ -2,7 +2,10 @@
 # Installs the system packages listed in deps/packages.txt (Debian/Ubuntu). Run as root or with sudo.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t packages < <(grep -v '^#' "$here/packages.txt" | awk 'NF {print $1}')
+# The list: deps/packages.txt (what the library and the bench need), or the file given (CI also
+# installs deps/test-packages.txt: what only tests use).
+list=${1:-$here/packages.txt}
+mapfile -t packages < <(grep -v '^#' "$list" | awk 'NF {print $1}')
 
 missing=()
 for p in "${packages[@]}"; do

@@ -46,5 +46,7 @@ export const {
   LoadedTensors,
   MAX_HEADER_BYTES,
   rmrf,
+  MetricsSampler,
+  prometheusText,
 } = cjs;
 export default cjs;

@@ -6,8 +6,8 @@ import { parseArgs } from 'node:util';
 const USAGE = `Usage: 3fs-client <command> [options]
 
 Commands:
-  bench            Measure 3fs-client against fio and node:fs on this machine, then KVCache
-                   and datasets
+  bench            Measure 3fs-client against fio and node:fs on this machine (with the device
+                   and memory ceilings), then per-call overheads, KVCache and datasets
   doctor [path]    Check this machine and path for 3fs-client and 3FS, and say what to change
                    (path: default the config's mount, else the current directory)
   help             Show this help
@@ -15,20 +15,22 @@ Commands:
 Options of bench:
   --dir D          make the bench files in a new directory under D, which must exist
                    (default: the system temp dir); the files are deleted at the end
-  --size S         data file size, e.g. 1GiB, 512M (default 1GiB; with --quick 128MiB)
-  --duration T     measured time per tool per workload, e.g. 3, 3s, 1500ms
-                   (default 3s; with --quick 1s)
-  --ramp T         warm-up before each measured window (default 0.5s; with --quick 0.2s)
-  --json F         also write the results as JSON to F
-  --quick          a short smoke run (about 20 s, then about 15 s of KVCache and 40 s of
-                   datasets): small files, 1 s runs, no qd128
+  --engine E       our side: local (default: io_uring, or the threads fallback) or hf3fs
+                   (USRBIO; --dir must be on a 3FS mount; --lib names the library)
+  --size S         data file size, e.g. 1GiB, 512M (default 256MiB; with --quick 128MiB)
+  --duration T     measured time per tool per workload, e.g. 3, 3s, 1500ms (default 1s)
+  --ramp T         warm-up before each measured window (default 0.2s)
+  --json F         also write the results as JSON to F (bench/JSON.md describes it)
+  --html F         also write a page with charts (GB/s against block size and queue depth) to F
+  --quick          a short smoke run: a smaller file and fewer workloads (one depth per block size)
   --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
   --repeat N       run each workload N times; the table shows the median (default 1)
   --engines        instead: the local engine (io_uring) and the 3FS engine (USRBIO) side by side,
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat
-  --lib PATH       with --engines: the USRBIO library (default $HF3FS_LIB, then the linker's search)
+  --lib PATH       with --engines or --engine hf3fs: the USRBIO library (default $HF3FS_LIB, then
+                   the linker's search)
   --fallback       instead: the portable fallback engine (threads: pread/pwrite and AIO on threads)
                    beside io_uring and fio's psync and libaio engines, on one O_DIRECT file:
                    4 MiB sequential and 4 KiB random reads; takes --dir, --size (default 1GiB;
@@ -40,6 +42,8 @@ Options of bench:
                    cache written with node:fs, and lookup keys/s (warm, and a cold lookup's I/O
                    rounds); takes --dir, --quick, --repeat, --json, and --size: bytes of pages per
                    page size (default 512MiB; with --quick 256MiB)
+  --no-micro       leave out the micro-benchmarks (tinybench: a batch of N ops, a lookup of N keys,
+                   an alloc/free)
   --no-kvcache     leave out the KVCache section
   --no-datasets    leave out the datasets section (random ffrecord batches of 4 KiB, 64 KiB and
                    1 MiB samples, and a safetensors load, next to node:fs readers of the same files)
@@ -73,6 +77,8 @@ const benchOptions = {
   duration: { type: 'string' },
   ramp: { type: 'string' },
   json: { type: 'string' },
+  html: { type: 'string' },
+  engine: { type: 'string' },
   quick: { type: 'boolean' },
   workloads: { type: 'string' },
   tools: { type: 'string' },
@@ -84,6 +90,7 @@ const benchOptions = {
   kvcache: { type: 'boolean' },
   'no-kvcache': { type: 'boolean' },
   'no-datasets': { type: 'boolean' },
+  'no-micro': { type: 'boolean' },
 } as const;
 
 // doctor's --json is a switch, bench's takes a file: each command parses its own options.
@@ -197,6 +204,9 @@ interface BenchValues {
   kvcache?: boolean;
   'no-kvcache'?: boolean;
   'no-datasets'?: boolean;
+  'no-micro'?: boolean;
+  html?: string;
+  engine?: string;
 }
 
 async function bench(values: BenchValues, io: CliIo): Promise<number> {
@@ -221,6 +231,13 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
   if (values.kvcache && values['no-kvcache']) throw new UsageError('--kvcache and --no-kvcache contradict each other');
   if ([values.kvcache, values.engines, values.fallback].filter(Boolean).length > 1) throw new UsageError('--kvcache, --engines and --fallback are separate benches: pick one');
   if (values.threads !== undefined && !values.fallback) throw new UsageError('--threads goes with --fallback');
+  if (values.engine !== undefined && values.engine !== 'local' && values.engine !== 'hf3fs') throw new UsageError(`--engine must be local or hf3fs, got '${values.engine}'`);
+  if (values.kvcache || values.engines || values.fallback) {
+    for (const name of ['html', 'engine', 'no-micro'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`--${name} goes with the main bench, not --${values.kvcache ? 'kvcache' : values.engines ? 'engines' : 'fallback'}`);
+    }
+  }
+  if (values.lib !== undefined && !values.engines && values.engine !== 'hf3fs') throw new UsageError('--lib goes with --engines or --engine hf3fs');
   if (values.fallback) {
     for (const name of ['json', 'workloads', 'tools', 'lib'] as const) {
       if (values[name] !== undefined) throw new UsageError(`bench --fallback does not take --${name}`);
@@ -252,12 +269,17 @@ async function bench(values: BenchValues, io: CliIo): Promise<number> {
     durationMs,
     rampMs,
     json: values.json,
+    html: values.html,
+    engine: values.engine as 'local' | 'hf3fs' | undefined,
+    library: values.lib,
     quick,
     repeat,
     workloads: list(values.workloads),
     tools: tools as ('3fs-client' | 'fio' | 'node:fs')[] | undefined,
     kvcache: !values['no-kvcache'],
     datasets: !values['no-datasets'],
+    micro: !values['no-micro'],
+    terminal: io === defaultIo && process.stderr.isTTY === true,
     ...report,
   });
   return 0;

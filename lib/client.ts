@@ -7,6 +7,7 @@ import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
 import { lend, type IoBuffer } from './io-buffer';
 import { findHf3fsMount } from './mounts';
+import { decodeDistributions, MetricsSampler, type DistributionCounts, type OpDistributions } from './metrics';
 import { native, type NativeClient, type NativeClientOptions, type NativeMetrics } from './native';
 
 export interface ClientOptions {
@@ -103,7 +104,8 @@ export interface ClientInfo {
   closed: boolean;
 }
 
-export interface ClientMetrics extends NativeMetrics {}
+/** The counters, and the per-op distributions and errors by code over the client's life (lib/metrics.ts). */
+export interface ClientMetrics extends NativeMetrics, OpDistributions {}
 
 const directCode: Record<DirectMode, number> = { auto: 0, always: 1, never: 2 };
 
@@ -276,7 +278,17 @@ export class Client implements AsyncDisposable {
   }
 
   metrics(): ClientMetrics {
-    return this.#native.metrics();
+    return { ...this.#native.metrics(), ...decodeDistributions(this.#native.distributions()) };
+  }
+
+  /** The engines' raw histogram counts (the layout lib/metrics.ts decodes): a copy. */
+  distributionCounts(): DistributionCounts {
+    return this.#native.distributions();
+  }
+
+  /** Per-interval metrics: each sample() of the sampler covers the time since its previous one. */
+  metricsSampler(): MetricsSampler {
+    return new MetricsSampler(this);
   }
 
   /** Cancels what is still in flight (those ops fail with ECANCELED) and stops the engine. */

@@ -26,4 +26,6 @@ export type { RangeReaderOptions, RangeReaderStats } from './range-reader';
 export { openSafetensors, SafetensorsFile, LoadedTensors, MAX_HEADER_BYTES } from './safetensors';
 export type { TensorInfo, TensorSlice, LoadOptions, LoadedTensor, OpenSafetensorsOptions } from './safetensors';
 export { rmrf } from './rmrf';
+export { MetricsSampler, prometheusText } from './metrics';
+export type { DistributionSummary, NamedDistribution, OpDistributions, MetricsInterval } from './metrics';
 export type { RmrfResult } from './rmrf';

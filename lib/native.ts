@@ -84,6 +84,8 @@ export interface NativeClient {
   /** ioUringErrno: set when io_uring_setup was refused and the thread pool runs instead. */
   info(): { engine: string; ioUringErrno?: number; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };
   metrics(): NativeMetrics;
+  /** native/op_histogram.h's distributions, summed over the rings (see Client::Distributions). */
+  distributions(): Float64Array;
   close(): Promise<void>;
 }
 

@@ -52,6 +52,7 @@ Napi::Function Client::Init(Napi::Env env) {
                      {InstanceMethod<&Client::Alloc>("alloc"), InstanceMethod<&Client::Free>("free"),
                       InstanceMethod<&Client::Submit>("submit"), InstanceMethod<&Client::Cancel>("cancel"),
                       InstanceMethod<&Client::Info>("info"), InstanceMethod<&Client::Metrics>("metrics"),
+                      InstanceMethod<&Client::Distributions>("distributions"),
                       InstanceMethod<&Client::Close>("close")});
 }
 
@@ -391,6 +392,7 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   batch->fail_fast = info[5].ToBoolean();
   batch->js = js;
   batch->ring = PickRing();
+  batch->submitted_ns = MonotonicNs();
   next_ring_++;
   ring_load_[batch->ring].fetch_add(n, std::memory_order_relaxed);
   Napi::Array out = Napi::Array::New(env, 2);
@@ -526,6 +528,26 @@ Napi::Value Client::Metrics(const Napi::CallbackInfo& info) {
   put("submitCalls", &EngineCounters::submit_calls);
   put("batches", &EngineCounters::batches);
   return o;
+}
+
+// distributions() -> Float64Array: the engines' OpDistributions summed, laid out as lib/metrics.ts
+// reads them: for latency (reads, writes) then bandwidth (reads, writes), kHistogramBuckets counts
+// and the sum; then kErrnoSlots errno counts. A copy: the engines go on counting meanwhile.
+Napi::Value Client::Distributions(const Napi::CallbackInfo& info) {
+  constexpr size_t kPerHistogram = kHistogramBuckets + 1;
+  Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 4 * kPerHistogram + kErrnoSlots);
+  double* d = out.Data();
+  for (auto& e : engines_) {
+    const OpDistributions& od = e->counters.distributions;
+    const Histogram* all[4] = {&od.latency_ns[0], &od.latency_ns[1], &od.bandwidth[0], &od.bandwidth[1]};
+    for (size_t h = 0; h < 4; h++) {
+      double* at = d + h * kPerHistogram;
+      for (size_t i = 0; i < kHistogramBuckets; i++) at[i] += static_cast<double>(all[h]->buckets[i].load(std::memory_order_relaxed));
+      at[kHistogramBuckets] += static_cast<double>(all[h]->sum.load(std::memory_order_relaxed));
+    }
+    for (size_t i = 0; i < kErrnoSlots; i++) d[4 * kPerHistogram + i] += static_cast<double>(od.errnos[i].load(std::memory_order_relaxed));
+  }
+  return out;
 }
 
 // close() -> Promise: unfinished ops settle with ECANCELED; waiting for the device happens on the pool.

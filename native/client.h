@@ -43,6 +43,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Metrics(const Napi::CallbackInfo& info);
+  Napi::Value Distributions(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   static void OnEnvCleanup(void* client);

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "op_histogram.h"
 #include "region.h"
 
 namespace tfs {
@@ -78,6 +79,7 @@ struct Batch {
   bool fail_fast = false;
   int cancel_errno = 0;  // nonzero once canceled: what unfinished ops report
   size_t ring = 0;       // which of the client's engines runs it
+  uint64_t submitted_ns = 0;  // MonotonicNs() when the JS call handed it over: ops' latency starts here
   void* js = nullptr;    // owned by the JS-facing side (promise, references)
 };
 
@@ -101,6 +103,7 @@ struct EngineCounters {
   std::atomic<uint64_t> direct_bytes{0}, buffered_bytes{0};
   std::atomic<uint64_t> registered_bytes{0}, unregistered_bytes{0}, bounced_bytes{0};
   std::atomic<uint64_t> short_transfers{0}, errors{0}, submit_calls{0}, batches{0};
+  OpDistributions distributions;
 };
 
 // Records an op's outcome in its batch's results and the counters, and lets go of its file and
@@ -114,6 +117,7 @@ bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest)
   b->results[2 * op->index] = static_cast<double>(op->done);
   b->results[2 * op->index + 1] = err;
   (op->write ? counters.write_ops : counters.read_ops)++;
+  counters.distributions.Record(op->write, MonotonicNs() - b->submitted_ns, op->done, err);
   if (err != 0) {
     counters.errors++;
     if (b->fail_fast && b->cancel_errno == 0) cancel_rest(b);

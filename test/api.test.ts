@@ -16,7 +16,7 @@ const EXPORTS = [
   'KVCache', 'namespaceHash', 'crc32c', 'crc32cMany', 'crc32cSync', 'pageKey', 'pageKeys',
   'crc32Many', 'crc32Ranges', 'crc32Sync', 'openDataset', 'createDatasetWriter', 'createShardedWriter', 'FFRecordDataset', 'FFRecordWriter',
   'ShardedDatasetWriter', 'SampleBatch', 'createLoader', 'Loader', 'epochOrder', 'openRangeReader', 'RangeReader', 'openSafetensors',
-  'SafetensorsFile', 'LoadedTensors', 'MAX_HEADER_BYTES', 'rmrf',
+  'SafetensorsFile', 'LoadedTensors', 'MAX_HEADER_BYTES', 'rmrf', 'MetricsSampler', 'prometheusText',
 ].sort();
 const tmp = makeTmpDir('api');
 const rng = new Rng(seedFor('api'));
