@@ -655,7 +655,7 @@ export function formatKvTable(doc: KvBenchDocument, machineLine = true): string 
       `${IN_FLIGHT.join(' and ')} batches in flight${s.repeat > 1 ? `, ${s.repeat} runs each (medians)` : ''}${s.quick ? ' (--quick)' : ''}`,
     '',
   );
-  const header = ['page', 'op', 'batch', 'in flight', 'kvcache GB/s', 'raw GB/s', 'kv/raw', 'node:fs GB/s', 'kv/node:fs', 'kv p50 ms', 'kv p99 ms', 'kv CPU s/GiB', 'checked'];
+  const header = ['page', 'op', 'batch', 'in flight', 'kvcache GB/s', 'pages/s', 'raw GB/s', 'kv/raw', 'node:fs GB/s', 'kv/node:fs', 'kv p50 ms', 'kv p99 ms', 'kv CPU s/GB', 'checked'];
   const rows: string[][] = [];
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : '');
   for (const pageBytes of s.pageSizes) {
@@ -679,19 +679,20 @@ export function formatKvTable(doc: KvBenchDocument, machineLine = true): string 
           String(kv.batch),
           String(inflight),
           kv.gbps.toFixed(2),
+          kv.pagesPerSec.toLocaleString('en-US'),
           raw ? raw.gbps.toFixed(2) : '',
           kvRaw === undefined ? '' : `${kvRaw.toFixed(2)}${kvRaw < 0.9 ? ' <' : ''}`,
           fs ? fs.gbps.toFixed(2) : '',
           fs ? ratio(kv.gbps, fs.gbps) : '',
           kv.p50ms.toFixed(2),
           kv.p99ms.toFixed(2),
-          kv.cpuSecPerGiB.toFixed(3),
+          (kv.cpuSecPerGiB / (GiB / 1e9)).toFixed(3),
           op === 'get' ? `${verified} exact${misses ? `, ${misses} missed` : ''}` : misses ? `${misses} not stored` : '',
         ]);
       }
     }
   }
-  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   lines.push(line(header));

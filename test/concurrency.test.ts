@@ -224,7 +224,8 @@ describe('closing while I/O is in flight', () => {
     const batches = Array.from({ length: BATCHES }, (_, b) =>
       f.batchWrite(Array.from({ length: OPS }, (_, j) => ({ buffer: data, fileOffset: (b * OPS + j) * L }))),
     );
-    await sleep(1);
+    // At once: 2 ops in the kernel, the rest queued (waiting even 1 ms lets a quiet machine's
+    // page cache take all 100 MiB before the close).
     const closed = client.close();
     const late = await f.write(data, 0).catch((e) => e);
     expect(late.code).toBe('ERR_CLIENT_CLOSED');
