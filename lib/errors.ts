@@ -71,5 +71,17 @@ export function fromNative(e: unknown, details: ErrorDetails = {}): ThreeFSError
     return errnoError(n.errno, n.syscall, { ...details, path: n.path ?? details.path });
   }
   const own: ErrorDetails = { errno: n?.errno, index: n?.index, path: n?.path ?? details.path };
-  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { ...details, ...own, cause: e });
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? shown(e), { ...details, ...own, cause: e });
+}
+
+/**
+ * A value for an error message. String(v) can throw (a detached typed array, a Proxy, an object
+ * whose toString throws): the error about a bad argument must not become a TypeError itself.
+ */
+export function shown(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return `(${typeof value})`;
+  }
 }
