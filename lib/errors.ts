@@ -1,4 +1,5 @@
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { constants as osConstants } from 'node:os';
 
 /** Where an error happened: the call, the file and the byte offset, and the op's place in its batch. */
 export interface ErrorDetails {
@@ -48,11 +49,15 @@ export interface OpResult {
 }
 
 const systemErrors = getSystemErrorMap();
+// Errnos libuv has no name for (EDQUOT, ESTALE, ETIME, EBADMSG, ...: a quota, a stale handle on a
+// network file system) get their name from os.constants.errno instead of 'Unknown system error -122'.
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno)) if (!errnoNames.has(value)) errnoNames.set(value, name);
 
 /** A system error from a positive errno, worded like node:fs's. */
 export function errnoError(errno: number, syscall: string, details: ErrorDetails = {}): ThreeFSError {
   const negative = -Math.abs(errno);
-  const [name, description] = systemErrors.get(negative) ?? [getSystemErrorName(negative), 'unknown error'];
+  const [name, description] = systemErrors.get(negative) ?? (errnoNames.has(-negative) ? [errnoNames.get(-negative)!, `errno ${-negative}`] : [getSystemErrorName(negative), 'unknown error']);
   let message = `${name}: ${description}, ${syscall}`;
   if (details.path !== undefined) message += ` '${details.path}'`;
   if (details.offset !== undefined) message += ` at offset ${details.offset}`;
