@@ -21,7 +21,8 @@ case "$kind" in
   tsan)
     addon="$root/build-tsan/Debug/threefs_client.node"
     preload="$(gcc -print-file-name=libtsan.so)"
-    echo "export TSAN_OPTIONS='report_signal_unsafe=0:halt_on_error=0:exitcode=66:suppressions=$root/scripts/tsan.supp:log_path=${TSAN_LOG:-/tmp/3fs-tsan}'"
+    # Reports go to stderr (vitest shows them); a process that reported exits with 66 at its end.
+    echo "export TSAN_OPTIONS='report_signal_unsafe=0:halt_on_error=0:exitcode=66:second_deadlock_stack=1:suppressions=$root/scripts/tsan.supp'"
     ;;
   *) echo "usage: sanitize-env.sh asan|tsan" >&2; exit 2 ;;
 esac

@@ -2,7 +2,7 @@
 # The test suite on a sanitizer build of the addon (issue 5, point 1):
 #   npm run test:asan               # AddressSanitizer + UBSan, every project (what CI runs)
 #   npm run test:asan -- --project local test/oracle.test.ts    # vitest arguments narrow it
-#   bash scripts/test-sanitized.sh tsan --project local test/reliability/completion.test.ts
+#   npm run test:tsan               # ThreadSanitizer, the completion path (package.json)
 # Builds the addon (cmake-js, offline) when it is missing or older than native/, loads it through
 # THREEFS_CLIENT_ADDON with the sanitizer's runtime preloaded (scripts/sanitize-env.sh), and
 # writes the run's outcome to build-test/reliability/suite.<kind>.json for RELIABILITY.md.

@@ -17,26 +17,12 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ThreeFSError, connect, type Client } from '../../lib/index';
-import { ENGINE, HF3FS, KiB, MiB, Rng, STANDIN, THREADS, fdCount, firstDiff, iovMappings, makeTmpDir, seedFor, settledWithin, testConnect } from '../helpers';
+import { ENGINE, KiB, MiB, Rng, STANDIN, THREADS, fdCount, firstDiff, iovMappings, makeTmpDir, seedFor, settledWithin, testConnect, withEnv } from '../helpers';
 import { record } from './record';
 
 const E = constants.errno;
 const tmp = makeTmpDir('faults');
 afterAll(() => tmp.cleanup());
-
-/** Sets environment variables for the duration of `run` (the stand-in reads them at each call). */
-async function withEnv<T>(vars: Record<string, string>, run: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, vars);
-  try {
-    return await run();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
 
 /** What must come back after a fault: descriptors and iov mappings of this process. */
 function resources() {
