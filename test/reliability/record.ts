@@ -25,7 +25,8 @@ export const ENGINE_LABEL = ENGINE === 'hf3fs' ? 'hf3fs' : EMBEDDED;
 
 export function record(id: string, outcome: Outcome): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const sanitizer = process.env.THREEFS_CLIENT_ADDON ? (/tsan/.test(process.env.THREEFS_CLIENT_ADDON) ? 'tsan' : 'asan') : 'none';
+  const addon = process.env.THREEFS_CLIENT_ADDON;
+  const sanitizer = !addon ? 'none' : /build-tsan/.test(addon) ? 'tsan' : /build-asan/.test(addon) ? 'asan' : 'other-build';
   const file = join(RESULTS_DIR, `${id}.${ENGINE_LABEL}.${sanitizer}.json`);
   writeFileSync(file, JSON.stringify({ id, engine: ENGINE_LABEL, sanitizer, at: new Date().toISOString(), ...outcome }, null, 2) + '\n');
 }
