@@ -218,10 +218,12 @@ function nextWrite(rng: Rng, length: number): number {
   return at;
 }
 
-function fieldValue(rng: Rng, valid: number, tooBig: number, p = 0.95): number {
+function fieldValue(rng: Rng, valid: number, tooBig: number, p = 0.95, invalid = INVALID): number {
   if (rng.bool(p)) return valid;
-  return rng.bool(0.8) ? rng.pick(INVALID) : tooBig;
+  return rng.bool(0.8) ? rng.pick(invalid) : tooBig;
 }
+/** For a buffer ref -1 is valid (the first view), so it is no hostile value there. */
+const INVALID_REF = INVALID.filter((v) => v !== -1);
 
 describe('native submit with hostile descriptors, canaries and guard files', () => {
   it(`${ITERATIONS} batches: every accepted op moves exactly its bytes, nothing outside the ranges changes`, async () => {
@@ -259,7 +261,7 @@ describe('native submit with hostile descriptors, canaries and guard files', () 
         // Hostile fields are invalid numbers or too big for their buffer or the batch: each must
         // get the whole batch refused (a valid but different value would make the plan wrong).
         desc[d] = fieldValue(rng, 0, 2); // file 0 is the target; 1 is the guard (never named)
-        desc[d + 1] = fieldValue(rng, span.region ? span.region.id : -(viewIndex + 1), span.region ? 1e15 : -(n + 1));
+        desc[d + 1] = fieldValue(rng, span.region ? span.region.id : -(viewIndex + 1), span.region ? 1e15 : -(n + 1), 0.95, INVALID_REF);
         // A region's offsets count from its start; a view's from the view's start.
         const base = span.region ? span.bytes.byteOffset : 0;
         desc[d + 2] = fieldValue(rng, base + bufferOffset, span.backing.byteLength + 1);
