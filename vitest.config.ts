@@ -12,7 +12,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // One engine only: THREEFS_TEST_ENGINE=local|fallback|hf3fs npm test, or npx vitest run --project hf3fs.
 
 /** The suites that run on every engine. */
-const ENGINE_SUITES = ['test/oracle.test.ts', 'test/checksum.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts', 'test/metrics.test.ts'];
+const ENGINE_SUITES = ['test/oracle.test.ts', 'test/checksum.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts', 'test/metrics.test.ts', 'test/reliability/fuzz.test.ts', 'test/reliability/faults.test.ts', 'test/reliability/soak.test.ts', 'test/reliability/crash.test.ts'];
 
 const only = process.env.THREEFS_TEST_ENGINE;
 if (only !== undefined && only !== '' && only !== 'local' && only !== 'fallback' && only !== 'hf3fs') {
@@ -25,8 +25,9 @@ const common = {
   pool: 'forks' as const,
   // test/cleanup.test.ts checks that dropped buffers and files are collected; it needs global.gc.
   execArgv: ['--expose-gc'],
-  testTimeout: 60_000,
-  hookTimeout: 60_000,
+  // A sanitizer build of the addon (THREEFS_CLIENT_ADDON, npm run test:asan) runs 2-4x slower.
+  testTimeout: process.env.THREEFS_CLIENT_ADDON ? 180_000 : 60_000,
+  hookTimeout: process.env.THREEFS_CLIENT_ADDON ? 180_000 : 60_000,
 };
 
 /** The dataset suites (ffrecord, loader, range reader, safetensors): on both engines too. */

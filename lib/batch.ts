@@ -1,7 +1,7 @@
 // Turns a JS batch into one native call: ops are checked and packed into a Float64Array, the
 // engine settles them on its own thread, and the results come back as one typed array.
 import { constants } from 'node:os';
-import { argError, errnoError, ThreeFSError, type OpResult } from './errors';
+import { argError, errnoError, shown, ThreeFSError, type OpResult } from './errors';
 import { IoBuffer, regionOf } from './io-buffer';
 import type { NativeClient, NativeFile } from './native';
 
@@ -133,7 +133,7 @@ export async function runBatch(
         let v = viewIndex.get(buffer.buffer);
         if (v === undefined) {
           v = views.length;
-          views.push(new Uint8Array(buffer.buffer));
+          views.push(wholeView(buffer, i));
           viewIndex.set(buffer.buffer, v);
         }
         bufferRef = -(v + 1);
@@ -144,13 +144,13 @@ export async function runBatch(
     }
     const length = op.length ?? available;
     if (!isWholeNumber(length) || length > available) {
-      throw argError('ERR_OUT_OF_RANGE', `op ${i}: length ${String(op.length)} must be a whole number no larger than the buffer (${available})`, {
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: length ${shown(op.length)} must be a whole number no larger than the buffer (${available})`, {
         index: i,
         path: target.path,
       });
     }
     if (!isWholeNumber(fileOffset) || fileOffset + length > Number.MAX_SAFE_INTEGER) {
-      throw argError('ERR_OUT_OF_RANGE', `op ${i}: fileOffset ${String(fileOffset)} must be a whole number, and fileOffset + length at most 2^53 - 1`, {
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: fileOffset ${shown(fileOffset)} must be a whole number, and fileOffset + length at most 2^53 - 1`, {
         index: i,
         path: target.path,
       });
@@ -227,15 +227,24 @@ export async function runBatch(
   return out;
 }
 
+/** A Uint8Array over all of a view's memory; a detached (transferred) ArrayBuffer has none left. */
+function wholeView(view: ArrayBufferView, i: number): Uint8Array {
+  try {
+    return new Uint8Array(view.buffer);
+  } catch {
+    throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer's ArrayBuffer is detached (transferred)`, { index: i });
+  }
+}
+
 function packChecksum(into: Float64Array, i: number, c: Crc32cRange, write: boolean, length: number, path: string): void {
   if (c === null || typeof c !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i}: crc32c must be an object { offset, length${write ? ', at' : ''} }`, { index: i });
   const { offset, length: span, at } = c;
   if (!isWholeNumber(offset) || !isWholeNumber(span) || offset + span > length) {
-    throw argError('ERR_OUT_OF_RANGE', `op ${i}: crc32c range ${String(offset)}+${String(span)} must lie within the op's ${length} bytes`, { index: i, path });
+    throw argError('ERR_OUT_OF_RANGE', `op ${i}: crc32c range ${shown(offset)}+${shown(span)} must lie within the op's ${length} bytes`, { index: i, path });
   }
   if (write) {
     if (!isWholeNumber(at) || at + 4 > length || (at + 4 > offset && at < offset + span)) {
-      throw argError('ERR_OUT_OF_RANGE', `op ${i}: crc32c.at ${String(at)} must leave 4 bytes within the op, outside the checksummed range`, { index: i, path });
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: crc32c.at ${shown(at)} must leave 4 bytes within the op, outside the checksummed range`, { index: i, path });
     }
   } else if (at !== undefined) {
     throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: crc32c.at is for writes; a read's CRC comes back in its result`, { index: i, path });
@@ -262,5 +271,5 @@ function abortError(signal: AbortSignal, results: OpResult[] | undefined): Three
 function toBatchError(e: unknown): ThreeFSError {
   if (e instanceof ThreeFSError) return e;
   const n = e as { code?: string; message?: string; index?: number; path?: string; errno?: number };
-  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { errno: n?.errno, index: n?.index, path: n?.path });
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? shown(e), { errno: n?.errno, index: n?.index, path: n?.path });
 }

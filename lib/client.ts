@@ -2,7 +2,7 @@ import { availableParallelism, constants } from 'node:os';
 import { runBatch, type BatchOptions, type IoOp } from './batch';
 import { loadConfig } from './config';
 import { embeddedChoice, ioUringRefusal, type EmbeddedEngine } from './embedded-engine';
-import { argError, fromNative, ThreeFSError, type OpResult } from './errors';
+import { argError, fromNative, shown, ThreeFSError, type OpResult } from './errors';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
 import { lend, type IoBuffer } from './io-buffer';
@@ -150,7 +150,7 @@ function nicNumaNode(): number {
 
 function wholeNumber(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw argError('ERR_OUT_OF_RANGE', `${name} must be a whole number from ${min} to ${max}, got ${String(value)}`);
+    throw argError('ERR_OUT_OF_RANGE', `${name} must be a whole number from ${min} to ${max}, got ${shown(value)}`);
   }
   return value;
 }

@@ -1,4 +1,5 @@
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+import { constants as osConstants } from 'node:os';
 
 /** Where an error happened: the call, the file and the byte offset, and the op's place in its batch. */
 export interface ErrorDetails {
@@ -52,11 +53,15 @@ export interface OpResult {
 }
 
 const systemErrors = getSystemErrorMap();
+// Errnos libuv has no name for (EDQUOT, ESTALE, ETIME, EBADMSG, ...: a quota, a stale handle on a
+// network file system) get their name from os.constants.errno instead of 'Unknown system error -122'.
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno)) if (!errnoNames.has(value)) errnoNames.set(value, name);
 
 /** A system error from a positive errno, worded like node:fs's. */
 export function errnoError(errno: number, syscall: string, details: ErrorDetails = {}): ThreeFSError {
   const negative = -Math.abs(errno);
-  const [name, description] = systemErrors.get(negative) ?? [getSystemErrorName(negative), 'unknown error'];
+  const [name, description] = systemErrors.get(negative) ?? (errnoNames.has(-negative) ? [errnoNames.get(-negative)!, `errno ${-negative}`] : [getSystemErrorName(negative), 'unknown error']);
   let message = `${name}: ${description}, ${syscall}`;
   if (details.path !== undefined) message += ` '${details.path}'`;
   if (details.offset !== undefined) message += ` at offset ${details.offset}`;
@@ -75,5 +80,17 @@ export function fromNative(e: unknown, details: ErrorDetails = {}): ThreeFSError
     return errnoError(n.errno, n.syscall, { ...details, path: n.path ?? details.path });
   }
   const own: ErrorDetails = { errno: n?.errno, index: n?.index, path: n?.path ?? details.path };
-  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? String(e), { ...details, ...own, cause: e });
+  return new ThreeFSError(n?.code ?? 'ERR_NATIVE', n?.message ?? shown(e), { ...details, ...own, cause: e });
+}
+
+/**
+ * A value for an error message. String(v) can throw (a detached typed array, a Proxy, an object
+ * whose toString throws): the error about a bad argument must not become a TypeError itself.
+ */
+export function shown(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return `(${typeof value})`;
+  }
 }

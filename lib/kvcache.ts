@@ -275,13 +275,14 @@ export class KVCache {
     let geometry = await readMeta(metaPath);
     if (!geometry) {
       if (options.create === false) throw argError(ERR.notFound, `no KV cache in '${root}' (meta.json missing)`, { path: root });
-      await fsp.mkdir(root, { recursive: true });
+      // Owner-only, whatever the umask: a cache holds a model's activations (issue 5, point 6).
+      await fsp.mkdir(root, { recursive: true, mode: 0o700 });
       const setBytes = DIR_BYTES + wanted.ways * wanted.slotBytes;
       // Shards first, then meta.json: a cache is never announced before its files exist. Never
       // shrink or truncate a file another process may already be using.
       for (let s = 0; s < wanted.shards; s++) {
         const size = shardSets(wanted, s) * setBytes;
-        const fh = await fsp.open(join(root, shardName(s)), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o666);
+        const fh = await fsp.open(join(root, shardName(s)), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600);
         try {
           if ((await fh.stat()).size < size) await fh.truncate(size);
         } finally {
@@ -290,7 +291,7 @@ export class KVCache {
       }
       const meta = { ...wanted, capacityBytes: wanted.sets * setBytes, createdBy: { namespaceHash: ns.toString('hex'), pid: process.pid, at: new Date().toISOString() } };
       const tmp = `${metaPath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-      await fsp.writeFile(tmp, JSON.stringify(meta, null, 2) + '\n', { flag: 'wx' });
+      await fsp.writeFile(tmp, JSON.stringify(meta, null, 2) + '\n', { flag: 'wx', mode: 0o600 });
       try {
         // No-clobber publish: a second creator racing us gets EEXIST and checks what won.
         await client.hardlink(tmp, metaPath).catch(async (e: unknown) => {

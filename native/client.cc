@@ -213,7 +213,11 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   if (hf3fs_ && bytes > 0) {
     // The client's block size applies to buffers it fits in; a smaller buffer is one block anyway.
     size_t block_size = hf3fs_->block_size <= bytes ? hf3fs_->block_size : 0;
-    if (info.Length() > 2 && info[2].IsNumber()) block_size = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+    if (info.Length() > 2 && info[2].IsNumber()) {
+      const double bs = info[2].As<Napi::Number>().DoubleValue();
+      if (!IsIndex(bs, bytes + 1)) throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc: blockSize must be a whole number from 0 to bytes");
+      block_size = static_cast<size_t>(bs);
+    }
     region = CreateIovRegion(*hf3fs_, static_cast<size_t>(bytes), block_size, &err);
     if (!region) throw ErrnoError(env, err, "hf3fs_iovcreate", hf3fs_->mount);
   } else {
@@ -225,13 +229,27 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   const uint64_t id = regions_->next_id++;
   regions_->regions[id] = region;
   auto* hint = new RegionHint{regions_, id};
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+  // napi directly, not Napi::ArrayBuffer::New: when node refuses the buffer (larger than
+  // buffer.constants.MAX_LENGTH, 4 GiB on Node 20) it may call the finalizer itself before it
+  // fails, and node-addon-api then freed its own finalizer data a second time (a double free
+  // found by the fuzzer). The hint is left to the finalizer (at worst, on a node that does not
+  // call it on failure, 16 bytes leak); the region itself is released here.
+  napi_value raw = nullptr;
+  const napi_status status = napi_create_external_arraybuffer(
       env, region->data(), region->size(),
-      [](Napi::Env, void*, RegionHint* h) {
+      [](napi_env, void*, void* data) {
+        auto* h = static_cast<RegionHint*>(data);
         if (auto table = h->table.lock()) table->regions.erase(h->id);
         delete h;
       },
-      hint);
+      hint, &raw);
+  if (status != napi_ok) {
+    regions_->regions.erase(id);
+    if (env.IsExceptionPending()) throw env.GetAndClearPendingException();
+    throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc(bytes): node refused an ArrayBuffer of " +
+                                                 std::to_string(region->size()) + " bytes (buffer.constants.MAX_LENGTH)");
+  }
+  Napi::ArrayBuffer ab(env, raw);
   Napi::Array out = Napi::Array::New(env, 3);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
   out.Set(1u, ab);
@@ -244,9 +262,16 @@ Napi::Value Client::Free(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArrayBuffer())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "free(id, arrayBuffer)");
-  regions_->regions.erase(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
   Napi::ArrayBuffer ab = info[1].As<Napi::ArrayBuffer>();
-  if (!ab.IsDetached()) ab.Detach();
+  // Only the region this ArrayBuffer shows: free(id, otherBuffer) must not unmap memory that
+  // another ArrayBuffer still shows (a use after free from JS), nor detach memory not ours.
+  const double id = info[0].As<Napi::Number>().DoubleValue();
+  auto it = IsIndex(id, kMaxOffset + 1) ? regions_->regions.find(static_cast<uint64_t>(id)) : regions_->regions.end();
+  if (it == regions_->regions.end() || ab.IsDetached()) return env.Undefined();  // freed already
+  if (ab.ByteLength() != it->second->size() || (ab.ByteLength() > 0 && ab.Data() != it->second->data()))
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", "free(id, arrayBuffer): the ArrayBuffer is not that region's");
+  regions_->regions.erase(it);
+  ab.Detach();
   return env.Undefined();
 }
 
@@ -334,6 +359,8 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
     size_t size;
     const double ref = d[kBufferRef];
     if (ref >= 0) {
+      if (!IsIndex(ref, kMaxOffset + 1))  // 1e300 or 1.5: no region, and a cast would be UB
+        throw CodeError(env, "ERR_INVALID_ARG_VALUE", "op " + std::to_string(i) + ": no such buffer");
       auto it = regions_->regions.find(static_cast<uint64_t>(ref));
       if (it == regions_->regions.end())
         throw CodeError(env, "ERR_BUFFER_FREED", "op " + std::to_string(i) + ": buffer was freed");
@@ -414,9 +441,11 @@ Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "cancel(batchId, errno)");
-  auto it = outstanding_.find(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
-  if (it != outstanding_.end() && !closing_)
-    engines_[it->second->ring]->Cancel(it->second, info[1].As<Napi::Number>().Int32Value());
+  const double id = info[0].As<Napi::Number>().DoubleValue(), err = info[1].As<Napi::Number>().DoubleValue();
+  // A positive errno: 0 would settle unfinished ops as if they had succeeded with no bytes.
+  if (!IsIndex(err, 4096) || err == 0) throw CodeError(env, "ERR_OUT_OF_RANGE", "cancel: errno must be a whole number from 1 to 4095");
+  auto it = IsIndex(id, kMaxOffset + 1) ? outstanding_.find(static_cast<uint64_t>(id)) : outstanding_.end();
+  if (it != outstanding_.end() && !closing_) engines_[it->second->ring]->Cancel(it->second, static_cast<int>(err));
   return env.Undefined();
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 
 #include "addon.h"
@@ -56,6 +57,15 @@ void OpenDirectTwin(FileState& f) {
 
 double Ms(const struct timespec& t) { return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
 
+// A path from JS. One with a NUL byte would be cut short at it by the system call ("dir/a\0b"
+// opens "dir/a"), so it is refused, as node:fs does.
+std::string PathArg(Napi::Env env, Napi::Value v, const char* what) {
+  std::string path = v.As<Napi::String>().Utf8Value();
+  if (path.find('\0') != std::string::npos)
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", std::string(what) + " must be a string without null bytes");
+  return path;
+}
+
 }  // namespace
 
 Napi::Function File::Init(Napi::Env env) {
@@ -86,7 +96,7 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
       !info[3].IsNumber())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "open(path, flags, mode, direct)");
   auto state = std::make_shared<FileState>();
-  state->path = info[0].As<Napi::String>().Utf8Value();
+  state->path = PathArg(env, info[0], "path");
   const int flags = info[1].As<Napi::Number>().Int32Value();
   const mode_t mode = info[2].As<Napi::Number>().Uint32Value();
   state->open_flags = flags & (O_ACCMODE | O_SYNC | O_DSYNC);  // the O_DIRECT twin needs them too
@@ -206,16 +216,23 @@ Napi::Value File::ForceFsync(const Napi::CallbackInfo& info) {
 // ranges (whole chunks on 3FS). 3FS removes whole chunks; elsewhere fallocate punches the range.
 Napi::Value File::PunchHoles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray())
-    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "punchHoles(starts, ends)");
+  // Float64Arrays only: elements of any other typed array read as doubles would run past its memory.
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "punchHoles(starts: Float64Array, ends: Float64Array)");
   Napi::Float64Array starts_js = info[0].As<Napi::Float64Array>();
   Napi::Float64Array ends_js = info[1].As<Napi::Float64Array>();
   if (starts_js.ElementLength() != ends_js.ElementLength())
     throw CodeError(env, "ERR_INVALID_ARG_VALUE", "punchHoles: starts and ends differ in length");
   auto starts = std::make_shared<std::vector<size_t>>(), ends = std::make_shared<std::vector<size_t>>();
   for (size_t i = 0; i < starts_js.ElementLength(); i++) {
-    starts->push_back(static_cast<size_t>(starts_js[i]));
-    ends->push_back(static_cast<size_t>(ends_js[i]));
+    // Whole numbers below 2^53, start <= end: anything else (NaN, -1, 1e300) would be UB to cast.
+    const double start = starts_js[i], end = ends_js[i];
+    if (!(start >= 0 && end >= start && end <= 9007199254740991.0) || std::floor(start) != start || std::floor(end) != end)
+      throw CodeError(env, "ERR_OUT_OF_RANGE", "punchHoles: range " + std::to_string(i) + " is not whole numbers 0 <= start <= end < 2^53");
+    starts->push_back(static_cast<size_t>(start));
+    ends->push_back(static_cast<size_t>(end));
   }
   auto state = state_;
   return PromiseWorker::Run(env, state->usrbio ? "hf3fs_punchhole" : "fallocate", state->path,
@@ -243,7 +260,7 @@ Napi::Value File::Hardlink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "hardlink(target, linkPath, client?)");
-  const std::string target = info[0].As<Napi::String>().Utf8Value(), link_path = info[1].As<Napi::String>().Utf8Value();
+  const std::string target = PathArg(env, info[0], "target"), link_path = PathArg(env, info[1], "linkPath");
   std::shared_ptr<UsrbioLib> usrbio;
   if (Client* client = info.Length() > 2 ? Client::Unwrap(info[2]) : nullptr)
     if (client->hf3fs()) usrbio = client->hf3fs()->lib;

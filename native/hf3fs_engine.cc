@@ -265,7 +265,10 @@ class Hf3fsEngine final : public Engine {
         if (op->write) std::memcpy(ptr, op->ptr, len);
       }
       const int slot = lib_.prep_io(&ring.ior, iov, ring.read, ptr, op->file->fd, op->offset, len, op);
-      if (slot == -EAGAIN) {  // the ring is full after all: back-pressure, not an error
+      // The ring is full after all: back-pressure, not an error, while ops in the ring will free
+      // a slot. With none in it no completion ever comes: then EAGAIN is the op's error (a
+      // library refusing every prep hung the batch forever; found by test/reliability/faults).
+      if (slot == -EAGAIN && ring.in_ring > 0) {
         ReleaseBounce(op, len);
         ring.stalled = true;
         return;

@@ -249,3 +249,17 @@ export async function failure(run: () => unknown): Promise<ThreeFSError> {
   }
   throw new Error(`expected a failure, got ${JSON.stringify(result)}`);
 }
+
+/** Runs `body` with environment variables set (the stand-in reads them at each call), then restores them. */
+export async function withEnv<T>(vars: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}

@@ -12,7 +12,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, IoBuffer, ThreeFSError, type Client, type ClientOptions, type File, type OpResult } from '../lib/index';
-import { collectGarbage, ENGINE, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, STANDIN, testConnect, threadCount } from './helpers';
+import { collectGarbage, ENGINE, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, STANDIN, testConnect, threadCount, withEnv } from './helpers';
 
 const E = constants.errno;
 const tmp = makeTmpDir('hf3fs');
@@ -25,20 +25,6 @@ function randomFile(name: string, size: number): { path: string; data: Buffer } 
   const data = rng.bytes(size);
   writeFileSync(path, data);
   return { path, data };
-}
-
-/** Runs `body` with environment variables set (the stand-in reads them at each call), then restores them. */
-async function withEnv<T>(vars: Record<string, string>, body: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, vars);
-  try {
-    return await body();
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
 }
 
 /** Closes what a test opened, files first, even when the test failed half-way. */

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test suite on a sanitizer build of the addon (issue 5, point 1):
+#   npm run test:asan               # AddressSanitizer + UBSan, every project (what CI runs)
+#   npm run test:asan -- --project local test/oracle.test.ts    # vitest arguments narrow it
+#   npm run test:tsan               # ThreadSanitizer: scripts/tsan-completion.cjs [rounds]
+# Builds the addon (cmake-js, offline) when it is missing or older than native/, loads it through
+# THREEFS_CLIENT_ADDON with the sanitizer's runtime preloaded (scripts/sanitize-env.sh), and
+# writes the run's outcome to build-test/reliability/suite.<kind>.json for RELIABILITY.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind="${1:-asan}"
+[ $# -gt 0 ] && shift
+addon="build-$kind/Debug/threefs_client.node"
+if [ ! -f "$addon" ] || [ -n "$(find native CMakeLists.txt -newer "$addon" -print -quit)" ]; then
+  npm run "build:$kind"
+fi
+npx tsc -p tsconfig.json
+eval "$(bash scripts/sanitize-env.sh "$kind")"
+start=$(date +%s)
+set +e
+if [ "$kind" = tsan ]; then
+  # vitest's own process does not survive a preloaded TSan runtime: a plain node driver.
+  node scripts/tsan-completion.cjs "$@"
+else
+  npx vitest run "$@"
+fi
+rc=$?
+set -e
+mkdir -p build-test/reliability
+printf '{ "kind": "%s", "exitCode": %d, "seconds": %d, "args": "%s", "at": "%s" }\n' \
+  "$kind" "$rc" "$(( $(date +%s) - start ))" "$*" "$(date -u +%FT%TZ)" > "build-test/reliability/suite.$kind$([ "$kind" = asan ] && [ $# -gt 0 ] && echo -partial).json"
+exit $rc
