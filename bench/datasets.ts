@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { connect, createDatasetWriter, openDataset, openSafetensors } from '../lib/index';
 import { dropCache, warm } from './run';
-import { benchBase, formatSize, KiB, makeRng, MiB } from './shared';
+import { benchBase, formatSize, KiB, makeRng, MiB, percentile } from './shared';
 
 export interface DatasetBenchOptions {
   dir?: string;
@@ -41,6 +41,11 @@ export interface DatasetRun {
   bytes: number;
   samplesPerSec: number;
   gbps: number;
+  /** Per batch call, from its start to its samples in hand. */
+  p50ms: number;
+  p99ms: number;
+  /** user+sys CPU of the process over the window, per GB read. */
+  cpuSecPerGB: number;
 }
 
 export interface DatasetBenchDocument {
@@ -53,20 +58,31 @@ const SAMPLE_SIZES = [4 * KiB, 64 * KiB, 1 * MiB];
 /** Samples a batch: a training batch's worth, and at least 8 MiB a batch for the large ones. */
 const batchFor = (bytes: number) => (bytes >= MiB ? 16 : bytes >= 64 * KiB ? 64 : 256);
 
-/** Runs `batch()` with IN_FLIGHT in flight until `ms` have passed; returns seconds and calls. */
-async function window(ms: number, batch: (slot: number) => Promise<void>, inFlight = IN_FLIGHT): Promise<{ seconds: number; calls: number }> {
+interface Window {
+  seconds: number;
+  calls: number;
+  /** Each call's latency, ms, sorted. */
+  lat: Float64Array;
+  cpuSeconds: number;
+}
+
+/** Runs `batch()` with IN_FLIGHT in flight until `ms` have passed: wall time, calls, their latencies, CPU. */
+async function window(ms: number, batch: (slot: number) => Promise<void>, inFlight = IN_FLIGHT): Promise<Window> {
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const stop = t0 + ms;
-  let calls = 0;
+  const lat: number[] = [];
   await Promise.all(
     Array.from({ length: inFlight }, async (_, slot) => {
       while (performance.now() < stop) {
+        const c0 = performance.now();
         await batch(slot);
-        calls++;
+        lat.push(performance.now() - c0);
       }
     }),
   );
-  return { seconds: (performance.now() - t0) / 1000, calls };
+  const cpu = process.cpuUsage(cpu0);
+  return { seconds: (performance.now() - t0) / 1000, calls: lat.length, lat: Float64Array.from(lat).sort(), cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 /** Sample i of a bench file: random bytes with its index in the first 4 (so a wrong sample is caught). */
@@ -77,10 +93,26 @@ function sampleBytes(i: number, bytes: number, random: () => number): Buffer {
   return b;
 }
 
-function run(what: DatasetRun['what'], reader: DatasetRun['reader'], sampleBytes: number, batch: number, verify: boolean, w: { seconds: number; calls: number }, samplesPerCall: number, bytesPerCall: number, direct = false): DatasetRun {
+function run(what: DatasetRun['what'], reader: DatasetRun['reader'], sampleBytes: number, batch: number, verify: boolean, w: Window, samplesPerCall: number, bytesPerCall: number, direct = false): DatasetRun {
   const samples = w.calls * samplesPerCall;
   const bytes = w.calls * bytesPerCall;
-  return { what, reader, direct, sampleBytes, batch, verify, seconds: Math.round(w.seconds * 1000) / 1000, samples, bytes, samplesPerSec: Math.round(samples / w.seconds), gbps: Math.round((bytes / w.seconds / 1e9) * 1000) / 1000 };
+  const r3 = (v: number) => Math.round(v * 1000) / 1000;
+  return {
+    what,
+    reader,
+    direct,
+    sampleBytes,
+    batch,
+    verify,
+    seconds: r3(w.seconds),
+    samples,
+    bytes,
+    samplesPerSec: Math.round(samples / w.seconds),
+    gbps: r3(bytes / w.seconds / 1e9),
+    p50ms: r3(percentile(w.lat, 0.5)),
+    p99ms: r3(percentile(w.lat, 0.99)),
+    cpuSecPerGB: r3(bytes > 0 ? w.cpuSeconds / (bytes / 1e9) : 0),
+  };
 }
 
 export async function runDatasetBench(options: DatasetBenchOptions = {}): Promise<DatasetBenchDocument> {
@@ -223,16 +255,16 @@ async function writeSafetensors(path: string, count: number, tensorBytes: number
 export function formatDatasetTable(doc: DatasetBenchDocument): string {
   const s = doc.settings;
   const lines = [`Datasets: random batches of ffrecord samples and a safetensors load, ${s.cacheState} (and ours once with O_DIRECT), ${s.inFlight} batches in flight${s.quick ? ' (--quick)' : ''}`, ''];
-  const header = ['format', 'sample', 'batch', 'reader', 'CRC-32', 'samples/s', 'GB/s', 'vs node:fs', 'how'];
+  const header = ['format', 'sample', 'batch', 'reader', 'CRC-32', 'samples/s', 'GB/s', 'vs node:fs', 'p50 ms', 'p99 ms', 'CPU s/GB', 'how'];
   const rows: string[][] = [];
   for (const r of doc.runs) {
     const peer = doc.runs.find((p) => p.what === r.what && p.sampleBytes === r.sampleBytes && p.verify === r.verify && p.reader === 'node:fs');
     const ratio = r.reader === '3fs-client' && !r.direct && peer && peer.gbps > 0 ? `${(r.gbps / peer.gbps).toFixed(2)}x` : '';
     const how = r.direct ? 'O_DIRECT from storage (cold)' : 'buffered, warm cache';
-    rows.push([r.what, formatSize(r.sampleBytes), String(r.batch), r.reader, r.what === 'safetensors' ? '-' : r.verify ? 'yes' : 'no', String(r.samplesPerSec), r.gbps.toFixed(3), ratio, how]);
+    rows.push([r.what, formatSize(r.sampleBytes), String(r.batch), r.reader, r.what === 'safetensors' ? '-' : r.verify ? 'yes' : 'no', String(r.samplesPerSec), r.gbps.toFixed(3), ratio, r.p50ms.toFixed(2), r.p99ms.toFixed(2), r.cpuSecPerGB.toFixed(3), how]);
   }
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i >= 5 && i <= 7 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmt = (cells: string[]) => cells.map((c, i) => (i >= 5 && i <= 10 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   lines.push(fmt(header), ...rows.map(fmt), '');
   return lines.join('\n');
 }
