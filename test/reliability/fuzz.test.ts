@@ -142,8 +142,16 @@ describe('every native export with hostile arguments', () => {
       ['hardlink', () => (b.hardlink as (...a: unknown[]) => unknown)(pathLike(), pathLike(), rng.pick([nc, hostile(rng)]))],
       ['usrbioProbe', () => (b.usrbioProbe as (...a: unknown[]) => unknown)(rng.pick(['', '/nonexistent/libhf3fs_api_shared.so', tmp.path('scratch'), hostile(rng)]))],
       ['ioUringProbe', () => (b.ioUringProbe as (...a: unknown[]) => unknown)(...hostileArgs(rng))],
+      ['rdmaDevices', () => (b.rdmaDevices as (...a: unknown[]) => unknown)(...hostileArgs(rng))],
       ['crc32c', () => (b.crc32c as (...a: unknown[]) => unknown)(rng.bool() ? [hostile(rng), new Uint8Array(8), detachedView(rng)] : hostile(rng), rng.bool() ? new Uint32Array(rng.int(0, 3)) : hostile(rng))],
       ['crc32cSync', () => (b.crc32cSync as (...a: unknown[]) => unknown)(...hostileArgs(rng))],
+      // The datasets' CRC-32 (zlib's): many views, ranges of one view, and the synchronous form.
+      ['crc32', () => (b.crc32 as (...a: unknown[]) => unknown)(rng.bool() ? [hostile(rng), new Uint8Array(8), detachedView(rng)] : hostile(rng), rng.bool() ? new Uint32Array(rng.int(0, 3)) : hostile(rng))],
+      ['crc32Ranges', () => (b.crc32Ranges as (...a: unknown[]) => unknown)(
+        rng.bool(0.7) ? new Uint8Array(rng.int(0, 64)) : rng.bool() ? detachedView(rng) : hostile(rng),
+        rng.bool(0.7) ? Float64Array.from({ length: 2 * rng.int(0, 3) }, () => rng.pick(NUMBERS)) : hostile(rng),
+        rng.bool(0.7) ? new Uint32Array(rng.int(0, 3)) : hostile(rng))],
+      ['crc32Sync', () => (b.crc32Sync as (...a: unknown[]) => unknown)(...hostileArgs(rng))],
       ['client.alloc', () => {
         const r = (nc.alloc as (...a: unknown[]) => unknown)(rng.pick([0, 1, 4096, 65536, hostile(rng)]), hostile(rng), hostile(rng));
         if (Array.isArray(r) && typeof r[0] === 'number' && r[1] instanceof ArrayBuffer) {
