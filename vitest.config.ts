@@ -12,7 +12,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // One engine only: THREEFS_TEST_ENGINE=local|fallback|hf3fs npm test, or npx vitest run --project hf3fs.
 
 /** The suites that run on every engine. */
-const ENGINE_SUITES = ['test/oracle.test.ts', 'test/checksum.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts', 'test/metrics.test.ts', 'test/reliability/fuzz.test.ts', 'test/reliability/faults.test.ts', 'test/reliability/soak.test.ts', 'test/reliability/crash.test.ts'];
+const ENGINE_SUITES = ['test/oracle.test.ts', 'test/checksum.test.ts', 'test/op-order.test.ts', 'test/errors.test.ts', 'test/concurrency.test.ts', 'test/cleanup.test.ts', 'test/api.test.ts', 'test/kvcache.test.ts', 'test/kvcache-crash.test.ts', 'test/metrics.test.ts', 'test/reliability/fuzz.test.ts', 'test/reliability/faults.test.ts', 'test/reliability/soak.test.ts', 'test/reliability/crash.test.ts'];
 
 const only = process.env.THREEFS_TEST_ENGINE;
 if (only !== undefined && only !== '' && only !== 'local' && only !== 'fallback' && only !== 'hf3fs') {

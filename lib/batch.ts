@@ -18,6 +18,14 @@ export interface IoOp {
    * op, outside the range), just before the op goes out, and written with it.
    */
   crc32c?: Crc32cRange;
+  /**
+   * The index of an earlier op of this batch that must settle without an error before this one
+   * starts (a write then has every byte written; a read may have ended at EOF). If that op fails
+   * or the batch is canceled, this one fails with ECANCELED (or the cancel's errno) without moving
+   * a byte. The engine starts it as soon as the other lands: order without a round trip to JS
+   * (say, a directory entry written only once the page it lists is whole).
+   */
+  after?: number;
 }
 
 export interface Crc32cRange {
@@ -91,6 +99,7 @@ export async function runBatch(
   const views: ArrayBufferView[] = [];
   const viewIndex = new Map<ArrayBufferLike, number>();
   let checksums: Float64Array | undefined; // made when an op asks for a CRC32C
+  let after: Int32Array | undefined; // made when an op waits for another
 
   for (let i = 0; i < n; i++) {
     const op = ops[i];
@@ -155,6 +164,13 @@ export async function runBatch(
         path: target.path,
       });
     }
+    if (op.after !== undefined) {
+      if (!Number.isSafeInteger(op.after) || op.after < 0 || op.after >= i) {
+        throw argError('ERR_OUT_OF_RANGE', `op ${i}: after ${shown(op.after)} must be the index of an earlier op of the batch`, { index: i, path: target.path });
+      }
+      after ??= new Int32Array(n).fill(-1);
+      after[i] = op.after;
+    }
     if (op.crc32c !== undefined) {
       checksums ??= new Float64Array(3 * n).fill(-1);
       packChecksum(checksums, i, op.crc32c, write, length, target.path);
@@ -175,7 +191,7 @@ export async function runBatch(
   const crcs = checksums && new Uint32Array(n);
   let submitted: [number, Promise<void>];
   try {
-    submitted = client.submit(write, files, views, descriptors, results, options.failFast === true, checksums, crcs);
+    submitted = client.submit(write, files, views, descriptors, results, options.failFast === true, checksums, crcs, after);
   } catch (e) {
     throw toBatchError(e);
   }

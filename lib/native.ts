@@ -79,6 +79,7 @@ export interface NativeClient {
     failFast: boolean,
     checksums?: Float64Array,
     crcs?: Uint32Array,
+    after?: Int32Array,
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
   /** ioUringErrno: set when io_uring_setup was refused and the thread pool runs instead. */

@@ -275,9 +275,10 @@ Napi::Value Client::Free(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// submit(write, files, views, descriptors, results, failFast[, checksums, crcs]) -> [batchId, Promise<void>]
+// submit(write, files, views, descriptors, results, failFast[, checksums, crcs[, after]]) -> [batchId, Promise<void>]
 // checksums: Float64Array of [from, length, at] per op (from -1: none; at: writes only), crcs: a
-// Uint32Array of one per op, where reads' CRCs land. Every op is checked before anything is
+// Uint32Array of one per op, where reads' CRCs land. after: Int32Array, per op the index of an
+// earlier op it waits for (IoOp.after), or -1. Every op is checked before anything is
 // queued: bad input loses nothing.
 Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -307,6 +308,13 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
       throw CodeError(env, "ERR_INVALID_ARG_TYPE", "checksums must be a Float64Array of 3 per op, crcs a Uint32Array of 1 per op");
     sums = info[6].As<Napi::Float64Array>().Data();
     crcs = info[7].As<Napi::Uint32Array>().Data();
+  }
+  const int32_t* after = nullptr;
+  if (info.Length() > 8 && !info[8].IsUndefined()) {
+    if (!info[8].IsTypedArray() || info[8].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[8].As<Napi::TypedArray>().ElementLength() != n)
+      throw CodeError(env, "ERR_INVALID_ARG_TYPE", "after must be an Int32Array of 1 per op");
+    after = info[8].As<Napi::Int32Array>().Data();
   }
 
   std::vector<std::shared_ptr<FileState>> files(files_js.Length());
@@ -386,6 +394,15 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
       }
     }
     if (sums != nullptr && sums[3 * i] != -1) SetChecksum(env, op, i, write, d[kLength], sums + 3 * i);
+    if (after != nullptr && after[i] != -1) {
+      // An earlier op only: the waits then form chains and trees, never a cycle.
+      if (after[i] < 0 || static_cast<size_t>(after[i]) >= i)
+        throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": 'after' must name an earlier op of the batch");
+      Op& first = batch->ops[static_cast<size_t>(after[i])];
+      op.after = after[i];
+      op.next_waiter = first.first_waiter;
+      first.first_waiter = static_cast<int32_t>(i);
+    }
     op.batch = batch.get();
     op.index = static_cast<uint32_t>(i);
     op.write = write;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -65,6 +66,11 @@ struct Op {
   int64_t bounce = -1;             // hf3fs: where in the bounce iov the current piece lives
   uint64_t piece = 0;              // hf3fs: bytes of the current submission
   OpChecksum checksum;
+  // Order within the batch (IoOp.after): this op starts only once op `after` has settled without
+  // an error. The ops waiting on this one are a list: first_waiter, then each one's next_waiter.
+  int32_t after = -1;
+  int32_t first_waiter = -1;
+  int32_t next_waiter = -1;
   enum class State : uint8_t { kPending, kInFlight, kDone } state = State::kPending;
 };
 
@@ -140,6 +146,28 @@ bool SettleAndHandOn(Op* op, int err, EngineCounters& counters, LiveBatches& liv
   live.erase(b->id);
   sink->BatchSettled(b);
   return true;
+}
+
+// The ops an engine starts when it accepts a batch: those waiting on no other op.
+inline bool StartsAtOnce(const Op& op) { return op.after < 0; }
+
+// Once an op has settled with `err` (the caller read `first` = its first_waiter before settling
+// it), each op waiting on it either starts, `start(w)`, or, if it failed or the batch is canceled,
+// settles without moving a byte, `settle(w, errno)` (ECANCELED, or the batch's cancel errno). A
+// waiter with nothing to move settles at once. The batch cannot have been handed on while waiters
+// were unsettled, so `b` is still alive here.
+template <typename Start, typename Settle>
+void ReleaseWaiters(Batch* b, int32_t first, int err, Start start, Settle settle) {
+  for (int32_t i = first; i >= 0;) {
+    Op* w = &b->ops[static_cast<size_t>(i)];
+    i = w->next_waiter;  // read first: settling the last waiter may hand the batch on
+    if (err != 0 || b->cancel_errno != 0)
+      settle(w, b->cancel_errno != 0 ? b->cancel_errno : ECANCELED);
+    else if (w->remaining == 0)
+      settle(w, 0);
+    else
+      start(w);
+  }
 }
 
 // Moves the ops of batch `b` out of a queue of ops not yet started, into *out (in queue order):

@@ -225,6 +225,7 @@ class Hf3fsEngine final : public Engine {
     live_[batch->id] = batch;
     std::vector<Op*> empty;
     for (Op& op : batch->ops) {
+      if (!StartsAtOnce(op)) continue;  // queued when the op it waits on settles
       if (op.remaining == 0)
         empty.push_back(&op);
       else
@@ -434,9 +435,17 @@ class Hf3fsEngine final : public Engine {
     for (Op* op : pending) Settle(op, err);
   }
 
+  // With mu_ held. Ops waiting on this one go to the front of their ring's queue; whoever settled
+  // it (the JS thread's Submit, a waiting thread) hands them to the ring or wakes the preparer.
   void Settle(Op* op, int err) {
-    if (!SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); })) return;
-    if (stopping_ && live_.empty()) wake_.notify_one();
+    Batch* b = op->batch;
+    const int32_t waiters = op->first_waiter;
+    if (SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* c) { CancelBatch(c, ECANCELED); })) {
+      if (stopping_ && live_.empty()) wake_.notify_one();
+      return;
+    }
+    ReleaseWaiters(b, waiters, err, [this](Op* w) { rings_[w->write ? 1 : 0].pending.push_front(w); },
+                   [this](Op* w, int e) { Settle(w, e); });
   }
 
   EngineOptions options_;

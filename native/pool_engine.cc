@@ -90,7 +90,6 @@ class PoolEngine final : public Engine {
   void Register(Region&) override {}
 
   void Submit(Batch* batch) override {
-    size_t queued = 0;
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -98,17 +97,17 @@ class PoolEngine final : public Engine {
       live_[batch->id] = batch;
       std::vector<Op*> empty;
       for (Op& op : batch->ops) {
+        if (!StartsAtOnce(op)) continue;  // queued when the op it waits on settles
         if (op.remaining == 0) {
           empty.push_back(&op);
         } else {
           pending_.push_back(&op);
-          queued++;
         }
       }
       if (stopping_) CancelBatch(batch, ECANCELED);
       // The last Settle may hand the batch to JS, which frees it: nothing touches it afterwards.
       for (Op* op : empty) Settle(op, 0);
-      wake = queued > 0 && idle_ > 0;
+      wake = !pending_.empty() && idle_ > 0;  // settled empties may have released waiters
     }
     // One worker only; it wakes the next if work is left when it takes its op (Work), so the JS
     // thread makes one wake-up call per batch, not one per op.
@@ -311,7 +310,11 @@ class PoolEngine final : public Engine {
 
   // With mu_ held.
   void Settle(Op* op, int err) {
-    SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); });
+    Batch* b = op->batch;
+    const int32_t waiters = op->first_waiter;
+    if (SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* c) { CancelBatch(c, ECANCELED); })) return;
+    // Waiters go next, ahead of newer work; the worker settling this op takes them on its next turn.
+    ReleaseWaiters(b, waiters, err, [this](Op* w) { pending_.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
   }
 
   EngineOptions options_;

@@ -239,6 +239,7 @@ class UringEngine final : public Engine {
     live_[batch->id] = batch;
     std::vector<Op*> empty;
     for (Op& op : batch->ops) {
+      if (!StartsAtOnce(op)) continue;  // queued when the op it waits on settles
       if (op.remaining == 0)
         empty.push_back(&op);
       else
@@ -368,7 +369,11 @@ class UringEngine final : public Engine {
   }
 
   void Settle(Op* op, int err) {
-    SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); });
+    Batch* b = op->batch;
+    const int32_t waiters = op->first_waiter;
+    if (SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* c) { CancelBatch(c, ECANCELED); })) return;
+    // Ops waiting on this one go next, ahead of newer work: what they wait for has just landed.
+    ReleaseWaiters(b, waiters, err, [this](Op* w) { pending_.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
   }
 
   void FailAll(int err) {
@@ -376,9 +381,11 @@ class UringEngine final : public Engine {
     while (!live_.empty()) {
       Batch* b = live_.begin()->second;
       b->fail_fast = false;  // settle op by op, without cascading cancels
+      // Ops waiting on an unsettled op are left out: they settle with it.
       std::vector<Op*> open;
       for (Op& op : b->ops)
-        if (op.state != Op::State::kDone) open.push_back(&op);
+        if (op.state != Op::State::kDone && (op.after < 0 || b->ops[static_cast<size_t>(op.after)].state == Op::State::kDone))
+          open.push_back(&op);
       for (Op* op : open) Settle(op, err);
     }
   }
