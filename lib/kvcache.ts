@@ -11,7 +11,8 @@
 // write or race ends as a miss, never as wrong bytes.
 //
 // Crash safety (kill -9 at any moment): a put writes each slot (header + payload, one op) before
-// the directory that lists it, so a crash leaves either the old listing (whose slot header now
+// the directory entry that lists it (the entry waits for its slot inside the engine, IoOp.after,
+// in the same batch), so a crash leaves either the old listing (whose slot header now
 // names another key, or fails its CRC: a miss) or the new one over a whole slot. Nothing is
 // rebuilt on open: open() reads meta.json and opens the shard files, no slot or directory
 // (a 1 TiB cache opens without reading it). Stale listings are fixed lazily: put() checks the
@@ -205,10 +206,12 @@ function geometryOf(o: KVCacheOptions): KVGeometry {
 type Lock = { release: () => void };
 /** A way of a set whose directory entry changed (in `dir`) and must be written. */
 type DirWay = { set: number; way: number; dir: SetDirectory };
+/** A key of a put: where it goes and, once chosen, its way; its slot's memory (header room, then payload). */
+type PutKey = { i: number; id: Buffer; hex: string; set: number; length: number; epoch: number; way: number; slot: IoBuffer | undefined };
 
 /**
  * A shared KV-cache page store. Open with KVCache.open(); every method takes a batch of keys and
- * does its I/O in a few batched calls (directories, slots, directories).
+ * does its I/O in a few batched calls (a put: the directories, then the slots with their entries).
  */
 export class KVCache {
   readonly root: string;
@@ -605,21 +608,23 @@ export class KVCache {
     });
     const results: PutResult[] = ids.map(() => ({ status: 'failed' }));
     const now = Date.now();
+    const expiry = ttl > 0 ? now + ttl : 0;
 
     // Dedup within this call; against the cache, below (directories, then slot headers).
-    const todo: number[] = [];
+    const todo: PutKey[] = [];
     const seen = new Set<string>();
-    ids.forEach((id, i) => {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
       const hex = id.toString('hex');
       if (seen.has(hex)) results[i] = { status: 'present' };
       else {
         seen.add(hex);
-        todo.push(i);
+        todo.push({ i, id, hex, set: this.#setOf(id), length: payloads[i].byteLength, epoch: 0, way: -1, slot: undefined });
       }
-    });
+    }
     if (todo.length === 0) return this.#count(results);
 
-    const sets = [...new Set(todo.map((i) => this.#setOf(ids[i])))];
+    const sets = [...new Set(todo.map((t) => t.set))];
     // The sets' lock covers reading their directories and choosing ways; the ways chosen stay this
     // call's (#writingWays) while their slots and entries are written, without the lock, so other
     // calls' puts to the same sets go on meanwhile.
@@ -628,154 +633,123 @@ export class KVCache {
     let staging: IoBuffer | undefined;
     const writing: { set: number; way: number; hex: string }[] = [];
     try {
-      // 1. The directories, in one batch: dedup and choice of ways.
-      const dirs = await this.#readDirs(sets, dirBuf);
+      // 1. The directories, in one batch: dedup and the choice of ways. Meanwhile each slot's
+      //    memory is made ready (its header does not name the way), so that work costs no time.
+      const reading = this.#readDirs(sets, dirBuf);
+      try {
+        staging = this.#slotMemory(todo, payloads, expiry);
+      } catch (e) {
+        await reading.catch(() => undefined); // dirBuf is the device's until then
+        throw e;
+      }
+      const dirs = await reading;
       const dirBySet = new Map(sets.map((s, k) => [s, dirs[k]]));
-      // 1b. Keys the directories list: their slot headers, in one batch, must agree.
-      const listed: { i: number; set: number; way: number }[] = [];
-      for (const i of todo) {
-        const set = this.#setOf(ids[i]);
-        const dir = dirBySet.get(set);
-        const at = dir ? dir.find(ids[i], now) : -1;
-        if (at >= 0) listed.push({ i, set, way: at });
-      }
-      const presentAt = new Map<number, number>(); // key position -> way
-      if (listed.length > 0) {
-        const heads = this.#takeStaging(listed.length * HEADER_BYTES);
-        try {
-          const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.set), buffer: heads.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: this.#slotOffset(x.set, x.way) })));
-          listed.forEach((x, k) => {
-            const r = rs[k];
-            if (r.error) return; // unreadable: store it again
-            this.#stats.bytesRead += r.bytes;
-            const length = dirBySet.get(x.set)!.length(x.way);
-            const h = heads.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES);
-            if (checkHeader(h, ids[x.i], length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.i, x.way);
-          });
-        } finally {
-          this.#giveStaging(heads);
-        }
-      }
+      const presentAt = await this.#listedAndWhole(todo, dirBySet, now);
+
+      // 2. A way for each key still to store.
+      const W = this.geometry.ways;
       const taken = new Set<number>(); // set * ways + way chosen in this call
-      const changed = new Map<number, DirWay>(); // set * ways + way: entries to write
-      const plan: { i: number; set: number; way: number; epoch: number; expiry: number }[] = [];
-      for (const i of todo) {
-        const id = ids[i];
-        const hex = id.toString('hex');
-        const set = this.#setOf(id);
-        const dir = dirBySet.get(set);
+      const changed = new Map<number, SetDirectory>(); // set * ways + way -> its directory: entries to write
+      const plan: PutKey[] = [];
+      for (const t of todo) {
+        const dir = dirBySet.get(t.set);
         if (!dir) {
-          this.#index.delete(hex);
-          results[i] = { status: 'failed', error: argError('EIO', `set ${set}: its directory could not be read`) };
+          this.#index.delete(t.hex);
+          results[t.i] = { status: 'failed', error: argError('EIO', `set ${t.set}: its directory could not be read`) };
           continue;
         }
-        const at = presentAt.get(i);
+        const at = presentAt.get(t.i);
         if (at !== undefined) {
-          this.#index.set(hex, dir.loc(set, at));
-          results[i] = { status: 'present' };
+          this.#index.set(t.hex, dir.loc(t.set, at));
+          results[t.i] = { status: 'present' };
           continue;
         }
-        if (this.#writingIds.has(hex)) {
-          results[i] = { status: 'present' }; // another call of this process is storing it
+        if (this.#writingIds.has(t.hex)) {
+          results[t.i] = { status: 'present' }; // another call of this process is storing it
           continue;
         }
-        this.#index.delete(hex);
+        this.#index.delete(t.hex);
         // A listing the slot header contradicts is stale: that way is free for this put.
-        const stale = dir.find(id);
+        const stale = dir.find(t.id);
         if (stale >= 0) {
           dir.clear(stale);
-          changed.set(set * this.geometry.ways + stale, { set, way: stale, dir });
+          changed.set(t.set * W + stale, dir);
         }
-        const way = this.#chooseWay(set, dir, taken, now);
+        const way = this.#chooseWay(t.set, dir, taken, now);
         if (way < 0) {
-          const byThisCall = Array.from({ length: this.geometry.ways }, (_, w) => set * this.geometry.ways + w).some((w) => taken.has(w));
-          results[i] = {
+          let byThisCall = false;
+          for (let w = 0; w < W; w++) byThisCall ||= taken.has(t.set * W + w);
+          results[t.i] = {
             status: 'failed',
             error: byThisCall
-              ? argError(ERR.setFull, `set ${set}: this call has more keys for it than it has ways (${this.geometry.ways}, less any pinned)`, { index: i })
-              : argError(ERR.full, `set ${set}: every way is pinned by this process`, { index: i }),
+              ? argError(ERR.setFull, `set ${t.set}: this call has more keys for it than it has ways (${W}, less any pinned)`, { index: t.i })
+              : argError(ERR.full, `set ${t.set}: every way is pinned by this process`, { index: t.i }),
           };
           continue;
         }
-        taken.add(set * this.geometry.ways + way);
-        const epoch = this.#epoch();
-        plan.push({ i, set, way, epoch, expiry: ttl > 0 ? now + ttl : 0 });
+        taken.add(t.set * W + way);
+        t.way = way;
+        plan.push(t);
       }
-      for (const p of plan) {
-        const w = { set: p.set, way: p.way, hex: ids[p.i].toString('hex') };
-        const key = w.set * this.geometry.ways + w.way;
+      for (const t of plan) {
+        const key = t.set * W + t.way;
         this.#writingWays.set(key, (this.#writingWays.get(key) ?? 0) + 1);
-        this.#writingIds.add(w.hex);
-        writing.push(w);
+        this.#writingIds.add(t.hex);
+        writing.push({ set: t.set, way: t.way, hex: t.hex });
       }
       lock.release();
       lock = undefined;
       if (plan.length === 0) return this.#count(results);
 
-      // 2. The slots: header and payload in one op each, all in one batch.
-      // A cache.alloc() payload is written in place, once per call (a second key with the same memory is copied).
-      const inPlace = new Set<number>();
-      const used = new Set<IoBuffer>();
-      plan.forEach((p, k) => {
-        const whole = this.#payloadOf.get(payloads[p.i] as IoBuffer);
-        if (whole && !used.has(whole)) {
-          used.add(whole);
-          inPlace.add(k);
-        }
+      // 3. One batch: every slot (header and payload in one op, its payload CRC32C sealed by the
+      //    engine as it goes out), and each slot's directory entry, which makes the page visible
+      //    to other processes, written by the engine once that slot is whole (IoOp.after): a
+      //    crash or a reader never finds an entry over a slot still being written. Listings found
+      //    stale go alongside.
+      const ops: FileIoOp[] = plan.map((t) => ({
+        file: this.#fileOf(t.set),
+        buffer: t.slot!,
+        fileOffset: this.#slotOffset(t.set, t.way),
+        crc32c: { offset: HEADER_BYTES, length: t.length, at: PAYLOAD_CRC_AT },
+      }));
+      const evicts: (string | undefined)[] = plan.map((t) => {
+        const dir = dirBySet.get(t.set)!;
+        const old = dir.alive(t.way, now) && !dir.holds(t.way, t.id) ? dir.id(t.way).toString('hex') : undefined;
+        dir.list(t.way, t.id, t.length, t.epoch, expiry);
+        changed.delete(t.set * W + t.way);
+        return old;
       });
-      const copied = plan.filter((_, k) => !inPlace.has(k));
-      const spans = copied.map((p) => HEADER_BYTES + roundUp(payloads[p.i].byteLength, ALIGN));
-      const total = spans.reduce((a, b) => a + b, 0);
-      staging = total > 0 ? this.#takeStaging(total) : undefined;
-      const slotOf = new Map<number, IoBuffer>(); // plan index -> header+payload memory
-      let at = 0;
-      plan.forEach((p, k) => {
-        const payload = payloads[p.i];
-        const span = HEADER_BYTES + roundUp(payload.byteLength, ALIGN);
-        if (inPlace.has(k)) {
-          slotOf.set(k, this.#payloadOf.get(payload as IoBuffer)!.subarray(0, span));
-        } else {
-          const mem = staging!.subarray(at, at + span);
-          at += span;
-          const bytes = mem.bytes;
-          const src = payload instanceof IoBuffer ? payload.bytes : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-          bytes.set(src, HEADER_BYTES);
-          bytes.fill(0, HEADER_BYTES + src.byteLength, span);
-          this.#stats.bytesCopied += src.byteLength;
-          slotOf.set(k, mem);
-        }
+      const entries: DirWay[] = plan.map((t) => ({ set: t.set, way: t.way, dir: dirBySet.get(t.set)! }));
+      for (const [key, dir] of changed) entries.push({ set: Math.floor(key / W), way: key % W, dir });
+      const entryOps = this.#entryWrites(entries, dirBuf);
+      entryOps.forEach((op, k) => {
+        if (k < plan.length) op.after = k;
+        ops.push(op);
       });
-      // The header goes out with its payload; the payload's CRC32C is sealed into it by the engine
-      // as each slot goes out (no pass over the pages here, and none ahead of the I/O).
-      plan.forEach((p, k) => {
-        const head = slotOf.get(k)!.bytes.subarray(0, HEADER_BYTES);
-        head.fill(0);
-        writeHeader(head, ids[p.i], payloads[p.i].byteLength, p.epoch, p.expiry);
-      });
-      const writes = await this.#client.batchWrite(
-        plan.map((p, k) => ({
-          file: this.#fileOf(p.set),
-          buffer: slotOf.get(k)!,
-          fileOffset: this.#slotOffset(p.set, p.way),
-          crc32c: { offset: HEADER_BYTES, length: payloads[p.i].byteLength, at: PAYLOAD_CRC_AT },
-        })),
-      );
-      const done = plan.filter((p, k) => {
-        const r = writes[k];
+      const rs = await this.#client.batchWrite(ops);
+
+      plan.forEach((t, k) => {
+        const r = rs[k];
         if (r.error) {
-          results[p.i] = { status: 'failed', error: r.error };
-          return false;
+          results[t.i] = { status: 'failed', error: r.error };
+          return;
         }
         this.#stats.bytesWritten += r.bytes;
-        return true;
+        const old = evicts[k];
+        if (old !== undefined) {
+          this.#stats.evicted++;
+          this.#index.delete(old);
+        }
+        this.#index.set(t.hex, { set: t.set, way: t.way, length: t.length, epoch: t.epoch, expiry });
+        results[t.i] = { status: 'stored' };
       });
-      // 3. The directory entries, which make the pages visible to other processes. A slot whose
-      //    entry write failed is still found by this process (index), and is a miss for others:
-      //    a cache may lose entries, so it counts as stored.
-      const written = done.map((p) => ({ id: ids[p.i], set: p.set, way: p.way, length: payloads[p.i].byteLength, epoch: p.epoch, expiry: p.expiry }));
-      await this.#publish(written, dirBySet, changed, dirBuf);
-      for (const { id, ...loc } of written) this.#index.set(id.toString('hex'), loc);
-      for (const p of done) results[p.i] = { status: 'stored' };
+      // A slot whose entry write failed is still found by this process (index), and is a miss for
+      // others: a cache may lose entries, so it counts as stored (stats().unlisted).
+      entries.forEach((e, k) => {
+        const r = rs[plan.length + k];
+        if (!r.error) this.#stats.bytesWritten += r.bytes;
+        else if ((k >= plan.length || !rs[k].error) && e.dir.valid(e.way)) this.#stats.unlisted++;
+      });
       return this.#count(results);
     } finally {
       lock?.release();
@@ -783,6 +757,80 @@ export class KVCache {
       this.#giveStaging(dirBuf);
       if (writing.length > 0) await this.#doneWriting(writing);
     }
+  }
+
+  /**
+   * The memory each key's slot goes out from, header room then payload: in place for a payload
+   * from cache.alloc() (once per call: a second key with the same memory is copied), else a copy
+   * in staging memory (returned; stats().bytesCopied). Writes each header, and each key's epoch.
+   */
+  #slotMemory(todo: PutKey[], payloads: readonly KVPayload[], expiry: number): IoBuffer | undefined {
+    const used = new Set<IoBuffer>();
+    const copies: PutKey[] = [];
+    for (const t of todo) {
+      const whole = this.#payloadOf.get(payloads[t.i] as IoBuffer);
+      if (whole && !used.has(whole)) {
+        used.add(whole);
+        t.slot = whole.subarray(0, HEADER_BYTES + roundUp(t.length, ALIGN));
+      } else copies.push(t);
+    }
+    let staging: IoBuffer | undefined;
+    if (copies.length > 0) {
+      let total = 0;
+      for (const t of copies) total += HEADER_BYTES + roundUp(t.length, ALIGN);
+      staging = this.#takeStaging(total);
+      let at = 0;
+      for (const t of copies) {
+        const span = HEADER_BYTES + roundUp(t.length, ALIGN);
+        const mem = staging.subarray(at, at + span);
+        at += span;
+        const payload = payloads[t.i];
+        const src = payload instanceof IoBuffer ? payload.bytes : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+        const bytes = mem.bytes;
+        bytes.set(src, HEADER_BYTES);
+        bytes.fill(0, HEADER_BYTES + src.byteLength, span);
+        this.#stats.bytesCopied += src.byteLength;
+        t.slot = mem;
+      }
+    }
+    for (const t of todo) {
+      t.epoch = this.#epoch();
+      const head = t.slot!.bytes.subarray(0, HEADER_BYTES);
+      head.fill(0);
+      writeHeader(head, t.id, t.length, t.epoch, expiry);
+    }
+    return staging;
+  }
+
+  /**
+   * Keys the directories list whose slot headers (one batch of 4 KiB reads, only when there are
+   * any) still hold them: position -> way. 'present' is decided on disk, never from this
+   * process's index (another process may have evicted the page); a listing the header
+   * contradicts is stale (a crash or a lost race), and the key is stored again.
+   */
+  async #listedAndWhole(todo: readonly PutKey[], dirBySet: Map<number, SetDirectory | null>, now: number): Promise<Map<number, number>> {
+    const presentAt = new Map<number, number>();
+    const listed: { t: PutKey; way: number }[] = [];
+    for (const t of todo) {
+      const at = dirBySet.get(t.set)?.find(t.id, now) ?? -1;
+      if (at >= 0) listed.push({ t, way: at });
+    }
+    if (listed.length === 0) return presentAt;
+    const heads = this.#takeStaging(listed.length * HEADER_BYTES);
+    try {
+      const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.t.set), buffer: heads.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: this.#slotOffset(x.t.set, x.way) })));
+      listed.forEach((x, k) => {
+        const r = rs[k];
+        if (r.error) return; // unreadable: store it again
+        this.#stats.bytesRead += r.bytes;
+        const length = dirBySet.get(x.t.set)!.length(x.way);
+        const h = heads.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES);
+        if (checkHeader(h, x.t.id, length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.t.i, x.way);
+      });
+    } finally {
+      this.#giveStaging(heads);
+    }
+    return presentAt;
   }
 
   /**
@@ -799,31 +847,6 @@ export class KVCache {
       this.#writingIds.delete(w.hex);
     }
     lock.release();
-  }
-
-  /**
-   * Lists freshly written slots in their set directories, with the other entries `changed` by the
-   * put (their ways are the put's: #writingWays). Only those entries are written: what other
-   * processes listed in other ways of the set meanwhile stays. A failed write leaves the pages to
-   * this process's index (stats().unlisted).
-   */
-  async #publish(written: (Loc & { id: Buffer })[], dirs: Map<number, SetDirectory | null>, changed: Map<number, DirWay>, mem: IoBuffer): Promise<void> {
-    const now = Date.now();
-    const W = this.geometry.ways;
-    for (const w of written) {
-      const dir = dirs.get(w.set)!; // put() stored nothing in a set whose directory it could not read
-      if (dir.alive(w.way, now) && !dir.holds(w.way, w.id)) {
-        this.#stats.evicted++;
-        this.#index.delete(dir.id(w.way).toString('hex'));
-      }
-      dir.list(w.way, w.id, w.length, w.epoch, w.expiry);
-      changed.set(w.set * W + w.way, { set: w.set, way: w.way, dir });
-    }
-    const ways = [...changed.values()];
-    const rs = await this.#write(this.#entryWrites(ways, mem));
-    rs.forEach((r, k) => {
-      if (r.error && ways[k].dir.valid(ways[k].way)) this.#stats.unlisted++;
-    });
   }
 
   /**
