@@ -204,6 +204,8 @@ function geometryOf(o: KVCacheOptions): KVGeometry {
 }
 
 type Lock = { release: () => void };
+/** A call waiting for (or holding) sets: how many of them are still another's; `go` lets it on. */
+type SetWaiter = { blocked: number; sets: number[]; go: (() => void) | undefined };
 /** A way of a set whose directory entry changed (in `dir`) and must be written. */
 type DirWay = { set: number; way: number; dir: SetDirectory };
 /** A key of a put: where it goes and, once chosen, its way; its slot's memory (header room, then payload). */
@@ -231,7 +233,7 @@ export class KVCache {
   readonly #writingIds = new Set<string>(); // id hex
   readonly #calls = new Set<Promise<unknown>>();
   readonly #payloadOf = new WeakMap<IoBuffer, IoBuffer>(); // payload view from alloc() -> header+payload
-  readonly #locks = new Map<number, Promise<void>>();
+  readonly #setQueues = new Map<number, SetWaiter[]>(); // set -> calls holding (first) or waiting for it
   readonly #staging: IoBuffer[] = [];
   // get()'s pool (without `into`): slot-sized registered memory lent to callers until recycle().
   readonly #poolIdle: Slot[] = [];
@@ -551,28 +553,46 @@ export class KVCache {
   }
 
   /**
-   * Per-set locks of this process. A call queues behind the holders of all its sets at once
-   * (synchronously, so two calls can never each hold a set the other waits for), then waits once.
+   * Per-set locks of this process. Each set has a queue of the calls that want it, its holder
+   * first. A call joins the queues of all its sets at once (synchronously, so two calls can never
+   * each hold a set the other waits for) and goes on once it heads every one of them: no promise
+   * unless it has to wait.
    */
-  async #lockSets(sets: number[]): Promise<Lock> {
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const before: Promise<void>[] = [];
-    const tails = new Map<number, Promise<void>>();
-    for (const set of new Set(sets)) {
-      const held = this.#locks.get(set);
-      if (held) before.push(held);
-      const tail = (held ?? Promise.resolve()).then(() => mine);
-      this.#locks.set(set, tail);
-      tails.set(set, tail);
+  #lockSets(sets: readonly number[]): Lock | Promise<Lock> {
+    const waiter: SetWaiter = { blocked: 0, sets: [], go: undefined };
+    for (const set of sets) {
+      const queue = this.#setQueues.get(set);
+      if (queue === undefined) this.#setQueues.set(set, [waiter]);
+      else if (queue[queue.length - 1] === waiter) continue; // a set named twice
+      else {
+        queue.push(waiter);
+        waiter.blocked++;
+      }
+      waiter.sets.push(set);
     }
-    if (before.length > 0) await Promise.all(before);
-    return {
+    let released = false;
+    const lock: Lock = {
       release: () => {
-        release();
-        for (const [set, tail] of tails) if (this.#locks.get(set) === tail) this.#locks.delete(set);
+        if (released) return;
+        released = true;
+        this.#unlockSets(waiter);
       },
     };
+    if (waiter.blocked === 0) return lock;
+    return new Promise((resolve) => (waiter.go = () => resolve(lock)));
+  }
+
+  #unlockSets(holder: SetWaiter): void {
+    for (const set of holder.sets) {
+      const queue = this.#setQueues.get(set)!;
+      queue.shift(); // the holder heads every queue it is in
+      if (queue.length === 0) {
+        this.#setQueues.delete(set);
+        continue;
+      }
+      const next = queue[0];
+      if (--next.blocked === 0) next.go!();
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1118,7 +1138,11 @@ export class KVCache {
    * the header still holds that key (read first, in one batch: another process may have reused
    * the way since the directory was written). Resolves with whether each key's slot held it.
    */
-  async delete(keys: readonly KVKey[]): Promise<boolean[]> {
+  delete(keys: readonly KVKey[]): Promise<boolean[]> {
+    return this.#track(this.#delete(keys));
+  }
+
+  async #delete(keys: readonly KVKey[]): Promise<boolean[]> {
     this.#checkOpen();
     const ids = this.#ids(keys);
     const sets = [...new Set(ids.map((id) => this.#setOf(id)))];
@@ -1185,8 +1209,7 @@ export class KVCache {
   /** Closes the shard files (after the puts and gets under way) and frees staging memory. The client is the caller's. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await Promise.allSettled([...this.#calls]);
-      await Promise.allSettled([...this.#locks.values()]);
+      await Promise.allSettled([...this.#calls]); // every lock is taken inside a tracked call
       await Promise.all([...this.#files, ...this.#dirFiles].map((f) => f.close()));
       for (const b of this.#staging.splice(0)) b.free();
       // The pool: slabs wholly idle go now; one with Buffers still lent is left to the collector.
