@@ -499,10 +499,10 @@ export class KVCache {
    * set's directory), from `mem`.
    */
   #entryWrites(ways: readonly DirWay[], mem: IoBuffer): FileIoOp[] {
+    const bytes = mem.bytes;
     return ways.map(({ set, way, dir }, k) => {
-      const bytes = mem.subarray(k * DIR_ENTRY, (k + 1) * DIR_ENTRY);
-      bytes.bytes.set(dir.entry(way));
-      return { file: this.#dirFileOf(set), buffer: bytes, fileOffset: this.#dirOffset(set) + SetDirectory.offsetOf(way) };
+      dir.copyEntry(way, bytes, k * DIR_ENTRY);
+      return { file: this.#dirFileOf(set), buffer: mem.subarray(k * DIR_ENTRY, (k + 1) * DIR_ENTRY), fileOffset: this.#dirOffset(set) + SetDirectory.offsetOf(way) };
     });
   }
 
@@ -726,12 +726,11 @@ export class KVCache {
       //    to other processes, written by the engine once that slot is whole (IoOp.after): a
       //    crash or a reader never finds an entry over a slot still being written. Listings found
       //    stale go alongside.
-      const ops: FileIoOp[] = plan.map((t) => ({
-        file: this.#fileOf(t.set),
-        buffer: t.slot!,
-        fileOffset: this.#slotOffset(t.set, t.way),
-        crc32c: { offset: HEADER_BYTES, length: t.length, at: PAYLOAD_CRC_AT },
-      }));
+      let range = { offset: HEADER_BYTES, length: -1, at: PAYLOAD_CRC_AT };
+      const ops: FileIoOp[] = plan.map((t) => {
+        if (range.length !== t.length) range = { offset: HEADER_BYTES, length: t.length, at: PAYLOAD_CRC_AT }; // shared while lengths repeat
+        return { file: this.#fileOf(t.set), buffer: t.slot!, fileOffset: this.#slotOffset(t.set, t.way), crc32c: range };
+      });
       const evicts: (string | undefined)[] = plan.map((t) => {
         const dir = dirBySet.get(t.set)!;
         const old = dir.alive(t.way, now) && !dir.holds(t.way, t.id) ? dir.id(t.way).toString('hex') : undefined;
@@ -788,36 +787,31 @@ export class KVCache {
     const used = new Set<IoBuffer>();
     const copies: PutKey[] = [];
     for (const t of todo) {
+      t.epoch = this.#epoch();
       const whole = this.#payloadOf.get(payloads[t.i] as IoBuffer);
       if (whole && !used.has(whole)) {
         used.add(whole);
-        t.slot = whole.subarray(0, HEADER_BYTES + roundUp(t.length, ALIGN));
+        const span = HEADER_BYTES + roundUp(t.length, ALIGN);
+        t.slot = span === whole.byteLength ? whole : whole.subarray(0, span);
+        writeHeader(whole.bytes, 0, t.id, t.length, t.epoch, expiry);
       } else copies.push(t);
     }
-    let staging: IoBuffer | undefined;
-    if (copies.length > 0) {
-      let total = 0;
-      for (const t of copies) total += HEADER_BYTES + roundUp(t.length, ALIGN);
-      staging = this.#takeStaging(total);
-      let at = 0;
-      for (const t of copies) {
-        const span = HEADER_BYTES + roundUp(t.length, ALIGN);
-        const mem = staging.subarray(at, at + span);
-        at += span;
-        const payload = payloads[t.i];
-        const src = payload instanceof IoBuffer ? payload.bytes : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-        const bytes = mem.bytes;
-        bytes.set(src, HEADER_BYTES);
-        bytes.fill(0, HEADER_BYTES + src.byteLength, span);
-        this.#stats.bytesCopied += src.byteLength;
-        t.slot = mem;
-      }
-    }
-    for (const t of todo) {
-      t.epoch = this.#epoch();
-      const head = t.slot!.bytes.subarray(0, HEADER_BYTES);
-      head.fill(0);
-      writeHeader(head, t.id, t.length, t.epoch, expiry);
+    if (copies.length === 0) return undefined;
+    let total = 0;
+    for (const t of copies) total += HEADER_BYTES + roundUp(t.length, ALIGN);
+    const staging = this.#takeStaging(total);
+    const bytes = staging.bytes;
+    let at = 0;
+    for (const t of copies) {
+      const span = HEADER_BYTES + roundUp(t.length, ALIGN);
+      const payload = payloads[t.i];
+      const src = payload instanceof IoBuffer ? payload.bytes : new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+      bytes.set(src, at + HEADER_BYTES);
+      bytes.fill(0, at + HEADER_BYTES + src.byteLength, at + span);
+      this.#stats.bytesCopied += src.byteLength;
+      writeHeader(bytes, at, t.id, t.length, t.epoch, expiry);
+      t.slot = staging.subarray(at, at + span);
+      at += span;
     }
     return staging;
   }
@@ -1264,15 +1258,16 @@ async function readMeta(path: string): Promise<KVGeometry | undefined> {
 // length u32 @24 | reserved u32 @28 | epoch f64 @32 | expiry f64 @40 | reserved | header CRC32C
 // u32 @60 over bytes 0..60 | payload CRC32C u32 @64, sealed by the engine as the slot is written.
 // The rest of the 4 KiB is zero. (A damaged payload CRC is a mismatch like a damaged payload.)
-function writeHeader(h: Buffer, id: Buffer, length: number, epoch: number, expiry: number): void {
-  h.writeUInt32LE(SLOT_MAGIC, 0);
-  h.writeUInt16LE(KVCACHE_FORMAT, 4);
-  h.writeUInt16LE(0, 6);
-  id.copy(h, 8);
-  h.writeUInt32LE(length, 24);
-  h.writeDoubleLE(epoch, 32);
-  h.writeDoubleLE(expiry, 40);
-  h.writeUInt32LE(crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0, HEADER_CRC_AT);
+/** Writes a slot header (all HEADER_BYTES of it: zeros past the fields) at `at` in `h`. */
+function writeHeader(h: Buffer, at: number, id: Buffer, length: number, epoch: number, expiry: number): void {
+  h.fill(0, at, at + HEADER_BYTES);
+  h.writeUInt32LE(SLOT_MAGIC, at);
+  h.writeUInt16LE(KVCACHE_FORMAT, at + 4);
+  id.copy(h, at + 8);
+  h.writeUInt32LE(length, at + 24);
+  h.writeDoubleLE(epoch, at + 32);
+  h.writeDoubleLE(expiry, at + 40);
+  h.writeUInt32LE(crc32cSync(h.subarray(at, at + HEADER_CRC_AT)) >>> 0, at + HEADER_CRC_AT);
 }
 
 function checkHeader(h: Buffer, id: Buffer, length: number, pageBytes: number, now: number): 'ok' | 'corrupt' | 'raced' {

@@ -36,9 +36,9 @@ export class SetDirectory {
     return way * DIR_ENTRY;
   }
 
-  /** A way's entry as it should go to disk. */
-  entry(way: number): Buffer {
-    return this.#e.subarray(way * DIR_ENTRY, (way + 1) * DIR_ENTRY);
+  /** Copies a way's entry, as it should go to disk, into `into` at `at`. */
+  copyEntry(way: number, into: Uint8Array, at: number): void {
+    this.#e.copy(into, at, way * DIR_ENTRY, (way + 1) * DIR_ENTRY);
   }
 
   valid(way: number): boolean {
