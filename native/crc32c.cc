@@ -68,7 +68,8 @@ uint32_t SoftwareRaw(uint32_t crc, const uint8_t* p, size_t n) { return SlicedRa
 
 #ifdef TFS_CRC32C_X86
 // Compiled for SSE4.2 on its own, so the rest of the addon (and its callers' CPUs) need not be;
-// only ever called after the CPU said it has the instruction.
+// only ever called after the CPU said it has the instruction. One chain of crc32: for CPUs
+// without carry-less multiplication, and what is left under three strides below.
 __attribute__((target("sse4.2"))) uint32_t HardwareRaw(uint32_t crc, const uint8_t* p, size_t n) {
   // Single bytes up to an 8-byte boundary, so the wide loads below do not straddle cache lines.
   for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
@@ -81,6 +82,51 @@ __attribute__((target("sse4.2"))) uint32_t HardwareRaw(uint32_t crc, const uint8
   crc = static_cast<uint32_t>(c);
   for (; n > 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
   return crc;
+}
+
+// x^e mod P in the CRC register's bit-reflected form: x^0 is the top bit, and one step of x moves
+// a bit down, the one falling off (x^32) coming back as the polynomial.
+constexpr uint32_t XPowReflected(unsigned e) {
+  uint32_t r = 0x80000000u;
+  for (unsigned i = 0; i < e; i++) r = (r & 1) ? (r >> 1) ^ kCastagnoli : r >> 1;
+  return r;
+}
+
+// Three streams at once. crc32 takes three cycles to give its result but can start one every
+// cycle, so a single chain of it leaves two thirds of the unit idle. A run of 3 * kStride bytes is
+// checksummed as three stretches side by side, then joined: the register of A||B is that of A
+// moved past |B| zero bytes, xor that of B (from 0), as CRCs without their final XOR are linear.
+// Moving past n bytes is a product by x^(8n) mod P: a carry-less multiplication by x^(8n-33)
+// whose 64-bit product the crc32 instruction itself reduces (it multiplies by x^32, and the
+// reflected product sits one bit off, hence 33).
+constexpr size_t kStride = 1024;
+constexpr uint32_t kPastOne = XPowReflected(8 * kStride - 33);   // past kStride bytes
+constexpr uint32_t kPastTwo = XPowReflected(16 * kStride - 33);  // past 2 * kStride bytes
+static_assert(XPowReflected(8 * 4096 - 33) == 0x82F89C77u, "x^(8*4096-33) mod P, reflected");
+
+__attribute__((target("sse4.2,pclmul"))) inline uint32_t MovePast(uint64_t crc, uint32_t x_pow) {
+  const __m128i product = _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<int64_t>(crc)),
+                                               _mm_cvtsi32_si128(static_cast<int>(x_pow)), 0x00);
+  return static_cast<uint32_t>(_mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(product))));
+}
+
+__attribute__((target("sse4.2,pclmul"))) uint32_t HardwareStreamsRaw(uint32_t crc, const uint8_t* p, size_t n) {
+  for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
+  uint64_t c0 = crc;
+  for (; n >= 3 * kStride; p += 3 * kStride, n -= 3 * kStride) {
+    uint64_t c1 = 0, c2 = 0;
+    for (size_t i = 0; i < kStride; i += 8) {
+      uint64_t w0, w1, w2;
+      __builtin_memcpy(&w0, p + i, 8);
+      __builtin_memcpy(&w1, p + kStride + i, 8);
+      __builtin_memcpy(&w2, p + 2 * kStride + i, 8);
+      c0 = _mm_crc32_u64(c0, w0);
+      c1 = _mm_crc32_u64(c1, w1);
+      c2 = _mm_crc32_u64(c2, w2);
+    }
+    c0 = MovePast(c0, kPastTwo) ^ MovePast(c1, kPastOne) ^ c2;
+  }
+  return HardwareRaw(static_cast<uint32_t>(c0), p, n);
 }
 
 // CRC-32 (IEEE) by carry-less multiplication: the state is folded forward over 64 bytes at a time
@@ -128,6 +174,7 @@ using RawFn = uint32_t (*)(uint32_t, const uint8_t*, size_t);
 
 RawFn PickRaw() {
 #ifdef TFS_CRC32C_X86
+  if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul")) return HardwareStreamsRaw;
   if (__builtin_cpu_supports("sse4.2")) return HardwareRaw;
 #endif
   return SoftwareRaw;
