@@ -279,10 +279,17 @@ describe('native submit with hostile descriptors, canaries and guard files', () 
       const before = spans.map((s) => Buffer.from(s.backing));
       const results = rng.bool(0.97) ? new Float64Array(2 * n) : (hostile(rng) as Float64Array);
       const files: unknown[] = rng.bool(0.97) ? [target.native, guard.native] : (hostile(rng) as unknown[]);
+      // IoOp.after: some batches order their ops (op i after an earlier one); a few name an op
+      // that is not earlier, which must get the whole batch refused.
+      let after: Int32Array | undefined;
+      if (n > 1 && rng.bool(0.3)) {
+        after = new Int32Array(n).fill(-1);
+        for (let i = 1; i < n; i++) if (rng.bool(0.5)) after[i] = rng.bool(0.97) ? rng.int(0, i - 1) : rng.pick([i, i + 1, -2, 2 ** 31 - 1]);
+      }
       ops += n;
       let submitted: [number, Promise<void>] | undefined;
       try {
-        submitted = (nc.submit as (...a: unknown[]) => [number, Promise<void>])(write, files, rng.bool(0.97) ? views : hostile(rng), desc, results, rng.bool(0.2));
+        submitted = (nc.submit as (...a: unknown[]) => [number, Promise<void>])(write, files, rng.bool(0.97) ? views : hostile(rng), desc, results, rng.bool(0.2), undefined, undefined, after);
       } catch (e) {
         expect(e).toBeInstanceOf(Error);
         codes.add(String((e as { code?: string }).code));
@@ -303,6 +310,16 @@ describe('native submit with hostile descriptors, canaries and guard files', () 
           freedInFlight++;
         }
         await settledWithin(settled, 30_000, `batch ${round}`);
+      }
+      if (submitted && after) {
+        // An op whose predecessor failed never started: no byte moved, and an errno of its own.
+        for (let i = 0; i < n; i++) {
+          const k = after[i];
+          if (k >= 0 && results[2 * k + 1] !== 0) {
+            expect(results[2 * i + 1], `batch ${round} op ${i} after failed op ${k}: errno`).not.toBe(0);
+            expect(results[2 * i], `batch ${round} op ${i} after failed op ${k}: bytes`).toBe(0);
+          }
+        }
       }
       const file = onDisk();
       for (const [i, p] of planned.entries()) {
