@@ -26,6 +26,7 @@ import { crc32cSync } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
 import { IoBuffer } from './io-buffer';
+import { IdIndex, IdRecord, type Loc } from './kv-index';
 import { DIR_BYTES, DIR_ENTRY, MAX_WAYS, SetDirectory } from './set-directory';
 
 export const KVCACHE_FORMAT = 2;
@@ -130,14 +131,6 @@ export interface KVCacheStats {
   pinned: number;
 }
 
-interface Loc {
-  set: number;
-  way: number;
-  length: number;
-  epoch: number;
-  expiry: number;
-}
-
 /** One allocation of get()'s pool: `slots` slot-sized pieces of registered memory. */
 interface Slab {
   mem: IoBuffer;
@@ -218,8 +211,8 @@ export class KVCache {
   readonly #files: File[]; // slots: O_DIRECT where the file system has it
   readonly #dirFiles: File[]; // set directories: 4 KiB read and rewritten by every put, kept in the page cache
   readonly #setBytes: number;
-  readonly #index = new Map<string, Loc>(); // id hex -> where this process last saw it
-  readonly #idMemo = new Map<string, { id: Buffer; hex: string }>(); // string keys seen lately: id, and its index key
+  readonly #index = new IdIndex(); // id hex -> where this process last saw it
+  readonly #idMemo = new Map<string, IdRecord>(); // string keys seen lately: their ids' records (the index's own where it has one)
   readonly #pins = new Map<string, { set: number; way: number; count: number }>();
   readonly #pinnedWays = new Map<number, number>(); // set * ways + way -> pin count
   // What this process's puts are writing, from their plan until their directory entries are
@@ -331,20 +324,44 @@ export class KVCache {
 
   /** The 128-bit id of a key in this cache's namespace. */
   idOf(key: KVKey, index = 0): Buffer {
+    return this.#recordOf(key, index).id;
+  }
+
+  /** The record of a key's id: from memory for a string key seen lately, else hashed. */
+  #recordOf(key: KVKey, index: number): IdRecord {
     if (typeof key === 'string') {
       // Keys come back again and again (every lookup walks a prefix of the same chain): hashing
       // each time would cap lookups of seen keys near 0.3M keys/s; a map of recent ones does not.
-      let memo = this.#idMemo.get(key);
-      if (memo === undefined) {
-        const id = createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16);
-        memo = { id, hex: id.toString('hex') };
-        if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
-        this.#idMemo.set(key, memo);
-      }
-      return memo.id;
+      const seen = this.#seen(key);
+      if (seen !== undefined) return seen;
+      const r = this.#recordOfId(createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16));
+      if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
+      this.#idMemo.set(key, r);
+      return r;
     }
     if (!(key instanceof Uint8Array)) throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
-    return createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16);
+    return this.#recordOfId(createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16));
+  }
+
+  /** The index's record of an id if it has one, else a record of its own (not in the index). */
+  #recordOfId(id: Buffer): IdRecord {
+    const hex = id.toString('hex');
+    return this.#index.record(hex) ?? new IdRecord(hex, id);
+  }
+
+  /**
+   * The memo's record of a string key, or undefined if the key was not seen lately. It is the
+   * index's own record whenever the index has the id, so that its place is one read away (the
+   * index makes a new record when a put or a directory read lists an id the memo met first, or
+   * lists it again after dropping it: the memo follows it here, once).
+   */
+  #seen(key: string): IdRecord | undefined {
+    const r = this.#idMemo.get(key);
+    if (r === undefined || r.loc !== undefined) return r;
+    const live = this.#index.record(r.hex);
+    if (live === undefined) return r;
+    this.#idMemo.set(key, live);
+    return live;
   }
 
   #setOf(id: Buffer): number {
@@ -368,8 +385,13 @@ export class KVCache {
   }
 
   #ids(keys: readonly KVKey[]): Buffer[] {
+    return this.#records(keys).map((r) => r.id);
+  }
+
+  /** The keys' id records: id and hex at hand, and (for keys seen lately) their place. */
+  #records(keys: readonly KVKey[]): IdRecord[] {
     if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
-    return keys.map((k, i) => this.idOf(k, i));
+    return keys.map((k, i) => this.#recordOf(k, i));
   }
 
   #epoch(): number {
@@ -509,14 +531,14 @@ export class KVCache {
   }
 
   /** Where each id is: the index first, then one batch of directory reads. `undefined`: absent. */
-  async #locate(ids: readonly Buffer[], useIndex: boolean, now: number): Promise<(Loc | undefined)[]> {
-    const out: (Loc | undefined)[] = new Array(ids.length).fill(undefined); // no holes: callers map over it
+  async #locate(refs: readonly IdRecord[], useIndex: boolean, now: number): Promise<(Loc | undefined)[]> {
+    const out: (Loc | undefined)[] = new Array(refs.length).fill(undefined); // no holes: callers map over it
     const need = new Map<number, number[]>(); // set -> positions
-    ids.forEach((id, i) => {
-      const known = useIndex ? this.#index.get(id.toString('hex')) : undefined;
+    refs.forEach((r, i) => {
+      const known = useIndex ? this.#index.locOf(r) : undefined;
       if (known && this.#alive(known, now)) out[i] = known;
       else {
-        const set = this.#setOf(id);
+        const set = this.#setOf(r.id);
         const list = need.get(set);
         if (list) list.push(i);
         else need.set(set, [i]);
@@ -530,8 +552,8 @@ export class KVCache {
       sets.forEach((set, s) => {
         const dir = dirs[s];
         for (const i of need.get(set)!) {
-          const hex = ids[i].toString('hex');
-          const way = dir ? dir.find(ids[i], now) : -1;
+          const { id, hex } = refs[i];
+          const way = dir ? dir.find(id, now) : -1;
           if (way < 0) {
             this.#index.delete(hex);
             continue;
@@ -878,32 +900,34 @@ export class KVCache {
 
   async #get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
     this.#checkOpen();
-    const ids = this.#ids(keys);
+    const refs = this.#records(keys);
+    const n = refs.length;
     if (into !== undefined) {
-      if (!Array.isArray(into) || into.length !== ids.length) throw argError('ERR_INVALID_ARG_VALUE', 'into must be an array with one buffer per key');
+      if (!Array.isArray(into) || into.length !== n) throw argError('ERR_INVALID_ARG_VALUE', 'into must be an array with one buffer per key');
       into.forEach((b, i) => {
         if (!(b instanceof IoBuffer) && !ArrayBuffer.isView(b)) throw argError('ERR_INVALID_ARG_TYPE', `into[${i}] must be an IoBuffer or an ArrayBufferView`, { index: i });
       });
     }
-    const results: GetResult[] = ids.map(() => ({ status: 'miss' }));
-    let pending = ids.map((_, i) => i);
+    const results: GetResult[] = refs.map(() => ({ status: 'miss' }));
+    let pending = refs.map((_, i) => i);
     const stale: { id: Buffer; loc: Loc }[] = [];
     // Round 1 trusts the index; what failed there is looked up again in the directories (round 2).
-    const tried = new Map<number, Loc>(); // round 1: where the index sent each key
+    const tried: (Loc | undefined)[] = new Array(n).fill(undefined); // round 1: where each key was sent
+    const fromIndex = new Uint8Array(n); // round 1: 1 where the index sent it (worth a second round)
     for (let round = 0; round < 2 && pending.length > 0; round++) {
       const now = Date.now();
-      const fromIndex = new Set(round === 0 ? pending.filter((i) => this.#aliveInIndex(ids[i], now)) : []);
-      let locs = await this.#locate(pending.map((i) => ids[i]), round === 0, now);
-      if (round === 0) pending.forEach((i, k) => locs[k] && tried.set(i, locs[k]!));
+      if (round === 0) for (const i of pending) fromIndex[i] = this.#aliveInIndex(refs[i], now) ? 1 : 0;
+      let locs = await this.#locate(pending.map((i) => refs[i]), round === 0, now);
+      if (round === 0) pending.forEach((i, k) => (tried[i] = locs[k]));
       else {
         // The directory sends it to the very slot that just failed: that answer stands.
         const same = (a: Loc | undefined, b: Loc | undefined) => !!a && !!b && a.set === b.set && a.way === b.way && a.epoch === b.epoch;
-        const keep = pending.map((i, k) => !same(locs[k], tried.get(i)));
+        const keep = pending.map((i, k) => !same(locs[k], tried[i]));
         pending = pending.filter((_, k) => keep[k]);
         locs = locs.filter((_, k) => keep[k]);
       }
-      const retry = await this.#readSlots(ids, pending, locs, into, results, now, stale);
-      pending = retry.filter((i) => fromIndex.has(i));
+      const retry = await this.#readSlots(refs, pending, locs, into, results, now, stale);
+      pending = round === 0 ? retry.filter((i) => fromIndex[i] === 1) : [];
     }
     if (stale.length > 0 && !this.#closing) await this.#repair(stale);
     for (const r of results) this.#stats[r.status === 'hit' ? 'hits' : 'misses']++;
@@ -941,7 +965,7 @@ export class KVCache {
   }
 
   /** Reads and checks the located slots; returns the positions that missed after being located. */
-  async #readSlots(ids: readonly Buffer[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number, stale: { id: Buffer; loc: Loc }[]): Promise<number[]> {
+  async #readSlots(refs: readonly IdRecord[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number, stale: { id: Buffer; loc: Loc }[]): Promise<number[]> {
     const jobs: { i: number; loc: Loc }[] = [];
     which.forEach((i, k) => {
       const loc = locs[k];
@@ -998,11 +1022,11 @@ export class KVCache {
         const reject = (why: 'corrupt' | 'raced', message: string) => {
           this.#stats[why]++;
           results[j.i] = { status: 'miss', error: argError(ERR[why], `key ${j.i}: ${message}`, { index: j.i }) };
-          this.#index.delete(ids[j.i].toString('hex'));
-          stale.push({ id: ids[j.i], loc: j.loc });
+          this.#index.delete(refs[j.i].hex);
+          stale.push({ id: refs[j.i].id, loc: j.loc });
           missed.push(j.i);
         };
-        const verdict = checkHeader(heads[k], ids[j.i], j.loc.length, this.geometry.pageBytes, now);
+        const verdict = checkHeader(heads[k], refs[j.i].id, j.loc.length, this.geometry.pageBytes, now);
         if (verdict !== 'ok') return reject(verdict, `the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`);
         if (reads[firstOp[k + 1] - 1].crc32c !== heads[k].readUInt32LE(PAYLOAD_CRC_AT)) return reject('corrupt', 'payload CRC32C mismatch (torn or damaged slot)');
         if (into) results[j.i] = { status: 'hit', bytes: j.loc.length };
@@ -1030,18 +1054,17 @@ export class KVCache {
     this.#checkOpen();
     if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
     const now = Date.now();
-    // The leading keys this process knows: two map lookups each (key to id, id to place), no
-    // hashing and no I/O.
+    // The leading keys this process knows: one map lookup each (key to its id's record, which
+    // holds the place), no hashing and no I/O.
     let locs: (Loc | undefined)[] = [];
     for (const key of keys) {
-      const hex = typeof key === 'string' ? this.#idMemo.get(key)?.hex : undefined;
-      const loc = hex === undefined ? undefined : this.#index.get(hex);
-      if (loc === undefined || !this.#alive(loc, now)) break;
+      const loc = typeof key === 'string' ? this.#seen(key)?.locAt(now) : undefined;
+      if (loc === undefined) break;
       locs.push(loc);
     }
     const known = locs.length;
     if (known < keys.length) {
-      const rest = keys.slice(known).map((k, i) => this.idOf(k, known + i));
+      const rest = keys.slice(known).map((k, i) => this.#recordOf(k, known + i));
       locs = locs.concat(await this.#locate(rest, true, now));
     }
     let n = 0;
@@ -1050,15 +1073,15 @@ export class KVCache {
     return n;
   }
 
-  #aliveInIndex(id: Buffer, now: number): boolean {
-    const loc = this.#index.get(id.toString('hex'));
+  #aliveInIndex(r: IdRecord, now: number): boolean {
+    const loc = this.#index.locOf(r);
     return loc !== undefined && this.#alive(loc, now);
   }
 
   /** Whether each key is present (index or directory; not checked against the slot). */
   async exists(keys: readonly KVKey[]): Promise<boolean[]> {
     this.#checkOpen();
-    const locs = await this.#locate(this.#ids(keys), true, Date.now());
+    const locs = await this.#locate(this.#records(keys), true, Date.now());
     return locs.map((l) => l !== undefined);
   }
 
