@@ -22,7 +22,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { clientFor, type Client, type FileIoOp } from './client';
-import { crc32cSync } from './crc32c';
+import { crc32cBytes, crc32cSync } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
 import { IoBuffer } from './io-buffer';
@@ -982,10 +982,10 @@ export class KVCache {
     // memory. One batch either way; the engine takes each payload's CRC32C as its bytes land.
     const slots = into ? [] : this.#takeSlots(jobs.length);
     const mem = into ? this.#takeStaging(jobs.length * HEADER_BYTES) : undefined;
-    const lentOut = new Set<number>();
+    const lent = new Uint8Array(slots.length); // 1: slots[k] went to the caller
     try {
       const ops: FileIoOp[] = [];
-      const heads: Buffer[] = [];
+      const heads: Buffer[] = []; // heads[k] starts with jobs[k]'s header (the slot's whole memory where there is one: no view per key)
       const firstOp: number[] = []; // jobs[k]'s ops are ops[firstOp[k]] up to firstOp[k + 1]
       jobs.forEach((j, k) => {
         const file = this.#fileOf(j.loc.set);
@@ -996,49 +996,52 @@ export class KVCache {
           // From cache.alloc(): the header room in front takes the header, so the slot is one op
           // (the bytes past the page's length, up to 4 KiB, get the slot's padding).
           ops.push({ file, buffer: roomy.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off, crc32c: { offset: HEADER_BYTES, length: j.loc.length } });
-          heads.push(roomy.bytes.subarray(0, HEADER_BYTES));
+          heads.push(roomy.bytes);
         } else if (into) {
           ops.push({ file, buffer: mem!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: off });
           ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length, crc32c: { offset: 0, length: j.loc.length } });
           heads.push(mem!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES));
         } else {
           ops.push({ file, buffer: slots[k].mem.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off, crc32c: { offset: HEADER_BYTES, length: j.loc.length } });
-          heads.push(slots[k].mem.bytes.subarray(0, HEADER_BYTES));
+          heads.push(slots[k].mem.bytes);
         }
       });
       firstOp.push(ops.length);
       const reads = await this.#client.batchRead(ops);
       const missed: number[] = [];
-      jobs.forEach((j, k) => {
-        const rs = reads.slice(firstOp[k], firstOp[k + 1]);
-        for (const r of rs) if (!r.error) this.#stats.bytesRead += r.bytes;
-        const failed = rs.find((r) => r.error);
+      for (let k = 0; k < jobs.length; k++) {
+        const { i, loc } = jobs[k];
+        let failed: OpResult | undefined;
+        for (let o = firstOp[k]; o < firstOp[k + 1]; o++) {
+          if (!reads[o].error) this.#stats.bytesRead += reads[o].bytes;
+          else failed ??= reads[o];
+        }
         if (failed) {
-          results[j.i] = { status: 'miss', error: failed.error! };
-          missed.push(j.i);
-          return;
+          results[i] = { status: 'miss', error: failed.error! };
+          missed.push(i);
+          continue;
         }
-        // A slot that fails a check is a miss, and its listing is stale (see #repair).
-        const reject = (why: 'corrupt' | 'raced', message: string) => {
+        const verdict = checkHeader(heads[k], refs[i].id, loc.length, this.geometry.pageBytes, now);
+        const payloadOk = verdict === 'ok' && reads[firstOp[k + 1] - 1].crc32c === heads[k].readUInt32LE(PAYLOAD_CRC_AT);
+        if (!payloadOk) {
+          // A slot that fails a check is a miss, and its listing is stale (see #repair).
+          const why = verdict === 'ok' ? 'corrupt' : verdict;
+          const message = verdict === 'ok' ? 'payload CRC32C mismatch (torn or damaged slot)' : `the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`;
           this.#stats[why]++;
-          results[j.i] = { status: 'miss', error: argError(ERR[why], `key ${j.i}: ${message}`, { index: j.i }) };
-          this.#index.delete(refs[j.i].hex);
-          stale.push({ id: refs[j.i].id, loc: j.loc });
-          missed.push(j.i);
-        };
-        const verdict = checkHeader(heads[k], refs[j.i].id, j.loc.length, this.geometry.pageBytes, now);
-        if (verdict !== 'ok') return reject(verdict, `the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`);
-        if (reads[firstOp[k + 1] - 1].crc32c !== heads[k].readUInt32LE(PAYLOAD_CRC_AT)) return reject('corrupt', 'payload CRC32C mismatch (torn or damaged slot)');
-        if (into) results[j.i] = { status: 'hit', bytes: j.loc.length };
+          results[i] = { status: 'miss', error: argError(ERR[why], `key ${i}: ${message}`, { index: i }) };
+          this.#index.delete(refs[i].hex);
+          stale.push({ id: refs[i].id, loc });
+          missed.push(i);
+        } else if (into) results[i] = { status: 'hit', bytes: loc.length };
         else {
-          results[j.i] = { status: 'hit', bytes: j.loc.length, buffer: this.#lend(slots[k], j.loc.length) };
-          lentOut.add(k);
+          results[i] = { status: 'hit', bytes: loc.length, buffer: this.#lend(slots[k], loc.length) };
+          lent[k] = 1;
         }
-      });
+      }
       return missed;
     } finally {
       if (mem) this.#giveStaging(mem);
-      slots.forEach((slot, k) => lentOut.has(k) || this.#giveSlot(slot));
+      slots.forEach((slot, k) => lent[k] === 1 || this.#giveSlot(slot));
     }
   }
 
@@ -1252,14 +1255,21 @@ function writeHeader(h: Buffer, id: Buffer, length: number, epoch: number, expir
   h.writeUInt32LE(crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0, HEADER_CRC_AT);
 }
 
+/** Whether the header's id (bytes 8..24) is `id`. */
+function holdsId(h: Buffer, id: Buffer): boolean {
+  for (let b = 0; b < 16; b++) if (h[8 + b] !== id[b]) return false;
+  return true;
+}
+
 function checkHeader(h: Buffer, id: Buffer, length: number, pageBytes: number, now: number): 'ok' | 'corrupt' | 'raced' {
   const magic = h.readUInt32LE(0);
   if (magic === 0) return 'raced'; // deleted or never written
   if (magic !== SLOT_MAGIC || h.readUInt16LE(4) !== KVCACHE_FORMAT) return 'corrupt';
-  if ((crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0) !== h.readUInt32LE(HEADER_CRC_AT)) return 'corrupt';
+  // In JS, and no views: this runs for every hit, on the JS thread.
+  if (crc32cBytes(h, 0, HEADER_CRC_AT) !== h.readUInt32LE(HEADER_CRC_AT)) return 'corrupt';
   const len = h.readUInt32LE(24);
   if (len > pageBytes) return 'corrupt';
-  if (!h.subarray(8, 24).equals(id) || len !== length) return 'raced';
+  if (!holdsId(h, id) || len !== length) return 'raced';
   const expiry = h.readDoubleLE(40);
   if (expiry !== 0 && expiry <= now) return 'raced';
   return 'ok';
