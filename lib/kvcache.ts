@@ -324,7 +324,12 @@ export class KVCache {
 
   /** The 128-bit id of a key in this cache's namespace. */
   idOf(key: KVKey, index = 0): Buffer {
-    return this.#recordOf(key, index).id;
+    return typeof key === 'string' ? this.#recordOf(key, index).id : this.#idOfBytes(key, index);
+  }
+
+  #idOfBytes(key: Uint8Array, index: number): Buffer {
+    if (!(key instanceof Uint8Array)) throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
+    return createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16);
   }
 
   /** The record of a key's id: from memory for a string key seen lately, else hashed. */
@@ -339,8 +344,7 @@ export class KVCache {
       this.#idMemo.set(key, r);
       return r;
     }
-    if (!(key instanceof Uint8Array)) throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
-    return this.#recordOfId(createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16));
+    return this.#recordOfId(this.#idOfBytes(key, index));
   }
 
   /** The index's record of an id if it has one, else a record of its own (not in the index). */
@@ -385,7 +389,8 @@ export class KVCache {
   }
 
   #ids(keys: readonly KVKey[]): Buffer[] {
-    return this.#records(keys).map((r) => r.id);
+    if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
+    return keys.map((k, i) => this.idOf(k, i));
   }
 
   /** The keys' id records: id and hex at hand, and (for keys seen lately) their place. */
