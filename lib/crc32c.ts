@@ -78,3 +78,27 @@ export function crc32cSync(view: ArrayBufferView): number {
     throw fromNative(e);
   }
 }
+
+let crc32cTable: Int32Array | undefined;
+
+/**
+ * CRC32C of bytes[start, end), in JS: for a few dozen bytes (a KV cache slot header, checked on
+ * every hit), where the call into the addon and its view cost more than the checksum (about
+ * 0.4 us against 0.2 us for 60 bytes). Byte at a time: larger inputs belong to crc32cSync. @internal
+ */
+export function crc32cBytes(bytes: Uint8Array, start: number, end: number): number {
+  const t = (crc32cTable ??= makeCrc32cTable());
+  let crc = -1;
+  for (let i = start; i < end; i++) crc = t[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return ~crc >>> 0;
+}
+
+function makeCrc32cTable(): Int32Array {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+}

@@ -23,10 +23,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { clientFor, type Client, type FileIoOp } from './client';
-import { crc32cSync } from './crc32c';
+import { crc32cBytes, crc32cSync } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
 import { IoBuffer } from './io-buffer';
+import { IdIndex, IdRecord, type Loc } from './kv-index';
 import { DIR_BYTES, DIR_ENTRY, MAX_WAYS, SetDirectory } from './set-directory';
 
 export const KVCACHE_FORMAT = 2;
@@ -131,14 +132,6 @@ export interface KVCacheStats {
   pinned: number;
 }
 
-interface Loc {
-  set: number;
-  way: number;
-  length: number;
-  epoch: number;
-  expiry: number;
-}
-
 /** One allocation of get()'s pool: `slots` slot-sized pieces of registered memory. */
 interface Slab {
   mem: IoBuffer;
@@ -223,8 +216,8 @@ export class KVCache {
   readonly #files: File[]; // slots: O_DIRECT where the file system has it
   readonly #dirFiles: File[]; // set directories: 4 KiB read and rewritten by every put, kept in the page cache
   readonly #setBytes: number;
-  readonly #index = new Map<string, Loc>(); // id hex -> where this process last saw it
-  readonly #idMemo = new Map<string, { id: Buffer; hex: string }>(); // string keys seen lately: id, and its index key
+  readonly #index = new IdIndex(); // id hex -> where this process last saw it
+  readonly #idMemo = new Map<string, IdRecord>(); // string keys seen lately: their ids' records (the index's own where it has one)
   readonly #pins = new Map<string, { set: number; way: number; count: number }>();
   readonly #pinnedWays = new Map<number, number>(); // set * ways + way -> pin count
   // What this process's puts are writing, from their plan until their directory entries are
@@ -336,20 +329,48 @@ export class KVCache {
 
   /** The 128-bit id of a key in this cache's namespace. */
   idOf(key: KVKey, index = 0): Buffer {
+    return typeof key === 'string' ? this.#recordOf(key, index).id : this.#idOfBytes(key, index);
+  }
+
+  #idOfBytes(key: Uint8Array, index: number): Buffer {
+    if (!(key instanceof Uint8Array)) throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
+    return createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16);
+  }
+
+  /** The record of a key's id: from memory for a string key seen lately, else hashed. */
+  #recordOf(key: KVKey, index: number): IdRecord {
     if (typeof key === 'string') {
       // Keys come back again and again (every lookup walks a prefix of the same chain): hashing
       // each time would cap lookups of seen keys near 0.3M keys/s; a map of recent ones does not.
-      let memo = this.#idMemo.get(key);
-      if (memo === undefined) {
-        const id = createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16);
-        memo = { id, hex: id.toString('hex') };
-        if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
-        this.#idMemo.set(key, memo);
-      }
-      return memo.id;
+      const seen = this.#seen(key);
+      if (seen !== undefined) return seen;
+      const r = this.#recordOfId(createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16));
+      if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
+      this.#idMemo.set(key, r);
+      return r;
     }
-    if (!(key instanceof Uint8Array)) throw argError('ERR_INVALID_ARG_TYPE', `key ${index} must be a string or a Uint8Array`, { index });
-    return createHash('sha256').update(this.namespaceHash).update(key).digest().subarray(0, 16);
+    return this.#recordOfId(this.#idOfBytes(key, index));
+  }
+
+  /** The index's record of an id if it has one, else a record of its own (not in the index). */
+  #recordOfId(id: Buffer): IdRecord {
+    const hex = id.toString('hex');
+    return this.#index.record(hex) ?? new IdRecord(hex, id);
+  }
+
+  /**
+   * The memo's record of a string key, or undefined if the key was not seen lately. It is the
+   * index's own record whenever the index has the id, so that its place is one read away (the
+   * index makes a new record when a put or a directory read lists an id the memo met first, or
+   * lists it again after dropping it: the memo follows it here, once).
+   */
+  #seen(key: string): IdRecord | undefined {
+    const r = this.#idMemo.get(key);
+    if (r === undefined || r.loc !== undefined) return r;
+    const live = this.#index.record(r.hex);
+    if (live === undefined) return r;
+    this.#idMemo.set(key, live);
+    return live;
   }
 
   #setOf(id: Buffer): number {
@@ -375,6 +396,12 @@ export class KVCache {
   #ids(keys: readonly KVKey[]): Buffer[] {
     if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
     return keys.map((k, i) => this.idOf(k, i));
+  }
+
+  /** The keys' id records: id and hex at hand, and (for keys seen lately) their place. */
+  #records(keys: readonly KVKey[]): IdRecord[] {
+    if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
+    return keys.map((k, i) => this.#recordOf(k, i));
   }
 
   #epoch(): number {
@@ -514,14 +541,14 @@ export class KVCache {
   }
 
   /** Where each id is: the index first, then one batch of directory reads. `undefined`: absent. */
-  async #locate(ids: readonly Buffer[], useIndex: boolean, now: number): Promise<(Loc | undefined)[]> {
-    const out: (Loc | undefined)[] = new Array(ids.length).fill(undefined); // no holes: callers map over it
+  async #locate(refs: readonly IdRecord[], useIndex: boolean, now: number): Promise<(Loc | undefined)[]> {
+    const out: (Loc | undefined)[] = new Array(refs.length).fill(undefined); // no holes: callers map over it
     const need = new Map<number, number[]>(); // set -> positions
-    ids.forEach((id, i) => {
-      const known = useIndex ? this.#index.get(id.toString('hex')) : undefined;
+    refs.forEach((r, i) => {
+      const known = useIndex ? this.#index.locOf(r) : undefined;
       if (known && this.#alive(known, now)) out[i] = known;
       else {
-        const set = this.#setOf(id);
+        const set = this.#setOf(r.id);
         const list = need.get(set);
         if (list) list.push(i);
         else need.set(set, [i]);
@@ -535,8 +562,8 @@ export class KVCache {
       sets.forEach((set, s) => {
         const dir = dirs[s];
         for (const i of need.get(set)!) {
-          const hex = ids[i].toString('hex');
-          const way = dir ? dir.find(ids[i], now) : -1;
+          const { id, hex } = refs[i];
+          const way = dir ? dir.find(id, now) : -1;
           if (way < 0) {
             this.#index.delete(hex);
             continue;
@@ -915,32 +942,34 @@ export class KVCache {
 
   async #get(keys: readonly KVKey[], into?: readonly KVPayload[]): Promise<GetResult[]> {
     this.#checkOpen();
-    const ids = this.#ids(keys);
+    const refs = this.#records(keys);
+    const n = refs.length;
     if (into !== undefined) {
-      if (!Array.isArray(into) || into.length !== ids.length) throw argError('ERR_INVALID_ARG_VALUE', 'into must be an array with one buffer per key');
+      if (!Array.isArray(into) || into.length !== n) throw argError('ERR_INVALID_ARG_VALUE', 'into must be an array with one buffer per key');
       into.forEach((b, i) => {
         if (!(b instanceof IoBuffer) && !ArrayBuffer.isView(b)) throw argError('ERR_INVALID_ARG_TYPE', `into[${i}] must be an IoBuffer or an ArrayBufferView`, { index: i });
       });
     }
-    const results: GetResult[] = ids.map(() => ({ status: 'miss' }));
-    let pending = ids.map((_, i) => i);
+    const results: GetResult[] = refs.map(() => ({ status: 'miss' }));
+    let pending = refs.map((_, i) => i);
     const stale: { id: Buffer; loc: Loc }[] = [];
     // Round 1 trusts the index; what failed there is looked up again in the directories (round 2).
-    const tried = new Map<number, Loc>(); // round 1: where the index sent each key
+    const tried: (Loc | undefined)[] = new Array(n).fill(undefined); // round 1: where each key was sent
+    const fromIndex = new Uint8Array(n); // round 1: 1 where the index sent it (worth a second round)
     for (let round = 0; round < 2 && pending.length > 0; round++) {
       const now = Date.now();
-      const fromIndex = new Set(round === 0 ? pending.filter((i) => this.#aliveInIndex(ids[i], now)) : []);
-      let locs = await this.#locate(pending.map((i) => ids[i]), round === 0, now);
-      if (round === 0) pending.forEach((i, k) => locs[k] && tried.set(i, locs[k]!));
+      if (round === 0) for (const i of pending) fromIndex[i] = this.#aliveInIndex(refs[i], now) ? 1 : 0;
+      let locs = await this.#locate(pending.map((i) => refs[i]), round === 0, now);
+      if (round === 0) pending.forEach((i, k) => (tried[i] = locs[k]));
       else {
         // The directory sends it to the very slot that just failed: that answer stands.
         const same = (a: Loc | undefined, b: Loc | undefined) => !!a && !!b && a.set === b.set && a.way === b.way && a.epoch === b.epoch;
-        const keep = pending.map((i, k) => !same(locs[k], tried.get(i)));
+        const keep = pending.map((i, k) => !same(locs[k], tried[i]));
         pending = pending.filter((_, k) => keep[k]);
         locs = locs.filter((_, k) => keep[k]);
       }
-      const retry = await this.#readSlots(ids, pending, locs, into, results, now, stale);
-      pending = retry.filter((i) => fromIndex.has(i));
+      const retry = await this.#readSlots(refs, pending, locs, into, results, now, stale);
+      pending = round === 0 ? retry.filter((i) => fromIndex[i] === 1) : [];
     }
     if (stale.length > 0 && !this.#closing) await this.#repair(stale);
     for (const r of results) this.#stats[r.status === 'hit' ? 'hits' : 'misses']++;
@@ -978,7 +1007,7 @@ export class KVCache {
   }
 
   /** Reads and checks the located slots; returns the positions that missed after being located. */
-  async #readSlots(ids: readonly Buffer[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number, stale: { id: Buffer; loc: Loc }[]): Promise<number[]> {
+  async #readSlots(refs: readonly IdRecord[], which: number[], locs: (Loc | undefined)[], into: readonly KVPayload[] | undefined, results: GetResult[], now: number, stale: { id: Buffer; loc: Loc }[]): Promise<number[]> {
     const jobs: { i: number; loc: Loc }[] = [];
     which.forEach((i, k) => {
       const loc = locs[k];
@@ -995,10 +1024,10 @@ export class KVCache {
     // memory. One batch either way; the engine takes each payload's CRC32C as its bytes land.
     const slots = into ? [] : this.#takeSlots(jobs.length);
     const mem = into ? this.#takeStaging(jobs.length * HEADER_BYTES) : undefined;
-    const lentOut = new Set<number>();
+    const lent = new Uint8Array(slots.length); // 1: slots[k] went to the caller
     try {
       const ops: FileIoOp[] = [];
-      const heads: Buffer[] = [];
+      const heads: Buffer[] = []; // heads[k] starts with jobs[k]'s header (the slot's whole memory where there is one: no view per key)
       const firstOp: number[] = []; // jobs[k]'s ops are ops[firstOp[k]] up to firstOp[k + 1]
       jobs.forEach((j, k) => {
         const file = this.#fileOf(j.loc.set);
@@ -1009,49 +1038,52 @@ export class KVCache {
           // From cache.alloc(): the header room in front takes the header, so the slot is one op
           // (the bytes past the page's length, up to 4 KiB, get the slot's padding).
           ops.push({ file, buffer: roomy.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off, crc32c: { offset: HEADER_BYTES, length: j.loc.length } });
-          heads.push(roomy.bytes.subarray(0, HEADER_BYTES));
+          heads.push(roomy.bytes);
         } else if (into) {
           ops.push({ file, buffer: mem!.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES), fileOffset: off });
           ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length, crc32c: { offset: 0, length: j.loc.length } });
           heads.push(mem!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES));
         } else {
           ops.push({ file, buffer: slots[k].mem.subarray(0, HEADER_BYTES + roundUp(j.loc.length, ALIGN)), fileOffset: off, crc32c: { offset: HEADER_BYTES, length: j.loc.length } });
-          heads.push(slots[k].mem.bytes.subarray(0, HEADER_BYTES));
+          heads.push(slots[k].mem.bytes);
         }
       });
       firstOp.push(ops.length);
       const reads = await this.#client.batchRead(ops);
       const missed: number[] = [];
-      jobs.forEach((j, k) => {
-        const rs = reads.slice(firstOp[k], firstOp[k + 1]);
-        for (const r of rs) if (!r.error) this.#stats.bytesRead += r.bytes;
-        const failed = rs.find((r) => r.error);
+      for (let k = 0; k < jobs.length; k++) {
+        const { i, loc } = jobs[k];
+        let failed: OpResult | undefined;
+        for (let o = firstOp[k]; o < firstOp[k + 1]; o++) {
+          if (!reads[o].error) this.#stats.bytesRead += reads[o].bytes;
+          else failed ??= reads[o];
+        }
         if (failed) {
-          results[j.i] = { status: 'miss', error: failed.error! };
-          missed.push(j.i);
-          return;
+          results[i] = { status: 'miss', error: failed.error! };
+          missed.push(i);
+          continue;
         }
-        // A slot that fails a check is a miss, and its listing is stale (see #repair).
-        const reject = (why: 'corrupt' | 'raced', message: string) => {
+        const verdict = checkHeader(heads[k], refs[i].id, loc.length, this.geometry.pageBytes, now);
+        const payloadOk = verdict === 'ok' && reads[firstOp[k + 1] - 1].crc32c === heads[k].readUInt32LE(PAYLOAD_CRC_AT);
+        if (!payloadOk) {
+          // A slot that fails a check is a miss, and its listing is stale (see #repair).
+          const why = verdict === 'ok' ? 'corrupt' : verdict;
+          const message = verdict === 'ok' ? 'payload CRC32C mismatch (torn or damaged slot)' : `the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`;
           this.#stats[why]++;
-          results[j.i] = { status: 'miss', error: argError(ERR[why], `key ${j.i}: ${message}`, { index: j.i }) };
-          this.#index.delete(ids[j.i].toString('hex'));
-          stale.push({ id: ids[j.i], loc: j.loc });
-          missed.push(j.i);
-        };
-        const verdict = checkHeader(heads[k], ids[j.i], j.loc.length, this.geometry.pageBytes, now);
-        if (verdict !== 'ok') return reject(verdict, `the slot ${verdict === 'corrupt' ? 'header is damaged' : 'holds another entry now'}`);
-        if (reads[firstOp[k + 1] - 1].crc32c !== heads[k].readUInt32LE(PAYLOAD_CRC_AT)) return reject('corrupt', 'payload CRC32C mismatch (torn or damaged slot)');
-        if (into) results[j.i] = { status: 'hit', bytes: j.loc.length };
+          results[i] = { status: 'miss', error: argError(ERR[why], `key ${i}: ${message}`, { index: i }) };
+          this.#index.delete(refs[i].hex);
+          stale.push({ id: refs[i].id, loc });
+          missed.push(i);
+        } else if (into) results[i] = { status: 'hit', bytes: loc.length };
         else {
-          results[j.i] = { status: 'hit', bytes: j.loc.length, buffer: this.#lend(slots[k], j.loc.length) };
-          lentOut.add(k);
+          results[i] = { status: 'hit', bytes: loc.length, buffer: this.#lend(slots[k], loc.length) };
+          lent[k] = 1;
         }
-      });
+      }
       return missed;
     } finally {
       if (mem) this.#giveStaging(mem);
-      slots.forEach((slot, k) => lentOut.has(k) || this.#giveSlot(slot));
+      slots.forEach((slot, k) => lent[k] === 1 || this.#giveSlot(slot));
     }
   }
 
@@ -1067,18 +1099,17 @@ export class KVCache {
     this.#checkOpen();
     if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
     const now = Date.now();
-    // The leading keys this process knows: two map lookups each (key to id, id to place), no
-    // hashing and no I/O.
+    // The leading keys this process knows: one map lookup each (key to its id's record, which
+    // holds the place), no hashing and no I/O.
     let locs: (Loc | undefined)[] = [];
     for (const key of keys) {
-      const hex = typeof key === 'string' ? this.#idMemo.get(key)?.hex : undefined;
-      const loc = hex === undefined ? undefined : this.#index.get(hex);
-      if (loc === undefined || !this.#alive(loc, now)) break;
+      const loc = typeof key === 'string' ? this.#seen(key)?.locAt(now) : undefined;
+      if (loc === undefined) break;
       locs.push(loc);
     }
     const known = locs.length;
     if (known < keys.length) {
-      const rest = keys.slice(known).map((k, i) => this.idOf(k, known + i));
+      const rest = keys.slice(known).map((k, i) => this.#recordOf(k, known + i));
       locs = locs.concat(await this.#locate(rest, true, now));
     }
     let n = 0;
@@ -1087,15 +1118,15 @@ export class KVCache {
     return n;
   }
 
-  #aliveInIndex(id: Buffer, now: number): boolean {
-    const loc = this.#index.get(id.toString('hex'));
+  #aliveInIndex(r: IdRecord, now: number): boolean {
+    const loc = this.#index.locOf(r);
     return loc !== undefined && this.#alive(loc, now);
   }
 
   /** Whether each key is present (index or directory; not checked against the slot). */
   async exists(keys: readonly KVKey[]): Promise<boolean[]> {
     this.#checkOpen();
-    const locs = await this.#locate(this.#ids(keys), true, Date.now());
+    const locs = await this.#locate(this.#records(keys), true, Date.now());
     return locs.map((l) => l !== undefined);
   }
 
@@ -1270,14 +1301,21 @@ function writeHeader(h: Buffer, at: number, id: Buffer, length: number, epoch: n
   h.writeUInt32LE(crc32cSync(h.subarray(at, at + HEADER_CRC_AT)) >>> 0, at + HEADER_CRC_AT);
 }
 
+/** Whether the header's id (bytes 8..24) is `id`. */
+function holdsId(h: Buffer, id: Buffer): boolean {
+  for (let b = 0; b < 16; b++) if (h[8 + b] !== id[b]) return false;
+  return true;
+}
+
 function checkHeader(h: Buffer, id: Buffer, length: number, pageBytes: number, now: number): 'ok' | 'corrupt' | 'raced' {
   const magic = h.readUInt32LE(0);
   if (magic === 0) return 'raced'; // deleted or never written
   if (magic !== SLOT_MAGIC || h.readUInt16LE(4) !== KVCACHE_FORMAT) return 'corrupt';
-  if ((crc32cSync(h.subarray(0, HEADER_CRC_AT)) >>> 0) !== h.readUInt32LE(HEADER_CRC_AT)) return 'corrupt';
+  // In JS, and no views: this runs for every hit, on the JS thread.
+  if (crc32cBytes(h, 0, HEADER_CRC_AT) !== h.readUInt32LE(HEADER_CRC_AT)) return 'corrupt';
   const len = h.readUInt32LE(24);
   if (len > pageBytes) return 'corrupt';
-  if (!h.subarray(8, 24).equals(id) || len !== length) return 'raced';
+  if (!holdsId(h, id) || len !== length) return 'raced';
   const expiry = h.readDoubleLE(40);
   if (expiry !== 0 && expiry <= now) return 'raced';
   return 'ok';

@@ -3,7 +3,7 @@
 // for the hardware path (SSE4.2, when the CPU has it) and the software path alike.
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from '../lib/crc32c';
+import { crc32c, crc32cBytes, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from '../lib/crc32c';
 import { native } from '../lib/native';
 import { failure, MiB, Rng, seedFor } from './helpers';
 
@@ -36,13 +36,14 @@ describe('known vectors', () => {
       expect(oracle(bytes)).toBe(want);
       expect(crc32cSync(bytes)).toBe(want);
       expect(softwareSync(bytes)).toBe(want);
+      expect(crc32cBytes(bytes, 0, bytes.length)).toBe(want);
       expect(await crc32c(bytes)).toBe(want);
     });
   }
 });
 
 describe('against the bitwise oracle', () => {
-  it('every length 0..257 at every alignment 0..15, both paths', async () => {
+  it('every length 0..257 at every alignment 0..15, both paths (and the JS one for small inputs)', async () => {
     const backing = rng.bytes(257 + 16);
     const views: Uint8Array[] = [];
     for (let len = 0; len <= 257; len++) {
@@ -51,6 +52,7 @@ describe('against the bitwise oracle', () => {
         const want = oracle(v);
         expect(crc32cSync(v), `len ${len} off ${off}`).toBe(want);
         expect(softwareSync(v), `software len ${len} off ${off}`).toBe(want);
+        expect(crc32cBytes(backing, off, off + len), `JS len ${len} off ${off}`).toBe(want);
         views.push(v);
       }
     }

@@ -180,6 +180,42 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('lookups of seen keys follow the index from memory: delete, put again, eviction by another key', async () => {
+    const t = await fresh({ ways: 1, shards: 1 });
+    const { sets } = t.cache.geometry;
+    const setOf = (k: string) => t.cache.idOf(k).readUIntLE(0, 6) % sets;
+    const a = 'mem-a';
+    let b = '';
+    for (let i = 0; !b; i++) if (setOf(`mem-b${i}`) === setOf(a)) b = `mem-b${i}`;
+    const fromMemory = async (keys: string[]) => {
+      const before = client.metrics().batches;
+      const n = await t.cache.lookup(keys);
+      expect(client.metrics().batches, `lookup of ${keys.join(', ')}: no I/O`).toBe(before);
+      return n;
+    };
+    await t.cache.put([a], [pageOf(a)]);
+    expect(await fromMemory([a])).toBe(1);
+    expect(await fromMemory([a])).toBe(1);
+    await t.cache.delete([a]);
+    expect(await t.cache.lookup([a])).toBe(0);
+    expect(await t.cache.exists([a])).toEqual([false]);
+    expect((await t.cache.put([a], [pageOf(a)]))[0].status).toBe('stored');
+    expect(await fromMemory([a])).toBe(1);
+    expectHit((await t.cache.get([a], [Buffer.alloc(PAGE)]))[0], pageOf(a), a);
+    // One way per set: b takes a's slot, and this process's memory of a goes with it.
+    expect((await t.cache.put([b], [pageOf(b)]))[0].status).toBe('stored');
+    expect(t.cache.stats().evicted).toBe(1);
+    expect(await t.cache.lookup([a])).toBe(0);
+    expect(await fromMemory([b])).toBe(1);
+    expect(await t.cache.exists([a, b])).toEqual([false, true]);
+    expect((await t.cache.get([a]))[0].status).toBe('miss');
+    const got = await t.cache.get([b]);
+    expectHit(got[0], pageOf(b), b);
+    t.cache.recycle(got);
+    expect(t.cache.stats().indexSize).toBe(1);
+    await t.close();
+  });
+
   it('eviction at capacity: a full set gives up its oldest entry (stats.evicted), seen by other instances too', async () => {
     // One set of 3 ways: capacity is exactly one set region.
     const setBytes = 4096 + 3 * (4096 + 20480);
