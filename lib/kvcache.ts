@@ -23,7 +23,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { clientFor, type Client, type FileIoOp } from './client';
-import { crc32cBytes, crc32cSync } from './crc32c';
+import { crc32cBytes } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
 import { IoBuffer } from './io-buffer';
@@ -1298,7 +1298,7 @@ function writeHeader(h: Buffer, at: number, id: Buffer, length: number, epoch: n
   h.writeUInt32LE(length, at + 24);
   h.writeDoubleLE(epoch, at + 32);
   h.writeDoubleLE(expiry, at + 40);
-  h.writeUInt32LE(crc32cSync(h.subarray(at, at + HEADER_CRC_AT)) >>> 0, at + HEADER_CRC_AT);
+  h.writeUInt32LE(crc32cBytes(h, at, at + HEADER_CRC_AT), at + HEADER_CRC_AT);
 }
 
 /** Whether the header's id (bytes 8..24) is `id`. */
