@@ -26,6 +26,7 @@ import { clientFor, type Client, type FileIoOp } from './client';
 import { crc32cBytes } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
+import { native } from './native';
 import { IoBuffer } from './io-buffer';
 import { IdIndex, IdRecord, type Loc } from './kv-index';
 import { DIR_BYTES, DIR_ENTRY, MAX_WAYS, SetDirectory } from './set-directory';
@@ -342,12 +343,7 @@ export class KVCache {
     if (typeof key === 'string') {
       // Keys come back again and again (every lookup walks a prefix of the same chain): hashing
       // each time would cap lookups of seen keys near 0.3M keys/s; a map of recent ones does not.
-      const seen = this.#seen(key);
-      if (seen !== undefined) return seen;
-      const r = this.#recordOfId(createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16));
-      if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
-      this.#idMemo.set(key, r);
-      return r;
+      return this.#seen(key) ?? this.#remember(key, this.#hashOf(key));
     }
     return this.#recordOfId(this.#idOfBytes(key, index));
   }
@@ -395,13 +391,57 @@ export class KVCache {
 
   #ids(keys: readonly KVKey[]): Buffer[] {
     if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
-    return keys.map((k, i) => this.idOf(k, i));
+    const ids: Buffer[] = new Array(keys.length);
+    const fresh = this.#fromMemo(keys, (i, r) => (ids[i] = r.id));
+    this.#hashKeys(keys, fresh, (i, id) => (ids[i] = typeof keys[i] === 'string' ? this.#remember(keys[i] as string, id).id : id));
+    return ids;
   }
 
   /** The keys' id records: id and hex at hand, and (for keys seen lately) their place. */
   #records(keys: readonly KVKey[]): IdRecord[] {
     if (!Array.isArray(keys)) throw argError('ERR_INVALID_ARG_TYPE', 'keys must be an array of strings or Uint8Arrays');
-    return keys.map((k, i) => this.#recordOf(k, i));
+    const records: IdRecord[] = new Array(keys.length);
+    const fresh = this.#fromMemo(keys, (i, r) => (records[i] = r));
+    this.#hashKeys(keys, fresh, (i, id) => (records[i] = typeof keys[i] === 'string' ? this.#remember(keys[i] as string, id) : this.#recordOfId(id)));
+    return records;
+  }
+
+  /** Hands over the memo's record of each string key seen lately; returns the positions of the rest. */
+  #fromMemo(keys: readonly KVKey[], found: (i: number, r: IdRecord) => void): number[] {
+    const fresh: number[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      const r = typeof k === 'string' ? this.#seen(k) : undefined;
+      if (r !== undefined) found(i, r);
+      else if (typeof k === 'string' || k instanceof Uint8Array) fresh.push(i);
+      else throw argError('ERR_INVALID_ARG_TYPE', `key ${i} must be a string or a Uint8Array`, { index: i });
+    }
+    return fresh;
+  }
+
+  /** Ids of keys[i] for i in `which`: in one call into the addon where it can hash, else one by one. */
+  #hashKeys(keys: readonly KVKey[], which: readonly number[], each: (i: number, id: Buffer) => void): void {
+    if (which.length === 0) return;
+    const keyIds = native().keyIds;
+    if (keyIds === undefined) {
+      for (const i of which) each(i, typeof keys[i] === 'string' ? this.#hashOf(keys[i]) : this.#idOfBytes(keys[i] as Uint8Array, i));
+      return;
+    }
+    const ids = Buffer.allocUnsafe(which.length * 16);
+    keyIds(this.namespaceHash, which.length === keys.length ? keys : which.map((i) => keys[i]), ids);
+    which.forEach((i, k) => each(i, ids.subarray(k * 16, k * 16 + 16)));
+  }
+
+  #hashOf(key: string): Buffer {
+    return createHash('sha256').update(this.namespaceHash).update(key, 'utf8').digest().subarray(0, 16);
+  }
+
+  /** The record of a string key just hashed, remembered in the memo. */
+  #remember(key: string, id: Buffer): IdRecord {
+    const r = this.#recordOfId(id);
+    if (this.#idMemo.size >= ID_MEMO_MAX) this.#idMemo.clear();
+    this.#idMemo.set(key, r);
+    return r;
   }
 
   #epoch(): number {

@@ -163,6 +163,11 @@ export interface Binding {
   crc32Ranges(view: ArrayBufferView, ranges: Float64Array, out: Uint32Array): Promise<void>;
   /** zlib's crc32(crc, view) on the JS thread; `software` forces the table-driven version (for tests). */
   crc32Sync(view: ArrayBufferView, crc?: number, software?: boolean): number;
+  /**
+   * KVCache ids: out[16i, 16i + 16) = SHA-256(prefix || keys[i]) cut to 16 bytes (strings as
+   * UTF-8), on the JS thread (native/key_ids.cc). Absent where the process has no SHA256 to call.
+   */
+  keyIds?(prefix: Uint8Array, keys: readonly (string | Uint8Array)[], out: Uint8Array): void;
 }
 
 function packageRoot(): string {

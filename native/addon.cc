@@ -5,6 +5,7 @@
 #include "client.h"
 #include "crc32c.h"
 #include "file.h"
+#include "key_ids.h"
 #include "probe.h"
 #include "usrbio_lib.h"
 
@@ -29,6 +30,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32", Napi::Function::New<&Crc32Async>(env, "crc32"));
   exports.Set("crc32Ranges", Napi::Function::New<&Crc32RangesAsync>(env, "crc32Ranges"));
   exports.Set("crc32Sync", Napi::Function::New<&Crc32Sync>(env, "crc32Sync"));
+  if (KeyIdsAvailable()) exports.Set("keyIds", Napi::Function::New<&KeyIds>(env, "keyIds"));
   return exports;
 }
 

@@ -2,12 +2,14 @@
 // real KV cache, where the key is a hash of the tokens), so any hit must be exactly those bytes;
 // what must be present (just stored, not evicted) is tracked in a Map. Runs on both engines.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { KVCache, type KVCacheOptions, type KVNamespace } from '../lib/kvcache';
 import { ThreeFSError } from '../lib/errors';
+import { native } from '../lib/native';
 import { HF3FS, KiB, Rng, firstDiff, iovMappings, makeTmpDir, seedFor, sleep, testConnect } from './helpers';
 
 const tmp = makeTmpDir('kvcache');
@@ -162,6 +164,27 @@ describe('KVCache', () => {
     expect((await fp8.put(['shared-key'], [other]))[0].status).toBe('stored');
     expectHit((await fp8.get(['shared-key']))[0], other, 'fp8');
     expectHit((await t.cache.get(['shared-key']))[0], pageOf('shared-key'), 'bf16');
+    await t.close();
+  });
+
+  it('ids: SHA-256 of the namespace hash and the key (node:crypto), batched or not, with or without the addon\'s hashing', async () => {
+    const t = await fresh();
+    const oracle = (k: string | Uint8Array) => createHash('sha256').update(t.cache.namespaceHash).update(k as string, typeof k === 'string' ? 'utf8' : undefined).digest().subarray(0, 16);
+    const keys = ['k0', 'é🙂', '\ud800', '', 'x'.repeat(5000)];
+    const bytes = [Buffer.from('b0'), new Uint8Array([9, 9])];
+    // A put hashes its keys in one batch; idOf then answers from the memo what that batch computed.
+    expect((await t.cache.put([...keys, ...bytes], [...keys, ...bytes].map(() => Buffer.alloc(8)))).every((r) => r.status === 'stored')).toBe(true);
+    for (const k of [...keys, ...bytes]) expect(t.cache.idOf(k).equals(oracle(k)), String(k).slice(0, 9)).toBe(true);
+    // Without the addon's hashing: node:crypto, the same ids, found by a new instance.
+    const saved = native().keyIds;
+    (native() as { keyIds?: unknown }).keyIds = undefined;
+    try {
+      const c = await t.again();
+      expect(await c.exists([...keys, ...bytes])).toEqual([...keys, ...bytes].map(() => true));
+      for (const k of keys) expect(c.idOf(k).equals(oracle(k))).toBe(true);
+    } finally {
+      (native() as { keyIds?: unknown }).keyIds = saved;
+    }
     await t.close();
   });
 

@@ -152,6 +152,11 @@ describe('every native export with hostile arguments', () => {
         rng.bool(0.7) ? Float64Array.from({ length: 2 * rng.int(0, 3) }, () => rng.pick(NUMBERS)) : hostile(rng),
         rng.bool(0.7) ? new Uint32Array(rng.int(0, 3)) : hostile(rng))],
       ['crc32Sync', () => (b.crc32Sync as (...a: unknown[]) => unknown)(...hostileArgs(rng))],
+      // KVCache ids: hostile prefixes, keys (mixed with good ones) and outputs.
+      ['keyIds', () => (b.keyIds as (...a: unknown[]) => unknown)(
+        rng.bool(0.7) ? new Uint8Array(rng.int(0, 40)) : hostile(rng),
+        rng.bool(0.7) ? Array.from({ length: rng.int(0, 4) }, () => (rng.bool(0.8) ? rng.pick(['', 'k', '\ud800', new Uint8Array(3)]) : hostile(rng))) : hostile(rng),
+        rng.bool(0.7) ? new Uint8Array(16 * rng.int(0, 4)) : hostile(rng))],
       ['client.alloc', () => {
         const r = (nc.alloc as (...a: unknown[]) => unknown)(rng.pick([0, 1, 4096, 65536, hostile(rng)]), hostile(rng), hostile(rng));
         if (Array.isArray(r) && typeof r[0] === 'number' && r[1] instanceof ArrayBuffer) {

@@ -1,0 +1,17 @@
+// KVCache key ids in one call per batch: SHA-256 of the cache's namespace hash followed by each
+// key's bytes (UTF-8 for strings), cut to 16 bytes. The digest is the SHA256 the Node binary itself
+// exports (its OpenSSL), found at run time: where it is missing the export is absent, and
+// lib/kvcache.ts hashes with node:crypto instead (the same ids, more slowly).
+#pragma once
+
+#include <napi.h>
+
+namespace tfs {
+
+// True when the process has a SHA256 to call.
+bool KeyIdsAvailable();
+// keyIds(prefix: Uint8Array, keys: (string | Uint8Array)[], out: Uint8Array) -> undefined:
+// out[16 * i, 16 * i + 16) = SHA-256(prefix || keys[i])[0, 16).
+Napi::Value KeyIds(const Napi::CallbackInfo& info);
+
+}  // namespace tfs
