@@ -4,6 +4,10 @@
 // user would write otherwise); then lookup keys/s, warm (keys this process has seen) and cold (a new
 // instance on the same root, with its I/O rounds counted).
 //
+// The raw baseline runs half its batches just before the KVCache phase and half just after it, so
+// a device whose speed drifts during a run moves both figures alike. A short untimed warm-up of
+// both paths comes first, so the JIT's compiling stays out of the figures.
+//
 // Each repetition of each page size starts from nothing: a fresh cache sized at four times the data
 // (so eviction stays out of the numbers), fresh raw files, a fresh directory of files. Each runs
 // with one batch in flight (a serving process loading or saving one request's pages, call after
@@ -222,7 +226,7 @@ class Phase {
 
   measured(): PhaseResult {
     const sorted = Float64Array.from(this.lat).sort();
-    return { seconds: this.seconds, bytes: this.bytes, p50ms: percentile(sorted, 0.5), p99ms: percentile(sorted, 0.99), cpuSeconds: this.cpu, verified: this.verified, misses: this.misses };
+    return { seconds: this.seconds, bytes: this.bytes, p50ms: percentile(sorted, 0.5), p99ms: percentile(sorted, 0.99), cpuSeconds: this.cpu, verified: this.verified, misses: this.misses, latencies: sorted };
   }
 }
 
@@ -234,6 +238,8 @@ interface PhaseResult {
   cpuSeconds: number;
   verified: number;
   misses: number;
+  /** Each call's milliseconds, sorted. */
+  latencies: Float64Array;
 }
 
 function toRun(path: KvPath, op: 'put' | 'get', pageBytes: number, pages: number, batch: number, inflight: number, repeat: number, m: PhaseResult, mode: string): KvRun {
@@ -445,6 +451,7 @@ async function pageSizeRun(
     }
     let how = '';
     let direct = true;
+    const half = Math.floor(batches.length / 2); // the raw baseline's batches before the KVCache phase
 
     for (const inflight of IN_FLIGHT) {
       const q = inflight > 1 ? `, ${inflight} batches in flight` : '';
@@ -469,14 +476,17 @@ async function pageSizeRun(
       const verified: Record<string, number> = {};
 
       log(`  ${label}${q}: raw put, kvcache put ...`);
-      const rawPut = await timed(batches, inflight, async (b) => {
+      const rawPutBatch = async (b: number[]) => {
         const rs = await f.batchWrite(b.map((i) => ({ buffer: data[i], fileOffset: slot[i] * pageBytes })));
         rs.forEach((r, k) => {
           if (r.error) throw r.error;
           if (r.bytes !== pageBytes) throw new Error(`raw put: short write of page ${b[k]}`);
         });
         return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
-      });
+      };
+      // The raw baseline runs half its batches just before the KVCache phase and half just after
+      // (A-B-A): a device whose speed drifts over the minutes of a run then moves both alike.
+      const rawPutFirst = await timed(batches.slice(0, half), inflight, rawPutBatch);
       let warned = false;
       const kvPut = await timed(batches, inflight, async (b) => {
         const rs = await cache.put(b.map((i) => ks[i]), b.map((i) => data[i]));
@@ -488,6 +498,7 @@ async function pageSizeRun(
         }
         return { bytes: stored * pageBytes, misses: b.length - stored };
       });
+      const rawPut = joinPhases(rawPutFirst, await timed(batches.slice(half), inflight, rawPutBatch));
       const st = await f.stat();
       direct &&= st.direct.active;
       const engine = client.info().engine;
@@ -498,7 +509,7 @@ async function pageSizeRun(
       if (s0.bytesCopied > 0) log(`  warning: kvcache put copied ${formatSize(s0.bytesCopied)} of cache.alloc() payloads`);
 
       log(`  ${label}${q}: raw get, kvcache get ...`);
-      const rawGet = await timed(batches, inflight, async (b, lane, n) => {
+      const rawGetBatch = async (b: number[], lane: number, n: number) => {
         const into = lanes[lane];
         b.forEach((_, k) => payloads.clear(into[k].bytes));
         const rs = await f.batchRead(b.map((i, k) => ({ buffer: into[k], fileOffset: slot[i] * pageBytes })));
@@ -508,7 +519,8 @@ async function pageSizeRun(
         });
         check('raw get', into, b, n, () => true);
         return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
-      });
+      };
+      const rawGetFirst = await timed(batches.slice(0, half), inflight, rawGetBatch);
       const kvGet = await timed(batches, inflight, async (b, lane, n) => {
         const into = lanes[lane].slice(0, b.length);
         b.forEach((_, k) => payloads.clear(into[k].bytes));
@@ -520,6 +532,7 @@ async function pageSizeRun(
         const hits = rs.filter((r) => r.status === 'hit').length;
         return { bytes: hits * pageBytes, misses: b.length - hits };
       });
+      const rawGet = joinPhases(rawGetFirst, await timed(batches.slice(half), inflight, (b, lane, n) => rawGetBatch(b, lane, half + n)));
       rawGet.verified = verified['raw get'] ?? 0;
       kvGet.verified = verified['kvcache get'] ?? 0;
       const s1 = cache.stats();
@@ -575,7 +588,22 @@ async function timed(
   const seconds = (performance.now() - t0) / 1000;
   const u = process.cpuUsage(cpu0);
   const sorted = Float64Array.from(lat).sort();
-  return { seconds, bytes, p50ms: percentile(sorted, 0.5), p99ms: percentile(sorted, 0.99), cpuSeconds: (u.user + u.system) / 1e6, verified: 0, misses };
+  return { seconds, bytes, p50ms: percentile(sorted, 0.5), p99ms: percentile(sorted, 0.99), cpuSeconds: (u.user + u.system) / 1e6, verified: 0, misses, latencies: sorted };
+}
+
+/** One phase measured in two parts (A-B-A): times, bytes and CPU add up; percentiles over every call. */
+function joinPhases(a: PhaseResult, b: PhaseResult): PhaseResult {
+  const latencies = Float64Array.from([...a.latencies, ...b.latencies]).sort();
+  return {
+    seconds: a.seconds + b.seconds,
+    bytes: a.bytes + b.bytes,
+    p50ms: percentile(latencies, 0.5),
+    p99ms: percentile(latencies, 0.99),
+    cpuSeconds: a.cpuSeconds + b.cpuSeconds,
+    verified: a.verified + b.verified,
+    misses: a.misses + b.misses,
+    latencies,
+  };
 }
 
 /** Warm lookups (this process put the keys) and one cold lookup of 128 keys by a new instance. */
@@ -755,7 +783,8 @@ export function formatKvTable(doc: KvBenchDocument, machineLine = true): string 
     'GB/s = 10^9 B/s of payload, over each phase (pages are filled before it; gets include checking what they read).',
     'kvcache: KVCache.put of fresh keys (cache.alloc() payloads, no copy; header, CRC32C, directories included) and',
     '  KVCache.get of hits into preallocated buffers; raw: file.batchWrite/batchRead of the same pages, same batches,',
-    '  same client, one file at shuffled page offsets. kv/raw target >= 0.90 ("<" marks a miss). in flight: batches',
+    '  same client, one file at shuffled page offsets, half the batches just before the KVCache phase and half just',
+    '  after (drift in the device moves both alike). kv/raw target >= 0.90 ("<" marks a miss). in flight: batches',
     '  at once (1: one request\'s pages, call after call; 4: concurrent requests); node:fs runs one batch at a time.',
     `node:fs: a file per key (<dir>/<hex key>), writeFile / readFile, in a child process; get ${s.cacheState || 'cache state unknown'}.`,
     `checked: kvcache pages compared byte for byte (all of the first batch, then the first and last of each); every page's`,
