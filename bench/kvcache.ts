@@ -4,9 +4,10 @@
 // user would write otherwise); then lookup keys/s, warm (keys this process has seen) and cold (a new
 // instance on the same root, with its I/O rounds counted).
 //
-// The raw baseline runs half its batches just before the KVCache phase and half just after it, so
-// a device whose speed drifts during a run moves both figures alike. A short untimed warm-up of
-// both paths comes first, so the JIT's compiling stays out of the figures.
+// The raw baseline runs just before the KVCache phase and again just after it (half its batches
+// each time, or all of them twice when there are few), so a device whose speed drifts during a
+// run moves both figures alike. A short untimed warm-up of both paths comes first, so the JIT's
+// compiling stays out of the figures.
 //
 // Each repetition of each page size starts from nothing: a fresh cache sized at four times the data
 // (so eviction stays out of the numbers), fresh raw files, a fresh directory of files. Each runs
@@ -451,7 +452,6 @@ async function pageSizeRun(
     }
     let how = '';
     let direct = true;
-    const half = Math.floor(batches.length / 2); // the raw baseline's batches before the KVCache phase
 
     for (const inflight of IN_FLIGHT) {
       const q = inflight > 1 ? `, ${inflight} batches in flight` : '';
@@ -461,6 +461,19 @@ async function pageSizeRun(
       // Sized up front, as the cache's shard files are: both then write into holes of a file of
       // fixed length (a write past the end of a file takes a slower path on some file systems).
       await f.truncate(pages * pageBytes);
+      // The raw baseline runs just before the KVCache phase and again just after it (A-B-A), so a
+      // device whose speed drifts over a run moves both figures alike: half its batches each time
+      // where that leaves each half enough to keep `inflight` batches going, else all of them twice
+      // (the second put into a fresh file of its own).
+      const split = batches.length >= 4 * inflight;
+      const half = split ? Math.floor(batches.length / 2) : 0;
+      const [before, after] = split ? [batches.slice(0, half), batches.slice(half)] : [batches, batches];
+      let fAfter = f;
+      if (!split) {
+        fAfter = await client.open(join(here, `raw-q${inflight}-after.bin`), 'w+', 0o644, { direct: 'auto' });
+        rawFiles.push(fAfter);
+        await fAfter.truncate(pages * pageBytes);
+      }
       const ks = keys.map((k) => `${k}/q${inflight}`);
       // Gets check what they read: every page's stamps, and a sample byte for byte.
       const check = (what: string, into: IoBuffer[], b: number[], n: number, ok: (k: number) => boolean) => {
@@ -476,17 +489,15 @@ async function pageSizeRun(
       const verified: Record<string, number> = {};
 
       log(`  ${label}${q}: raw put, kvcache put ...`);
-      const rawPutBatch = async (b: number[]) => {
-        const rs = await f.batchWrite(b.map((i) => ({ buffer: data[i], fileOffset: slot[i] * pageBytes })));
+      const rawPutBatch = (file: File) => async (b: number[]) => {
+        const rs = await file.batchWrite(b.map((i) => ({ buffer: data[i], fileOffset: slot[i] * pageBytes })));
         rs.forEach((r, k) => {
           if (r.error) throw r.error;
           if (r.bytes !== pageBytes) throw new Error(`raw put: short write of page ${b[k]}`);
         });
         return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
       };
-      // The raw baseline runs half its batches just before the KVCache phase and half just after
-      // (A-B-A): a device whose speed drifts over the minutes of a run then moves both alike.
-      const rawPutFirst = await timed(batches.slice(0, half), inflight, rawPutBatch);
+      const rawPutFirst = await timed(before, inflight, rawPutBatch(f));
       let warned = false;
       const kvPut = await timed(batches, inflight, async (b) => {
         const rs = await cache.put(b.map((i) => ks[i]), b.map((i) => data[i]));
@@ -498,7 +509,7 @@ async function pageSizeRun(
         }
         return { bytes: stored * pageBytes, misses: b.length - stored };
       });
-      const rawPut = joinPhases(rawPutFirst, await timed(batches.slice(half), inflight, rawPutBatch));
+      const rawPut = joinPhases(rawPutFirst, await timed(after, inflight, rawPutBatch(fAfter)));
       const st = await f.stat();
       direct &&= st.direct.active;
       const engine = client.info().engine;
@@ -520,7 +531,7 @@ async function pageSizeRun(
         check('raw get', into, b, n, () => true);
         return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
       };
-      const rawGetFirst = await timed(batches.slice(0, half), inflight, rawGetBatch);
+      const rawGetFirst = await timed(before, inflight, rawGetBatch);
       const kvGet = await timed(batches, inflight, async (b, lane, n) => {
         const into = lanes[lane].slice(0, b.length);
         b.forEach((_, k) => payloads.clear(into[k].bytes));
@@ -532,7 +543,7 @@ async function pageSizeRun(
         const hits = rs.filter((r) => r.status === 'hit').length;
         return { bytes: hits * pageBytes, misses: b.length - hits };
       });
-      const rawGet = joinPhases(rawGetFirst, await timed(batches.slice(half), inflight, (b, lane, n) => rawGetBatch(b, lane, half + n)));
+      const rawGet = joinPhases(rawGetFirst, await timed(after, inflight, (b, lane, n) => rawGetBatch(b, lane, half + n)));
       rawGet.verified = verified['raw get'] ?? 0;
       kvGet.verified = verified['kvcache get'] ?? 0;
       const s1 = cache.stats();
@@ -783,9 +794,10 @@ export function formatKvTable(doc: KvBenchDocument, machineLine = true): string 
     'GB/s = 10^9 B/s of payload, over each phase (pages are filled before it; gets include checking what they read).',
     'kvcache: KVCache.put of fresh keys (cache.alloc() payloads, no copy; header, CRC32C, directories included) and',
     '  KVCache.get of hits into preallocated buffers; raw: file.batchWrite/batchRead of the same pages, same batches,',
-    '  same client, one file at shuffled page offsets, half the batches just before the KVCache phase and half just',
-    '  after (drift in the device moves both alike). kv/raw target >= 0.90 ("<" marks a miss). in flight: batches',
-    '  at once (1: one request\'s pages, call after call; 4: concurrent requests); node:fs runs one batch at a time.',
+    '  same client, one file at shuffled page offsets, run just before the KVCache phase and again just after (half',
+    '  the batches each time, or all twice when few), so drift in the device moves both alike. kv/raw target >= 0.90',
+    '  ("<" marks a miss). in flight: batches at once (1: one request\'s pages, call after call; 4: concurrent',
+    '  requests); node:fs runs one batch at a time.',
     `node:fs: a file per key (<dir>/<hex key>), writeFile / readFile, in a child process; get ${s.cacheState || 'cache state unknown'}.`,
     `checked: kvcache pages compared byte for byte (all of the first batch, then the first and last of each); every page's`,
     `  stamps are checked, and raw and node:fs reads are checked the same way.`,
