@@ -465,6 +465,8 @@ export class KVCache {
     this.#checkOpen();
     wholeNumber(bytes, 'bytes', 0, this.geometry.pageBytes);
     const whole = this.#client.alloc(HEADER_BYTES + roundUp(Math.max(bytes, 1), ALIGN));
+    // The header room's page is touched now, not by the first put (a page fault per page there).
+    whole.bytes.fill(0, 0, HEADER_BYTES);
     const payload = whole.subarray(HEADER_BYTES, HEADER_BYTES + bytes);
     this.#payloadOf.set(payload, whole);
     return payload;
@@ -680,7 +682,8 @@ export class KVCache {
 
   async #put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number }): Promise<PutResult[]> {
     this.#checkOpen();
-    const ids = this.#ids(keys);
+    const records = this.#records(keys); // id and hex of each key
+    const ids = records.map((r) => r.id);
     if (!Array.isArray(buffers) || buffers.length !== ids.length) throw argError('ERR_INVALID_ARG_VALUE', 'buffers must be an array with one payload per key');
     options ??= {};
     const ttl = options.ttlMs === undefined ? 0 : wholeNumber(options.ttlMs, 'ttlMs', 0, 2 ** 46);
@@ -702,7 +705,7 @@ export class KVCache {
     const seen = new Set<string>();
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      const hex = id.toString('hex');
+      const hex = records[i].hex;
       if (seen.has(hex)) results[i] = { status: 'present' };
       else {
         seen.add(hex);
@@ -943,6 +946,7 @@ export class KVCache {
       const key = set * W + w;
       if (taken.has(key) || this.#pinnedWays.has(key)) continue;
       const rank = this.#writingWays.has(key) ? Number.MAX_VALUE : !dir.valid(w) ? -2 : !dir.alive(w, now) ? -1 : dir.epoch(w);
+      if (rank === -2) return w; // a free way: nothing ranks before it
       if (rank < bestRank) {
         bestRank = rank;
         best = w;
