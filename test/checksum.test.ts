@@ -4,9 +4,9 @@
 // node:fs sees in the file. Runs on every engine; on hf3fs, memory that is not an iov is bounced.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Client, IoBuffer } from '../lib/index';
+import type { IoBuffer } from '../lib/index';
 import { native } from '../lib/native';
-import { failure, KiB, makeTmpDir, MiB, Rng, seedFor, testConnect } from './helpers';
+import { failure, KiB, makeTmpDir, MiB, Rng, seedFor, withClient } from './helpers';
 
 const tmp = makeTmpDir('checksum');
 afterAll(() => tmp.cleanup());
@@ -18,15 +18,6 @@ function randomBytes(rng: Rng, n: number): Buffer {
   const b = Buffer.allocUnsafe(n);
   for (let i = 0; i < n; i++) b[i] = Math.floor(rng.next() * 256);
   return b;
-}
-
-async function withClient(run: (client: Client) => Promise<void>): Promise<void> {
-  const client = testConnect();
-  try {
-    await run(client);
-  } finally {
-    await client.close();
-  }
 }
 
 describe('IoOp.crc32c', () => {

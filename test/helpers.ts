@@ -46,6 +46,16 @@ export function testConnect(options: ClientOptions = {}): Client {
   return connect({ mount: HF3FS!.mount, ...options });
 }
 
+/** Runs `body` with a client of the engine under test, closed afterwards whatever happens. */
+export async function withClient(body: (client: Client) => Promise<void>): Promise<void> {
+  const client = testConnect();
+  try {
+    await body(client);
+  } finally {
+    await client.close();
+  }
+}
+
 /**
  * The embedded engine under test: 'threads' (the portable fallback) in the project 'fallback',
  * which forces it with THREEFS_CLIENT_ENGINE=threads, else 'io_uring'.

@@ -7,19 +7,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { OpResult } from '../lib/errors';
 import type { Client } from '../lib/index';
-import { failure, KiB, makeTmpDir, settledWithin, testConnect } from './helpers';
+import { failure, KiB, makeTmpDir, settledWithin, withClient } from './helpers';
 
 const tmp = makeTmpDir('op-order');
 afterAll(() => tmp.cleanup());
-
-async function withClient(run: (client: Client) => Promise<void>): Promise<void> {
-  const client = testConnect();
-  try {
-    await run(client);
-  } finally {
-    await client.close();
-  }
-}
 
 const filled = (client: Client, bytes: number, value: number) => {
   const b = client.alloc(bytes);
