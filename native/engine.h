@@ -170,6 +170,19 @@ void ReleaseWaiters(Batch* b, int32_t first, int err, Start start, Settle settle
   }
 }
 
+// SettleAndHandOn for an op that others of its batch may wait on (IoOp.after): once it has
+// settled, its waiters start or settle unstarted (ReleaseWaiters). Returns true when the batch
+// was handed on (then it had no waiters left).
+template <typename CancelRest, typename Start, typename Settle>
+bool SettleWithWaiters(Op* op, int err, EngineCounters& counters, LiveBatches& live, CompletionSink* sink,
+                       CancelRest cancel_rest, Start start, Settle settle) {
+  Batch* b = op->batch;
+  const int32_t first = op->first_waiter;
+  if (SettleAndHandOn(op, err, counters, live, sink, cancel_rest)) return true;
+  ReleaseWaiters(b, first, err, start, settle);
+  return false;
+}
+
 // Moves the ops of batch `b` out of a queue of ops not yet started, into *out (in queue order):
 // what a cancel settles at once.
 inline void TakeOpsOf(const Batch* b, std::deque<Op*>& queue, std::vector<Op*>* out) {

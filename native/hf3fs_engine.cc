@@ -438,14 +438,10 @@ class Hf3fsEngine final : public Engine {
   // With mu_ held. Ops waiting on this one go to the front of their ring's queue; whoever settled
   // it (the JS thread's Submit, a waiting thread) hands them to the ring or wakes the preparer.
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    const int32_t waiters = op->first_waiter;
-    if (SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* c) { CancelBatch(c, ECANCELED); })) {
-      if (stopping_ && live_.empty()) wake_.notify_one();
-      return;
-    }
-    ReleaseWaiters(b, waiters, err, [this](Op* w) { rings_[w->write ? 1 : 0].pending.push_front(w); },
-                   [this](Op* w, int e) { Settle(w, e); });
+    const bool handed_on = SettleWithWaiters(
+        op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); },
+        [this](Op* w) { rings_[w->write ? 1 : 0].pending.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
+    if (handed_on && stopping_ && live_.empty()) wake_.notify_one();
   }
 
   EngineOptions options_;

@@ -308,13 +308,12 @@ class PoolEngine final : public Engine {
     for (Op* op : settle_now) Settle(op, err);
   }
 
-  // With mu_ held.
+  // With mu_ held. Waiters go next, ahead of newer work; the worker settling this op takes them on
+  // its next turn.
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    const int32_t waiters = op->first_waiter;
-    if (SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* c) { CancelBatch(c, ECANCELED); })) return;
-    // Waiters go next, ahead of newer work; the worker settling this op takes them on its next turn.
-    ReleaseWaiters(b, waiters, err, [this](Op* w) { pending_.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
+    SettleWithWaiters(
+        op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); },
+        [this](Op* w) { pending_.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
   }
 
   EngineOptions options_;

@@ -368,12 +368,11 @@ class UringEngine final : public Engine {
     for (Op* op : settle_now) Settle(op, err);
   }
 
+  // Ops waiting on this one go next, ahead of newer work: what they wait for has just landed.
   void Settle(Op* op, int err) {
-    Batch* b = op->batch;
-    const int32_t waiters = op->first_waiter;
-    if (SettleAndHandOn(op, err, counters, live_, sink_, [this](Batch* c) { CancelBatch(c, ECANCELED); })) return;
-    // Ops waiting on this one go next, ahead of newer work: what they wait for has just landed.
-    ReleaseWaiters(b, waiters, err, [this](Op* w) { pending_.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
+    SettleWithWaiters(
+        op, err, counters, live_, sink_, [this](Batch* b) { CancelBatch(b, ECANCELED); },
+        [this](Op* w) { pending_.push_front(w); }, [this](Op* w, int e) { Settle(w, e); });
   }
 
   void FailAll(int err) {
