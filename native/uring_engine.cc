@@ -28,6 +28,9 @@ constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
 // Sealed writes go to the kernel every this many checksummed bytes: the device works on them while
 // this thread checksums the next ones.
 constexpr uint64_t kSealedPerSubmit = 256 << 10;
+// Small cached (buffered) ops go to the kernel this many at a time: one system call, not one each.
+constexpr unsigned kBufferedPerSubmit = 16;
+constexpr uint64_t kSmallBuffered = 64 << 10;
 
 // The ring's fixed-buffer table. Slots are handed out to regions; a region gives its slot back
 // when it dies, which may be after the ring is gone (then there is nothing left to undo).
@@ -263,9 +266,12 @@ class UringEngine final : public Engine {
         io_uring_submit(&ring_);
         sealed_ = 0;
       }
-      if (!op->direct && !options_.async_buffered) {
-        // A cached read or write is copied inside the submit call: submit it alone and hand its
-        // result on at once, rather than after the copies of everything prepared with it.
+      // A cached read or write is copied inside the submit call: a big one goes alone and its
+      // result is handed on at once, rather than after the copies of everything prepared with it;
+      // small ones (a directory block, an entry) go a few at a time, one system call for them all.
+      const bool small = op->remaining <= kSmallBuffered;
+      if (!op->direct && !options_.async_buffered && (!small || ++buffered_run_ >= kBufferedPerSubmit || pending_.empty())) {
+        buffered_run_ = 0;
         io_uring_submit(&ring_);
         Reap();
         if (posted_.load(std::memory_order_relaxed)) break;  // a cancel may be waiting: take it first
@@ -411,6 +417,7 @@ class UringEngine final : public Engine {
   LiveBatches live_;
   unsigned in_flight_ = 0;
   uint64_t sealed_ = 0;  // checksummed bytes prepared since the last submit
+  unsigned buffered_run_ = 0;  // cached ops prepared since the last submit
   bool stopping_ = false;
 };
 
