@@ -184,8 +184,17 @@ describe('a file truncated under a reader', () => {
         ops++;
         expect(r.error, `round ${round} op ${i}`).toBeNull();
         const got = memory.bytes.subarray(i * 8 * KiB, i * 8 * KiB + r.bytes);
-        // What came back is the file's bytes at that offset (never zeros or another op's bytes)...
-        expect(firstDiff(got, data.subarray(reads[i].fileOffset, reads[i].fileOffset + r.bytes)), `round ${round} op ${i}: bytes`).toBe(-1);
+        // What came back is the file's bytes at that offset, never another op's bytes. Only where
+        // the truncate removed them (at or past the cut) may a read that raced it see zeros: Linux
+        // does not make a buffered read atomic against truncate, and the page cache hands out the
+        // zeros it put over the removed range (seen about once in 2,000 rounds, with or without
+        // io_uring's batching).
+        const fromFile = data.subarray(reads[i].fileOffset, reads[i].fileOffset + r.bytes);
+        const before = Math.max(0, Math.min(r.bytes, cut - reads[i].fileOffset));
+        expect(firstDiff(got.subarray(0, before), fromFile.subarray(0, before)), `round ${round} op ${i}: bytes before the cut`).toBe(-1);
+        for (let k = before; k < got.length; k++) {
+          if (got[k] !== fromFile[k] && got[k] !== 0) throw new Error(`round ${round} op ${i}: foreign byte ${got[k]} at ${reads[i].fileOffset + k}, past the cut at ${cut}`);
+        }
         // ...and a short read ends at the file's end as it was at some moment: at or past the cut.
         if (r.bytes < 8 * KiB) {
           short++;
