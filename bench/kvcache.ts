@@ -4,10 +4,10 @@
 // user would write otherwise); then lookup keys/s, warm (keys this process has seen) and cold (a new
 // instance on the same root, with its I/O rounds counted).
 //
-// The raw baseline runs just before the KVCache phase and again just after it (half its batches
-// each time, or all of them twice when there are few), so a device whose speed drifts during a
-// run moves both figures alike. A short untimed warm-up of both paths comes first, so the JIT's
-// compiling stays out of the figures.
+// The raw baseline and the KVCache phase alternate, batch by batch with one in flight (in blocks of
+// 4 x in-flight batches with more), so a device whose speed drifts during a run moves both figures
+// alike; with too few batches for that, raw runs just before and again just after. A short
+// untimed warm-up of both paths comes first, so the JIT's compiling stays out of the figures.
 //
 // Each repetition of each page size starts from nothing: a fresh cache sized at four times the data
 // (so eviction stays out of the numbers), fresh raw files, a fresh directory of files. Each runs
@@ -461,19 +461,18 @@ async function pageSizeRun(
       // Sized up front, as the cache's shard files are: both then write into holes of a file of
       // fixed length (a write past the end of a file takes a slower path on some file systems).
       await f.truncate(pages * pageBytes);
-      // The raw baseline runs just before the KVCache phase and again just after it (A-B-A), so a
-      // device whose speed drifts over a run moves both figures alike: half its batches each time
-      // where that leaves each half enough to keep `inflight` batches going, else all of them twice
-      // (the second put into a fresh file of its own).
-      const split = batches.length >= 4 * inflight;
-      const half = split ? Math.floor(batches.length / 2) : 0;
-      const [before, after] = split ? [batches.slice(0, half), batches.slice(half)] : [batches, batches];
-      let fAfter = f;
-      if (!split) {
-        fAfter = await client.open(join(here, `raw-q${inflight}-after.bin`), 'w+', 0o644, { direct: 'auto' });
-        rawFiles.push(fAfter);
-        await fAfter.truncate(pages * pageBytes);
-      }
+      // Where raw put runs twice over the same pages (too few batches to interleave), the second
+      // time goes to a fresh file of its own, so it too writes into holes.
+      let fAgain: File | undefined;
+      const rawFile = async (again: boolean) => {
+        if (!again) return f;
+        if (!fAgain) {
+          fAgain = await client.open(join(here, `raw-q${inflight}-again.bin`), 'w+', 0o644, { direct: 'auto' });
+          rawFiles.push(fAgain);
+          await fAgain.truncate(pages * pageBytes);
+        }
+        return fAgain;
+      };
       const ks = keys.map((k) => `${k}/q${inflight}`);
       // Gets check what they read: every page's stamps, and a sample byte for byte.
       const check = (what: string, into: IoBuffer[], b: number[], n: number, ok: (k: number) => boolean) => {
@@ -488,18 +487,20 @@ async function pageSizeRun(
       };
       const verified: Record<string, number> = {};
 
-      log(`  ${label}${q}: raw put, kvcache put ...`);
-      const rawPutBatch = (file: File) => async (b: number[]) => {
-        const rs = await file.batchWrite(b.map((i) => ({ buffer: data[i], fileOffset: slot[i] * pageBytes })));
-        rs.forEach((r, k) => {
-          if (r.error) throw r.error;
-          if (r.bytes !== pageBytes) throw new Error(`raw put: short write of page ${b[k]}`);
-        });
-        return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
+      log(`  ${label}${q}: raw put and kvcache put, interleaved ...`);
+      const rawPut = async (again: boolean): Promise<BatchRunner> => {
+        const file = await rawFile(again);
+        return async (b) => {
+          const rs = await file.batchWrite(b.map((i) => ({ buffer: data[i], fileOffset: slot[i] * pageBytes })));
+          rs.forEach((r, k) => {
+            if (r.error) throw r.error;
+            if (r.bytes !== pageBytes) throw new Error(`raw put: short write of page ${b[k]}`);
+          });
+          return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
+        };
       };
-      const rawPutFirst = await timed(before, inflight, rawPutBatch(f));
       let warned = false;
-      const kvPut = await timed(batches, inflight, async (b) => {
+      const kvPutBatch: BatchRunner = async (b) => {
         const rs = await cache.put(b.map((i) => ks[i]), b.map((i) => data[i]));
         const stored = rs.filter((r) => r.status === 'stored').length;
         const failed = rs.find((r) => r.status !== 'stored');
@@ -508,19 +509,19 @@ async function pageSizeRun(
           log(`  warning: kvcache put: a fresh key was ${failed.status}${failed.error ? `: ${failed.error.message}` : ''}`);
         }
         return { bytes: stored * pageBytes, misses: b.length - stored };
-      });
-      const rawPut = joinPhases(rawPutFirst, await timed(after, inflight, rawPutBatch(fAfter)));
+      };
+      const [rawPutM, kvPut, putHow] = await interleaved(batches, inflight, rawPut, kvPutBatch);
       const st = await f.stat();
       direct &&= st.direct.active;
       const engine = client.info().engine;
       how = `${engine}, ${st.direct.active ? (engine === 'usrbio' ? 'iovs' : 'O_DIRECT') : 'buffered'}${registered && engine !== 'usrbio' ? ', registered buffers' : ''}`;
       const s0 = cache.stats();
-      runs.push(toRun('raw', 'put', pageBytes, pages, batch, inflight, rep, rawPut, `file.batchWrite of ${batch}${q}, ${how}`));
+      runs.push(toRun('raw', 'put', pageBytes, pages, batch, inflight, rep, rawPutM, `file.batchWrite of ${batch}${q}, ${how}, ${putHow}`));
       runs.push(toRun('kvcache', 'put', pageBytes, pages, batch, inflight, rep, kvPut, `put of ${batch} fresh keys${q}, cache.alloc() payloads, ${how}`));
       if (s0.bytesCopied > 0) log(`  warning: kvcache put copied ${formatSize(s0.bytesCopied)} of cache.alloc() payloads`);
 
-      log(`  ${label}${q}: raw get, kvcache get ...`);
-      const rawGetBatch = async (b: number[], lane: number, n: number) => {
+      log(`  ${label}${q}: raw get and kvcache get, interleaved ...`);
+      const rawGet: BatchRunner = async (b, lane, n) => {
         const into = lanes[lane];
         b.forEach((_, k) => payloads.clear(into[k].bytes));
         const rs = await f.batchRead(b.map((i, k) => ({ buffer: into[k], fileOffset: slot[i] * pageBytes })));
@@ -531,8 +532,7 @@ async function pageSizeRun(
         check('raw get', into, b, n, () => true);
         return { bytes: rs.reduce((a, r) => a + r.bytes, 0), misses: 0 };
       };
-      const rawGetFirst = await timed(before, inflight, rawGetBatch);
-      const kvGet = await timed(batches, inflight, async (b, lane, n) => {
+      const kvGetBatch: BatchRunner = async (b, lane, n) => {
         const into = lanes[lane].slice(0, b.length);
         b.forEach((_, k) => payloads.clear(into[k].bytes));
         const rs = await cache.get(b.map((i) => ks[i]), into);
@@ -542,12 +542,12 @@ async function pageSizeRun(
         check('kvcache get', into, b, n, (k) => rs[k].status === 'hit');
         const hits = rs.filter((r) => r.status === 'hit').length;
         return { bytes: hits * pageBytes, misses: b.length - hits };
-      });
-      const rawGet = joinPhases(rawGetFirst, await timed(after, inflight, (b, lane, n) => rawGetBatch(b, lane, half + n)));
-      rawGet.verified = verified['raw get'] ?? 0;
+      };
+      const [rawGetM, kvGet, getHow] = await interleaved(batches, inflight, async () => rawGet, kvGetBatch);
+      rawGetM.verified = verified['raw get'] ?? 0;
       kvGet.verified = verified['kvcache get'] ?? 0;
       const s1 = cache.stats();
-      runs.push(toRun('raw', 'get', pageBytes, pages, batch, inflight, rep, rawGet, `file.batchRead of ${batch}${q}, ${how}`));
+      runs.push(toRun('raw', 'get', pageBytes, pages, batch, inflight, rep, rawGetM, `file.batchRead of ${batch}${q}, ${how}, ${getHow}`));
       runs.push(toRun('kvcache', 'get', pageBytes, pages, batch, inflight, rep, kvGet, `get of ${batch} hits into preallocated buffers${q}, ${how}`));
       if (kvGet.misses > 0) log(`  note: kvcache get: ${kvGet.misses} of ${pages} pages missed (${s1.evicted} evicted, ${s1.corrupt} corrupt, ${s1.raced} raced); GB/s counts hits only`);
     }
@@ -574,11 +574,42 @@ async function pageSizeRun(
  * its last one settles), and measures the whole: wall time, each call's latency, process CPU.
  * `run` returns the payload bytes moved and the pages that missed.
  */
-async function timed(
-  batches: number[][],
-  lanes: number,
-  run: (batch: number[], lane: number, index: number) => Promise<{ bytes: number; misses: number }>,
-): Promise<PhaseResult> {
+/** Runs one batch: `lane` picks the memory of one of the batches in flight; `index` is the batch's number in the phase. */
+type BatchRunner = (batch: number[], lane: number, index: number) => Promise<{ bytes: number; misses: number }>;
+
+/**
+ * Two paths over the same batches, alternating in blocks (A B, B A, A B, ...: each pair the other
+ * way round, so a device whose speed drifts during the run favours neither). A block is one batch
+ * with one in flight, else 4 x inflight batches (the pipeline fills and drains in each, alike for
+ * both paths). With too few batches for two blocks, A runs just before B and again just after
+ * (A-B-A), all the batches each time; `a(again)` is told which. Returns A's and B's figures and
+ * how they were taken.
+ */
+async function interleaved(batches: number[][], inflight: number, a: (again: boolean) => Promise<BatchRunner>, b: BatchRunner): Promise<[PhaseResult, PhaseResult, string]> {
+  const block = inflight === 1 ? 1 : 4 * inflight;
+  if (batches.length < 2 * block) {
+    const first = await timed(batches, inflight, await a(false));
+    const mid = await timed(batches, inflight, b);
+    const last = await timed(batches, inflight, await a(true));
+    return [joinPhases(first, last), mid, 'all batches just before and again just after the KVCache phase'];
+  }
+  const runA = await a(false);
+  let ra: PhaseResult | undefined;
+  let rb: PhaseResult | undefined;
+  for (let start = 0, j = 0; start < batches.length; start += block, j++) {
+    const part = batches.slice(start, start + block);
+    const runs: [BatchRunner, BatchRunner] = j % 2 === 0 ? [runA, b] : [b, runA];
+    for (const run of runs) {
+      const m = await timed(part, inflight, (x, lane, n) => run(x, lane, start + n));
+      if (run === runA) ra = ra ? joinPhases(ra, m) : m;
+      else rb = rb ? joinPhases(rb, m) : m;
+    }
+  }
+  const what = block === 1 ? 'batch by batch' : `in blocks of ${block} batches`;
+  return [ra!, rb!, `interleaved with the KVCache phase ${what}`];
+}
+
+async function timed(batches: number[][], lanes: number, run: BatchRunner): Promise<PhaseResult> {
   const lat: number[] = [];
   let bytes = 0;
   let misses = 0;
@@ -602,7 +633,7 @@ async function timed(
   return { seconds, bytes, p50ms: percentile(sorted, 0.5), p99ms: percentile(sorted, 0.99), cpuSeconds: (u.user + u.system) / 1e6, verified: 0, misses, latencies: sorted };
 }
 
-/** One phase measured in two parts (A-B-A): times, bytes and CPU add up; percentiles over every call. */
+/** One phase measured in parts: times, bytes and CPU add up; percentiles over every call. */
 function joinPhases(a: PhaseResult, b: PhaseResult): PhaseResult {
   const latencies = Float64Array.from([...a.latencies, ...b.latencies]).sort();
   return {
@@ -794,8 +825,9 @@ export function formatKvTable(doc: KvBenchDocument, machineLine = true): string 
     'GB/s = 10^9 B/s of payload, over each phase (pages are filled before it; gets include checking what they read).',
     'kvcache: KVCache.put of fresh keys (cache.alloc() payloads, no copy; header, CRC32C, directories included) and',
     '  KVCache.get of hits into preallocated buffers; raw: file.batchWrite/batchRead of the same pages, same batches,',
-    '  same client, one file at shuffled page offsets, run just before the KVCache phase and again just after (half',
-    '  the batches each time, or all twice when few), so drift in the device moves both alike. kv/raw target >= 0.90',
+    '  same client, one file at shuffled page offsets, alternating with the KVCache phase (batch by batch with 1 in',
+    '  flight, blocks of 4 x in flight else; just before and just after when there are too few batches), so drift',
+    '  in the device moves both alike. kv/raw target >= 0.90',
     '  ("<" marks a miss). in flight: batches at once (1: one request\'s pages, call after call; 4: concurrent',
     '  requests); node:fs runs one batch at a time.',
     `node:fs: a file per key (<dir>/<hex key>), writeFile / readFile, in a child process; get ${s.cacheState || 'cache state unknown'}.`,

@@ -12,6 +12,7 @@ import { runNodeFs } from '../dist/bench/node-fs';
 import type { BenchDocument } from '../bench/report';
 import { ratios, summarize } from '../bench/report';
 import { runBench } from '../dist/bench/run';
+import { runKvBench } from '../dist/bench/kvcache';
 import { GiB, KiB, Meter, MiB, toResult, type RunResult, type Workload } from '../bench/shared';
 import { runOurs, writeBenchFile } from '../bench/workloads';
 import type { Client } from '../lib/index';
@@ -142,6 +143,35 @@ describe('bench command', () => {
     expect(err).not.toContain('\r');
     expect(err).toMatch(/^\[1\/\d+\] seq-read 4MiB qd8: 3fs-client \.\.\. [\d.]+ GB\/s/m);
     expect(readFileSync(html, 'utf8')).toContain('<svg');
+  }, 120_000);
+
+  it('the KVCache section, small: each path once per setting, bytes add up, raw interleaved with the KVCache phase', async () => {
+    let err = '';
+    // 256 pages of 64 KiB: two batches of 128. One in flight: interleaved batch by batch; four in
+    // flight: too few batches for blocks of 16, so raw runs before and after (all its batches twice).
+    const doc = await runKvBench({ dir: tmp.dir, size: 16 * MiB, pageSizes: [64 * KiB], lookupKeys: 2000, lookups: 4000, out: () => undefined, err: (t) => (err += t) });
+    const pages = 256;
+    for (const op of ['put', 'get'] as const) {
+      for (const inflight of [1, 4]) {
+        const raw = doc.runs.filter((r) => r.path === 'raw' && r.op === op && r.inflight === inflight);
+        const kv = doc.runs.filter((r) => r.path === 'kvcache' && r.op === op && r.inflight === inflight);
+        expect(raw, `${op} ${inflight}`).toHaveLength(1);
+        expect(kv, `${op} ${inflight}`).toHaveLength(1);
+        expect(kv[0].bytes).toBe(pages * 64 * KiB);
+        expect(kv[0].misses).toBe(0);
+        expect(raw[0].bytes).toBe((inflight === 1 ? 1 : 2) * pages * 64 * KiB);
+        expect(raw[0].mode).toContain(inflight === 1 ? 'interleaved with the KVCache phase batch by batch' : 'just before and again just after');
+        // seconds are rounded to 0.1 ms in the JSON: the GB/s agree to a few parts in a thousand.
+        for (const r of [raw[0], kv[0]]) expect(Math.abs(r.gbps / (r.bytes / 1e9 / r.seconds) - 1)).toBeLessThan(0.01);
+        if (op === 'get') {
+          expect(kv[0].verified).toBeGreaterThan(0);
+          expect(raw[0].verified).toBeGreaterThan(0);
+        }
+      }
+    }
+    expect(doc.runs.filter((r) => r.path === 'node:fs')).toHaveLength(2);
+    expect(err).toContain('interleaved');
+    expect(readdirSync(tmp.dir).filter((n) => n.includes('kv'))).toEqual([]);
   }, 120_000);
 
   it('refuses options that do not go together', async () => {
