@@ -569,11 +569,6 @@ async function pageSizeRun(
   }
 }
 
-/**
- * Runs every batch, `lanes` of them in flight at once (a lane takes the next batch as soon as
- * its last one settles), and measures the whole: wall time, each call's latency, process CPU.
- * `run` returns the payload bytes moved and the pages that missed.
- */
 /** Runs one batch: `lane` picks the memory of one of the batches in flight; `index` is the batch's number in the phase. */
 type BatchRunner = (batch: number[], lane: number, index: number) => Promise<{ bytes: number; misses: number }>;
 
@@ -609,6 +604,11 @@ async function interleaved(batches: number[][], inflight: number, a: (again: boo
   return [ra!, rb!, `interleaved with the KVCache phase ${what}`];
 }
 
+/**
+ * Runs every batch, `lanes` of them in flight at once (a lane takes the next batch as soon as
+ * its last one settles), and measures the whole: wall time, each call's latency, process CPU.
+ * `run` returns the payload bytes moved and the pages that missed.
+ */
 async function timed(batches: number[][], lanes: number, run: BatchRunner): Promise<PhaseResult> {
   const lat: number[] = [];
   let bytes = 0;
