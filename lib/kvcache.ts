@@ -1056,6 +1056,14 @@ export class KVCache {
     which.forEach((i, k) => {
       const loc = locs[k];
       if (!loc) return;
+      if (loc.length > this.geometry.pageBytes) {
+        // A damaged directory entry (it has no checksum): no slot holds that much, so no read.
+        this.#stats.corrupt++;
+        results[i] = { status: 'miss', error: argError(ERR.corrupt, `key ${i}: its directory entry is damaged (length ${loc.length})`, { index: i }) };
+        this.#index.delete(refs[i].hex);
+        stale.push({ id: refs[i].id, loc });
+        return;
+      }
       if (into && into[i].byteLength < loc.length) {
         results[i] = { status: 'miss', error: argError(ERR.small, `into[${i}] has ${into[i].byteLength} bytes, the page has ${loc.length}`, { index: i }) };
         return;

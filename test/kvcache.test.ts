@@ -511,6 +511,27 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('a directory entry with a damaged length (beyond pageBytes) is a miss for that key only, never a rejected get', async () => {
+    const t = await fresh({ ways: 2, shards: 1, capacityBytes: 4096 + 2 * (4096 + 20480) });
+    await t.cache.put(['k', 'j'], [pageOf('k'), pageOf('j')]);
+    const shard = join(t.o.root, 'shard-0000.kv');
+    const whole = readFileSync(shard);
+    for (const into of [undefined, 'alloc', 'plain'] as const) {
+      const data = Buffer.from(whole);
+      data.writeUInt32LE(PAGE + 50_000, 16); // way 0's entry (k, the first free way): its length field
+      writeFileSync(shard, data);
+      const other = await t.again();
+      const bufs = into === 'alloc' ? [other.alloc(PAGE), other.alloc(PAGE)] : into === 'plain' ? [Buffer.alloc(PAGE + 50_000), Buffer.alloc(PAGE)] : undefined;
+      const got = await other.get(['k', 'j'], bufs);
+      expect(got[0].status, String(into)).toBe('miss');
+      expect(got[0].error?.code, String(into)).toBe('ERR_KVCACHE_CORRUPT');
+      expect(got[1].status, String(into)).toBe('hit');
+      expect(other.stats().repaired, String(into)).toBe(1); // the entry is cleared: k can be stored again
+    }
+    expect((await t.cache.put(['k'], [pageOf('k')]))[0].status).toBe('stored');
+    await t.close();
+  });
+
   it('open: meta.json and preallocated shards; geometry mismatch is ERR_KVCACHE_MISMATCH', async () => {
     const t = await fresh({ capacityBytes: 4 << 20, ways: 4, shards: 3 });
     const meta = JSON.parse(readFileSync(join(t.o.root, 'meta.json'), 'utf8'));
