@@ -38,6 +38,12 @@ const SLOT_MAGIC = 0x3143564b; // 'KVC1' little-endian
 const HEADER_CRC_AT = 60;
 const PAYLOAD_CRC_AT = 64; // outside the header CRC's bytes: the engine seals it as the slot goes out
 const ID_MEMO_MAX = 1 << 20; // string keys whose ids are remembered (about 100 MiB at most)
+const LONE_SURROGATE = /\p{Cs}/u; // UTF-8 makes U+FFFD of it: two such keys would share an id
+
+/** A string key must be well-formed UTF-16: its UTF-8 bytes (what is hashed) then name it alone. */
+function checkStringKey(key: string, index: number): void {
+  if (LONE_SURROGATE.test(key)) throw argError('ERR_INVALID_ARG_VALUE', `key ${index} has a lone surrogate (not valid Unicode)`, { index });
+}
 
 /** What a cache holds is for one model, dtype, layout and rank: part of every key's identity. */
 export interface KVNamespace {
@@ -343,7 +349,10 @@ export class KVCache {
     if (typeof key === 'string') {
       // Keys come back again and again (every lookup walks a prefix of the same chain): hashing
       // each time would cap lookups of seen keys near 0.3M keys/s; a map of recent ones does not.
-      return this.#seen(key) ?? this.#remember(key, this.#hashOf(key));
+      const seen = this.#seen(key);
+      if (seen !== undefined) return seen;
+      checkStringKey(key, index);
+      return this.#remember(key, this.#hashOf(key));
     }
     return this.#recordOfId(this.#idOfBytes(key, index));
   }
@@ -413,7 +422,10 @@ export class KVCache {
       const k = keys[i];
       const r = typeof k === 'string' ? this.#seen(k) : undefined;
       if (r !== undefined) found(i, r);
-      else if (typeof k === 'string' || k instanceof Uint8Array) fresh.push(i);
+      else if (typeof k === 'string') {
+        checkStringKey(k, i);
+        fresh.push(i);
+      } else if (k instanceof Uint8Array) fresh.push(i);
       else throw argError('ERR_INVALID_ARG_TYPE', `key ${i} must be a string or a Uint8Array`, { index: i });
     }
     return fresh;

@@ -170,7 +170,7 @@ describe('KVCache', () => {
   it('ids: SHA-256 of the namespace hash and the key (node:crypto), batched or not, with or without the addon\'s hashing', async () => {
     const t = await fresh();
     const oracle = (k: string | Uint8Array) => createHash('sha256').update(t.cache.namespaceHash).update(k as string, typeof k === 'string' ? 'utf8' : undefined).digest().subarray(0, 16);
-    const keys = ['k0', 'é🙂', '\ud800', '', 'x'.repeat(5000)];
+    const keys = ['k0', 'é🙂', '', 'x'.repeat(5000)]; // lone surrogates are refused (see below)
     const bytes = [Buffer.from('b0'), new Uint8Array([9, 9])];
     // A put hashes its keys in one batch; idOf then answers from the memo what that batch computed.
     expect((await t.cache.put([...keys, ...bytes], [...keys, ...bytes].map(() => Buffer.alloc(8)))).every((r) => r.status === 'stored')).toBe(true);
@@ -185,6 +185,26 @@ describe('KVCache', () => {
     } finally {
       (native() as { keyIds?: unknown }).keyIds = saved;
     }
+    await t.close();
+  });
+
+  it('string keys with a lone surrogate are refused (UTF-8 would make them another key: U+FFFD)', async () => {
+    const t = await fresh();
+    const c = t.cache;
+    await rejectsWith(() => c.put(['a\uD800'], [pageOf('x')]), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.put(['ok', '\uDC00b'], [pageOf('x'), pageOf('y')]), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.get(['\uD800']), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.lookup(['\uD800']), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.exists(['\uD800']), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.delete(['\uD800']), 'ERR_INVALID_ARG_VALUE');
+    await rejectsWith(() => c.idOf('\uD800'), 'ERR_INVALID_ARG_VALUE');
+    expect(c.stats().bytesWritten).toBe(0);
+    // What was refused is not stored under the key it would have collided with.
+    expect((await c.get(['a\uFFFD']))[0].status).toBe('miss');
+    // Surrogate pairs are fine, and distinct from U+FFFD.
+    await c.put(['\u{1F600}'], [pageOf('emoji')]);
+    expectHit((await c.get(['\u{1F600}']))[0], pageOf('emoji'), 'emoji');
+    expect((await c.get(['\uFFFD\uFFFD']))[0].status).toBe('miss');
     await t.close();
   });
 
