@@ -730,8 +730,9 @@ export class KVCache {
     // The sets' lock covers reading their directories and choosing ways; the ways chosen stay this
     // call's (#writingWays) while their slots and entries are written, without the lock, so other
     // calls' puts to the same sets go on meanwhile.
-    let lock: Lock | undefined = await this.#lockSets(sets);
+    // Staging before the lock: a failed allocation must not leave the sets locked.
     const dirBuf = this.#takeStaging(sets.length * DIR_BYTES);
+    let lock: Lock | undefined = await this.#lockSets(sets);
     let staging: IoBuffer | undefined;
     const writing: { set: number; way: number; hex: string }[] = [];
     try {
@@ -1039,8 +1040,8 @@ export class KVCache {
    */
   async #repair(stale: { id: Buffer; loc: Loc }[]): Promise<void> {
     const sets = [...new Set(stale.map((x) => x.loc.set))];
+    const buf = this.#takeStaging(sets.length * DIR_BYTES); // before the lock (see #put)
     const lock = await this.#lockSets(sets);
-    const buf = this.#takeStaging(sets.length * DIR_BYTES);
     try {
       const dirs = await this.#readDirs(sets, buf);
       const cleared: DirWay[] = [];
@@ -1235,8 +1236,8 @@ export class KVCache {
     this.#checkOpen();
     const ids = this.#ids(keys);
     const sets = [...new Set(ids.map((id) => this.#setOf(id)))];
+    const dirBuf = this.#takeStaging(sets.length * DIR_BYTES + HEADER_BYTES); // before the lock (see #put)
     const lock = await this.#lockSets(sets);
-    const dirBuf = this.#takeStaging(sets.length * DIR_BYTES + HEADER_BYTES);
     let heads: IoBuffer | undefined;
     try {
       const dirs = await this.#readDirs(sets, dirBuf);

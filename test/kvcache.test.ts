@@ -582,6 +582,38 @@ describe('KVCache', () => {
     await Promise.all(caches.map((c) => c.close()));
   });
 
+  it('a failed allocation (put, delete) rejects that call and leaves no set locked', async () => {
+    // The client as it is, but alloc() fails while `failAllocs` > 0 (ENOMEM, or a closed client).
+    let failAllocs = 0;
+    const flaky = new Proxy(client, {
+      get(target, prop) {
+        if (prop === 'alloc') {
+          return (...args: Parameters<Client['alloc']>) => {
+            if (failAllocs > 0) {
+              failAllocs--;
+              throw new ThreeFSError('ENOMEM', 'test: no memory');
+            }
+            return target.alloc(...args);
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as Client;
+    // 400 sets of one way: a call over most of them stages more than the 1 MiB buffers idle.
+    const t = await fresh({ client: flaky, pageBytes: 100, ways: 1, shards: 1, capacityBytes: 400 * (4096 + 8192) });
+    const keys = Array.from({ length: 2000 }, (_, i) => `many-${i}`);
+    const within = <T,>(p: Promise<T>) => Promise.race([p, sleep(3000).then(() => 'hung' as const)]);
+    failAllocs = 1; // the put's directory staging
+    await rejectsWith(t.cache.put(keys, keys.map(() => Buffer.alloc(10))), 'ENOMEM');
+    expect((await within(t.cache.put(['a'], [Buffer.alloc(10, 1)])))).toEqual([{ status: 'stored' }]);
+    failAllocs = 1; // the delete's staging
+    await rejectsWith(t.cache.delete(keys), 'ENOMEM');
+    expect(await within(t.cache.delete(['a']))).toEqual([true]);
+    expect(failAllocs).toBe(0);
+    await t.close();
+  });
+
   it('bad input: ThreeFSError codes, nothing written', async () => {
     const t = await fresh();
     const c = t.cache;
