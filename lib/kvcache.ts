@@ -497,18 +497,18 @@ export class KVCache {
 
   /** `n` slot-sized pieces of registered memory: idle ones first, the rest from one new slab. */
   #takeSlots(n: number): Slot[] {
-    const out = this.#poolIdle.splice(Math.max(0, this.#poolIdle.length - n));
-    for (const s of out) s.slab.idle--;
-    const missing = n - out.length;
+    const missing = n - this.#poolIdle.length;
     if (missing > 0) {
+      // The new slab first: if its allocation fails, the idle slots are still the pool's.
       const S = this.geometry.slotBytes;
       const count = Math.max(missing, Math.min(8, this.#maxIdleSlots, Math.floor((32 << 20) / S)));
       const slab: Slab = { mem: this.#client.alloc(count * S), slots: count, idle: count, abandoned: 0, retired: false };
       this.#slabs.add(slab);
       this.#stats.poolAllocs++;
       for (let k = 0; k < count; k++) this.#poolIdle.push({ slab, mem: slab.mem.subarray(k * S, (k + 1) * S) });
-      out.push(...this.#takeSlots(missing));
     }
+    const out = this.#poolIdle.splice(this.#poolIdle.length - n);
+    for (const s of out) s.slab.idle--;
     return out;
   }
 

@@ -75,6 +75,27 @@ async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string):
   return err as ThreeFSError;
 }
 
+/** The test's client, but its alloc() fails (ENOMEM) `n` times after fail(n); fail() says how many are left. */
+function flakyAlloc(): { flaky: Client; fail: (n: number) => number } {
+  let left = 0;
+  const flaky = new Proxy(client, {
+    get(target, prop) {
+      if (prop === 'alloc') {
+        return (...args: Parameters<Client['alloc']>) => {
+          if (left > 0) {
+            left--;
+            throw new ThreeFSError('ENOMEM', 'test: no memory');
+          }
+          return target.alloc(...args);
+        };
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  }) as Client;
+  return { flaky, fail: (n) => (n > 0 ? (left = n) : left) };
+}
+
 describe('KVCache', () => {
   it('put/get round trip: byte-exact for random sizes up to pageBytes, with and without `into`', async () => {
     const t = await fresh({ capacityBytes: 64 << 20, ways: 8 });
@@ -583,34 +604,34 @@ describe('KVCache', () => {
   });
 
   it('a failed allocation (put, delete) rejects that call and leaves no set locked', async () => {
-    // The client as it is, but alloc() fails while `failAllocs` > 0 (ENOMEM, or a closed client).
-    let failAllocs = 0;
-    const flaky = new Proxy(client, {
-      get(target, prop) {
-        if (prop === 'alloc') {
-          return (...args: Parameters<Client['alloc']>) => {
-            if (failAllocs > 0) {
-              failAllocs--;
-              throw new ThreeFSError('ENOMEM', 'test: no memory');
-            }
-            return target.alloc(...args);
-          };
-        }
-        const v = Reflect.get(target, prop, target);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as Client;
+    const { flaky, fail } = flakyAlloc();
     // 400 sets of one way: a call over most of them stages more than the 1 MiB buffers idle.
     const t = await fresh({ client: flaky, pageBytes: 100, ways: 1, shards: 1, capacityBytes: 400 * (4096 + 8192) });
     const keys = Array.from({ length: 2000 }, (_, i) => `many-${i}`);
     const within = <T,>(p: Promise<T>) => Promise.race([p, sleep(3000).then(() => 'hung' as const)]);
-    failAllocs = 1; // the put's directory staging
+    fail(1); // the put's directory staging
     await rejectsWith(t.cache.put(keys, keys.map(() => Buffer.alloc(10))), 'ENOMEM');
     expect((await within(t.cache.put(['a'], [Buffer.alloc(10, 1)])))).toEqual([{ status: 'stored' }]);
-    failAllocs = 1; // the delete's staging
+    fail(1); // the delete's staging
     await rejectsWith(t.cache.delete(keys), 'ENOMEM');
     expect(await within(t.cache.delete(['a']))).toEqual([true]);
-    expect(failAllocs).toBe(0);
+    expect(fail(0)).toBe(0);
+    await t.close();
+  });
+
+  it('a failed pool allocation in get() keeps the idle slots it had taken', async () => {
+    const { flaky, fail } = flakyAlloc();
+    const t = await fresh({ client: flaky });
+    const keys = Array.from({ length: 9 }, (_, i) => `pool-${i}`);
+    expect((await t.cache.put(keys, keys.map((k) => pageOf(k)))).map((r) => r.status)).toEqual(keys.map(() => 'stored'));
+    t.cache.recycle(await t.cache.get(keys.slice(0, 1))); // the pool's first slab: 8 slots, now idle
+    const allocs = t.cache.stats().poolAllocs;
+    fail(1); // 9 slots wanted: the 8 idle ones and a new slab, which fails
+    await rejectsWith(t.cache.get(keys), 'ENOMEM');
+    const got = await t.cache.get(keys.slice(0, 8)); // the 8 idle slots are still there
+    got.forEach((r, i) => expectHit(r, pageOf(keys[i]), keys[i]));
+    expect(t.cache.stats().poolAllocs).toBe(allocs);
+    t.cache.recycle(got);
     await t.close();
   });
 
