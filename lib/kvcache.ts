@@ -703,6 +703,7 @@ export class KVCache {
       if (b instanceof IoBuffer) {
         if (b.freed) throw argError('ERR_BUFFER_FREED', `buffer ${i} was freed`, { index: i });
       } else if (!ArrayBuffer.isView(b)) throw argError('ERR_INVALID_ARG_TYPE', `buffer ${i} must be an IoBuffer or an ArrayBufferView`, { index: i });
+      else if (b.byteLength === 0 && isDetached(b.buffer)) throw argError('ERR_BUFFER_FREED', `buffer ${i}: its ArrayBuffer is detached (transferred)`, { index: i });
       if (b.byteLength > this.geometry.pageBytes) {
         throw argError('ERR_OUT_OF_RANGE', `buffer ${i}: ${b.byteLength} bytes is more than pageBytes (${this.geometry.pageBytes})`, { index: i });
       }
@@ -1314,6 +1315,17 @@ export class KVCache {
 
   #checkOpen(): void {
     if (this.#closing) throw argError(ERR.closed, 'the KV cache is closed');
+  }
+}
+
+/** Whether an ArrayBuffer was detached (transferred): it then has no bytes, and no view can be made of it. */
+function isDetached(ab: ArrayBufferLike): boolean {
+  if (ab.byteLength !== 0) return false;
+  try {
+    new Uint8Array(ab);
+    return false;
+  } catch {
+    return true;
   }
 }
 

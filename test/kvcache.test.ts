@@ -644,10 +644,15 @@ describe('KVCache', () => {
     await rejectsWith(() => c.put(['k'], ['str' as unknown as Buffer]), 'ERR_INVALID_ARG_TYPE');
     await rejectsWith(() => c.put(['k'], [Buffer.alloc(PAGE + 1)]), 'ERR_OUT_OF_RANGE');
     await rejectsWith(() => c.put(['k'], [Buffer.alloc(1)], { ttlMs: -1 }), 'ERR_OUT_OF_RANGE');
+    const moved = new ArrayBuffer(100);
+    const view = new Uint8Array(moved);
+    structuredClone(moved, { transfer: [moved] }); // detached: the view now has no bytes
+    await rejectsWith(() => c.put(['k'], [view]), 'ERR_BUFFER_FREED');
     await rejectsWith(() => c.get(['k'], []), 'ERR_INVALID_ARG_VALUE');
     await rejectsWith(() => c.get([{} as unknown as string]), 'ERR_INVALID_ARG_TYPE');
     await rejectsWith(() => c.alloc(PAGE + 1), 'ERR_OUT_OF_RANGE');
     expect(c.stats()).toMatchObject({ bytesWritten: 0, stored: 0 });
+    expect((await c.put(['empty'], [new Uint8Array(new ArrayBuffer(0))]))[0].status).toBe('stored'); // empty, not detached
     // A buffer too small for the stored page: a miss saying so.
     await c.put(['k'], [Buffer.alloc(5000, 7)]);
     const [small] = await c.get(['k'], [Buffer.alloc(4999)]);
