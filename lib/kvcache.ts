@@ -1201,6 +1201,15 @@ export class KVCache {
     const pin = this.#pins.get(hex);
     if (pin) {
       pin.count++;
+      // The key was stored again elsewhere since (deleted, or lost to another process): the pin
+      // protects where it is now, not the way it left.
+      if (pin.set !== loc.set || pin.way !== loc.way) {
+        this.#unpinWay(pin.set, pin.way);
+        pin.set = loc.set;
+        pin.way = loc.way;
+        const w = loc.set * this.geometry.ways + loc.way;
+        this.#pinnedWays.set(w, (this.#pinnedWays.get(w) ?? 0) + 1);
+      }
       return;
     }
     this.#pins.set(hex, { set: loc.set, way: loc.way, count: 1 });
@@ -1217,11 +1226,15 @@ export class KVCache {
       if (!pin) continue;
       if (--pin.count > 0) continue;
       this.#pins.delete(hex);
-      const w = pin.set * this.geometry.ways + pin.way;
-      const c = (this.#pinnedWays.get(w) ?? 1) - 1;
-      if (c > 0) this.#pinnedWays.set(w, c);
-      else this.#pinnedWays.delete(w);
+      this.#unpinWay(pin.set, pin.way);
     }
+  }
+
+  #unpinWay(set: number, way: number): void {
+    const w = set * this.geometry.ways + way;
+    const c = (this.#pinnedWays.get(w) ?? 1) - 1;
+    if (c > 0) this.#pinnedWays.set(w, c);
+    else this.#pinnedWays.delete(w);
   }
 
   /**

@@ -387,6 +387,23 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('pins follow the key: pinned again after it was deleted and stored in another way, it is not evicted', async () => {
+    const setBytes = 4096 + 2 * (4096 + 20480);
+    const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
+    await t.cache.put(['a'], [pageOf('a')]); // way 0
+    expect(await t.cache.lookup(['a'], { pin: true })).toBe(1);
+    await t.cache.delete(['a']); // way 0 free, but still pinned here
+    await t.cache.put(['a'], [pageOf('a')]); // way 1
+    expect(await t.cache.lookup(['a'], { pin: true })).toBe(1); // a's pin is where a is now
+    await t.cache.put(['c'], [pageOf('c')]); // the way a left, not a
+    expect((await t.cache.get(['a', 'c'])).map((r) => r.status)).toEqual(['hit', 'hit']);
+    t.cache.release(['a', 'a']);
+    expect(t.cache.stats().pinned).toBe(0);
+    await t.cache.put(['d'], [pageOf('d')]); // a, the oldest, goes now
+    expect((await t.cache.get(['a', 'c', 'd'])).map((r) => r.status)).toEqual(['miss', 'hit', 'hit']);
+    await t.close();
+  });
+
   it('delete: clears the directory entry and the slot header; others see it gone', async () => {
     const t = await fresh();
     await t.cache.put(['x', 'y'], [pageOf('x'), pageOf('y')]);
