@@ -272,7 +272,6 @@ export class KVCache {
     const { root } = options;
     if (typeof root !== 'string' || root.length === 0 || root.includes('\0')) throw argError('ERR_INVALID_ARG_VALUE', 'root must be a non-empty path');
     const ns = namespaceHash(options.namespace);
-    const wanted = geometryOf(options);
     const poolBytes = options.poolBytes === undefined ? 1 << 30 : wholeNumber(options.poolBytes, 'poolBytes', 0, Number.MAX_SAFE_INTEGER);
     const client = options.client ?? clientFor(root);
     const metaPath = join(root, 'meta.json');
@@ -280,6 +279,8 @@ export class KVCache {
     let geometry = await readMeta(metaPath);
     if (!geometry) {
       if (options.create === false) throw argError(ERR.notFound, `no KV cache in '${root}' (meta.json missing)`, { path: root });
+      // The defaults (8 ways, min(16, sets) shards) only for a new cache: an existing one gives its own, below.
+      const wanted = geometryOf(options);
       // Owner-only, whatever the umask: a cache holds a model's activations (issue 5, point 6).
       await fsp.mkdir(root, { recursive: true, mode: 0o700 });
       const setBytes = DIR_BYTES + wanted.ways * wanted.slotBytes;

@@ -601,6 +601,12 @@ describe('KVCache', () => {
     const c2 = await KVCache.open({ ...loose, namespace: { model: 'other', dtype: 'fp8' } });
     expect(c2.geometry).toEqual(g);
     await c2.close();
+    // A cache smaller than one set of the default 8 ways opens without `ways` too.
+    const small = await fresh({ ways: 2, shards: 1, capacityBytes: 4096 + 2 * (4096 + 20480) });
+    const { ways: _w2, shards: _s2, ...smallLoose } = small.o;
+    const c3 = await KVCache.open(smallLoose);
+    expect(c3.geometry).toEqual(small.cache.geometry);
+    await Promise.all([c3.close(), small.close()]);
     await rejectsWith(KVCache.open({ ...t.o, pageBytes: PAGE + 8192 }), 'ERR_KVCACHE_MISMATCH');
     await rejectsWith(KVCache.open({ ...t.o, ways: 8 }), 'ERR_KVCACHE_MISMATCH');
     await rejectsWith(KVCache.open({ ...t.o, shards: 2 }), 'ERR_KVCACHE_MISMATCH');
