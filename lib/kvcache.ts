@@ -1052,6 +1052,7 @@ export class KVCache {
         if (!dir) return;
         for (const { id, loc } of stale) {
           if (loc.set !== set) continue;
+          if (this.#beingWritten(set, loc.way)) continue; // a put of this process lists its own key there
           if (!dir.valid(loc.way) || !dir.holds(loc.way, id) || dir.epoch(loc.way) !== loc.epoch) continue;
           dir.clear(loc.way);
           cleared.push({ set, way: loc.way, dir });
@@ -1231,6 +1232,11 @@ export class KVCache {
     }
   }
 
+  /** Whether a put of this process chose this way and is still writing its slot and entry. */
+  #beingWritten(set: number, way: number): boolean {
+    return this.#writingWays.has(set * this.geometry.ways + way);
+  }
+
   #unpinWay(set: number, way: number): void {
     const w = set * this.geometry.ways + way;
     const c = (this.#pinnedWays.get(w) ?? 1) - 1;
@@ -1266,8 +1272,14 @@ export class KVCache {
           if (this.#setOf(id) !== set) return;
           this.#index.delete(id.toString('hex'));
           for (let way = dir.find(id); way >= 0; way = dir.find(id)) {
-            listed.push({ i, set, way });
             dir.clear(way);
+            if (this.#beingWritten(set, way)) {
+              // A put of this process is replacing it there: the key goes with that put, and its
+              // new slot and entry must not be zeroed or cleared behind it.
+              found[i] = true;
+              continue;
+            }
+            listed.push({ i, set, way });
             cleared.push({ set, way, dir });
           }
         });

@@ -421,6 +421,52 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('delete of a key a concurrent put of this process is evicting leaves the new page whole and listed', async () => {
+    // One set, one way: each put evicts the last key. The delete of the old key comes while the put
+    // that replaces it is writing (its ways chosen, its slot and entry not yet on disk): it must not
+    // zero the new slot's header or clear its entry.
+    const t = await fresh({ ways: 1, shards: 1, capacityBytes: 4096 + 4096 + 20480 });
+    let prev = 'k0';
+    expect((await t.cache.put([prev], [pageOf(prev)]))[0].status).toBe('stored');
+    for (let round = 1; round <= 30; round++) {
+      const key = `k${round}`;
+      const putting = t.cache.put([key], [pageOf(key)]);
+      const deleting = t.cache.delete([prev]);
+      expect((await putting)[0].status, key).toBe('stored');
+      await deleting;
+      expectHit((await t.cache.get([key]))[0], pageOf(key), `${key}, this instance`);
+      const other = await t.again();
+      expectHit((await other.get([key]))[0], pageOf(key), `${key}, a new instance (from the directory)`);
+      prev = key;
+    }
+    await t.close();
+  });
+
+  it('a get that repairs a stale listing while a put of this process rewrites that way leaves the new entry listed', async () => {
+    // One set, one way; the directory lists y while the slot holds z (a crash between z's slot and
+    // its entry). A get of y through a stale index misses and repairs the listing; meanwhile a put
+    // of w takes that way. The repair must not clear w's entry.
+    const t = await fresh({ ways: 1, shards: 1, capacityBytes: 4096 + 4096 + 20480 });
+    const shard = join(t.o.root, 'shard-0000.kv');
+    for (let round = 1; round <= 20; round++) {
+      const [y, z, w] = [`y${round}`, `z${round}`, `w${round}`];
+      const reader = await t.again();
+      await reader.put([y], [pageOf(y)]); // reader's index: y in way 0
+      const listY = readFileSync(shard).subarray(0, 4096);
+      const writer = await t.again();
+      await writer.put([z], [pageOf(z)]);
+      const now = readFileSync(shard);
+      listY.copy(now, 0);
+      writeFileSync(shard, now); // lists y, holds z
+      const putting = reader.put([w], [pageOf(w)]);
+      const getting = reader.get([y]);
+      expect((await putting)[0].status, w).toBe('stored');
+      expect((await getting)[0].status, y).toBe('miss');
+      expectHit((await (await t.again()).get([w]))[0], pageOf(w), `${w}, a new instance (from the directory)`);
+    }
+    await t.close();
+  });
+
   it('dedup decides on disk: a page another instance evicted is stored again, whatever this index says', async () => {
     const t = await fresh({ ways: 2, shards: 1, capacityBytes: 4096 + 2 * (4096 + 20480) });
     expect((await t.cache.put(['a'], [pageOf('a')]))[0].status).toBe('stored');
