@@ -566,11 +566,15 @@ export class KVCache {
   // ---------------------------------------------------------------------------------------------
   // Directories
 
-  async #readDirs(sets: readonly number[], into: IoBuffer): Promise<(SetDirectory | null)[]> {
+  /** Each set's directory; null where its read failed (that read's error in `errors[i]`, if given). */
+  async #readDirs(sets: readonly number[], into: IoBuffer, errors?: (ThreeFSError | undefined)[]): Promise<(SetDirectory | null)[]> {
     const ops = sets.map((set, i) => ({ file: this.#dirFileOf(set), buffer: into.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), fileOffset: this.#dirOffset(set) }));
     const results = ops.length ? await this.#client.batchRead(ops) : [];
     return results.map((r, i) => {
-      if (r.error) return null;
+      if (r.error) {
+        if (errors) errors[i] = r.error;
+        return null;
+      }
       this.#stats.bytesRead += r.bytes;
       return SetDirectory.parse(into.bytes.subarray(i * DIR_BYTES, (i + 1) * DIR_BYTES), this.geometry.ways);
     });
@@ -596,7 +600,8 @@ export class KVCache {
   }
 
   /** Where each id is: the index first, then one batch of directory reads. `undefined`: absent. */
-  async #locate(refs: readonly IdRecord[], useIndex: boolean, now: number): Promise<(Loc | undefined)[]> {
+  /** Where each key is: the index, then the directories. `failed[i]`: key i's directory could not be read (its error). */
+  async #locate(refs: readonly IdRecord[], useIndex: boolean, now: number, failed?: (ThreeFSError | undefined)[]): Promise<(Loc | undefined)[]> {
     const out: (Loc | undefined)[] = new Array(refs.length).fill(undefined); // no holes: callers map over it
     const need = new Map<number, number[]>(); // set -> positions
     refs.forEach((r, i) => {
@@ -613,10 +618,12 @@ export class KVCache {
     const sets = [...need.keys()];
     const buf = this.#takeStaging(sets.length * DIR_BYTES);
     try {
-      const dirs = await this.#readDirs(sets, buf);
+      const errors: (ThreeFSError | undefined)[] = [];
+      const dirs = await this.#readDirs(sets, buf, errors);
       sets.forEach((set, s) => {
         const dir = dirs[s];
         for (const i of need.get(set)!) {
+          if (failed && errors[s]) failed[i] = errors[s];
           const { id, hex } = refs[i];
           const way = dir ? dir.find(id, now) : -1;
           if (way < 0) {
@@ -740,7 +747,8 @@ export class KVCache {
     try {
       // 1. The directories, in one batch: dedup and the choice of ways. Meanwhile each slot's
       //    memory is made ready (its header does not name the way), so that work costs no time.
-      const reading = this.#readDirs(sets, dirBuf);
+      const dirErrors: (ThreeFSError | undefined)[] = [];
+      const reading = this.#readDirs(sets, dirBuf, dirErrors);
       try {
         staging = this.#slotMemory(todo, payloads, expiry);
       } catch (e) {
@@ -749,6 +757,7 @@ export class KVCache {
       }
       const dirs = await reading;
       const dirBySet = new Map(sets.map((s, k) => [s, dirs[k]]));
+      const dirErrorOf = new Map(sets.map((s, k) => [s, dirErrors[k]]));
       const presentAt = await this.#listedAndWhole(todo, dirBySet, now);
 
       // 2. A way for each key still to store.
@@ -760,7 +769,7 @@ export class KVCache {
         const dir = dirBySet.get(t.set);
         if (!dir) {
           this.#index.delete(t.hex);
-          results[t.i] = { status: 'failed', error: argError('EIO', `set ${t.set}: its directory could not be read`) };
+          results[t.i] = { status: 'failed', error: forKey(dirErrorOf.get(t.set)!, t.i) };
           continue;
         }
         const at = presentAt.get(t.i);
@@ -835,7 +844,7 @@ export class KVCache {
       plan.forEach((t, k) => {
         const r = rs[k];
         if (r.error) {
-          results[t.i] = { status: 'failed', error: r.error };
+          results[t.i] = { status: 'failed', error: forKey(r.error, t.i) };
           return;
         }
         this.#stats.bytesWritten += r.bytes;
@@ -1018,7 +1027,11 @@ export class KVCache {
     for (let round = 0; round < 2 && pending.length > 0; round++) {
       const now = Date.now();
       if (round === 0) for (const i of pending) fromIndex[i] = this.#aliveInIndex(refs[i], now) ? 1 : 0;
-      let locs = await this.#locate(pending.map((i) => refs[i]), round === 0, now);
+      const unread: (ThreeFSError | undefined)[] = [];
+      let locs = await this.#locate(pending.map((i) => refs[i]), round === 0, now, unread);
+      unread.forEach((e, k) => {
+        if (e) results[pending[k]] = { status: 'miss', error: forKey(e, pending[k]) }; // its directory could not be read
+      });
       if (round === 0) pending.forEach((i, k) => (tried[i] = locs[k]));
       else {
         // The directory sends it to the very slot that just failed: that answer stands.
@@ -1127,7 +1140,7 @@ export class KVCache {
           else failed ??= reads[o];
         }
         if (failed) {
-          results[i] = { status: 'miss', error: failed.error! };
+          results[i] = { status: 'miss', error: forKey(failed.error!, i) };
           missed.push(i);
           continue;
         }
@@ -1248,6 +1261,8 @@ export class KVCache {
    * Removes entries: clears their directory entries and zeroes the slot header, but only where
    * the header still holds that key (read first, in one batch: another process may have reused
    * the way since the directory was written). Resolves with whether each key's slot held it.
+   * Rejects with the first I/O error (a directory or header read, a write) once the rest is done:
+   * the keys may then still be there, and deleting them again is safe.
    */
   delete(keys: readonly KVKey[]): Promise<boolean[]> {
     return this.#track(this.#delete(keys));
@@ -1260,14 +1275,19 @@ export class KVCache {
     const dirBuf = this.#takeStaging(sets.length * DIR_BYTES + HEADER_BYTES); // before the lock (see #put)
     const lock = await this.#lockSets(sets);
     let heads: IoBuffer | undefined;
+    let failure: ThreeFSError | undefined; // the first read or write that failed
     try {
-      const dirs = await this.#readDirs(sets, dirBuf);
+      const dirErrors: (ThreeFSError | undefined)[] = [];
+      const dirs = await this.#readDirs(sets, dirBuf, dirErrors);
       const found = ids.map(() => false);
       const listed: { i: number; set: number; way: number }[] = [];
       const cleared: DirWay[] = [];
       sets.forEach((set, k) => {
         const dir = dirs[k];
-        if (!dir) return;
+        if (!dir) {
+          failure ??= dirErrors[k];
+          return;
+        }
         ids.forEach((id, i) => {
           if (this.#setOf(id) !== set) return;
           this.#index.delete(id.toString('hex'));
@@ -1291,7 +1311,10 @@ export class KVCache {
         const zeros = dirBuf.subarray(sets.length * DIR_BYTES, sets.length * DIR_BYTES + HEADER_BYTES);
         zeros.bytes.fill(0);
         listed.forEach((x, k) => {
-          if (rs[k].error) return;
+          if (rs[k].error) {
+            failure ??= rs[k].error!;
+            return;
+          }
           this.#stats.bytesRead += rs[k].bytes;
           const h = heads!.bytes.subarray(k * HEADER_BYTES, (k + 1) * HEADER_BYTES);
           if (h.readUInt32LE(0) !== SLOT_MAGIC || !h.subarray(8, 24).equals(ids[x.i])) return; // reused (or never written): not ours to clear
@@ -1299,8 +1322,9 @@ export class KVCache {
           ops.push({ file: this.#fileOf(x.set), buffer: zeros, fileOffset: this.#slotOffset(x.set, x.way) });
         });
       }
-      await this.#write([...ops, ...this.#entryWrites(cleared, dirBuf)]);
+      for (const r of await this.#write([...ops, ...this.#entryWrites(cleared, dirBuf)])) failure ??= r.error ?? undefined;
       this.#stats.deleted += found.filter(Boolean).length;
+      if (failure) throw failure;
       return found;
     } finally {
       if (heads) this.#giveStaging(heads);
@@ -1342,6 +1366,14 @@ export class KVCache {
   #checkOpen(): void {
     if (this.#closing) throw argError(ERR.closed, 'the KV cache is closed');
   }
+}
+
+/**
+ * The error of one of the cache's own ops (a directory or slot read or write), as key `index`'s:
+ * its code, errno, call, file and offset, and the key's place in the caller's array.
+ */
+function forKey(e: ThreeFSError, index: number): ThreeFSError {
+  return new ThreeFSError(e.code, e.message, { errno: e.errno, syscall: e.syscall, path: e.path, offset: e.offset, index, cause: e });
 }
 
 /** Whether an ArrayBuffer was detached (transferred): it then has no bytes, and no view can be made of it. */

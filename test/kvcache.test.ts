@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Client } from '../lib/index';
+import type { BatchOptions, Client, FileIoOp } from '../lib/index';
 import { KVCache, type KVCacheOptions, type KVNamespace } from '../lib/kvcache';
-import { ThreeFSError } from '../lib/errors';
+import { errnoError, ThreeFSError } from '../lib/errors';
 import { native } from '../lib/native';
 import { HF3FS, KiB, Rng, firstDiff, iovMappings, makeTmpDir, seedFor, sleep, testConnect } from './helpers';
 
@@ -73,6 +73,35 @@ async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string):
   expect(err, `expected ${code}`).toBeInstanceOf(ThreeFSError);
   expect((err as ThreeFSError).code).toBe(code);
   return err as ThreeFSError;
+}
+
+type OpSeen = { write: boolean; fileOffset: number; length: number };
+
+/** The test's client, but ops for which `failing(op)` is true fail with EIO without being submitted (the rest go in one batch, as asked). */
+function flakyIo(): { flaky: Client; failWhen: (f: ((op: OpSeen) => boolean) | undefined) => void } {
+  let failing: ((op: OpSeen) => boolean) | undefined;
+  const batch = (target: Client, write: boolean) => async (ops: FileIoOp[], options?: BatchOptions) => {
+    // errno per op: 5 (EIO) where it fails, 125 (ECANCELED) where it waits for one that fails (IoOp.after), 0 otherwise.
+    const errnos = ops.map((op) => (failing?.({ write, fileOffset: op.fileOffset, length: op.length ?? op.buffer.byteLength }) ? 5 : 0));
+    ops.forEach((op, i) => {
+      if (op.after !== undefined && errnos[op.after] !== 0) errnos[i] ||= 125;
+    });
+    const kept: number[] = []; // kept[k]: the index in `ops` of the k-th op submitted
+    const place = new Map<number, number>();
+    ops.forEach((_, i) => errnos[i] === 0 && (place.set(i, kept.length), kept.push(i)));
+    const rest = kept.map((i) => ({ ...ops[i], after: ops[i].after === undefined ? undefined : place.get(ops[i].after!) }));
+    const done = rest.length > 0 ? await (write ? target.batchWrite(rest, options) : target.batchRead(rest, options)) : [];
+    return ops.map((op, i) => (errnos[i] ? { bytes: 0, eof: false, error: errnoError(errnos[i], write ? 'write' : 'read', { path: op.file.path, offset: op.fileOffset, index: i }) } : done[place.get(i)!]));
+  };
+  const flaky = new Proxy(client, {
+    get(target, prop) {
+      if (prop === 'batchRead') return batch(target, false);
+      if (prop === 'batchWrite') return batch(target, true);
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  }) as Client;
+  return { flaky, failWhen: (f) => (failing = f) };
 }
 
 /** The test's client, but its alloc() fails (ENOMEM) `n` times after fail(n); fail() says how many are left. */
@@ -670,6 +699,48 @@ describe('KVCache', () => {
     await caches[0].put(['shared'], [pageOf('shared')]);
     expectHit((await caches[2].get(['shared']))[0], pageOf('shared'), 'shared');
     await Promise.all(caches.map((c) => c.close()));
+  });
+
+  it('I/O errors: each key whose directory or slot cannot be read or written gets that error; delete rejects with it', async () => {
+    const { flaky, failWhen } = flakyIo();
+    // One set of two ways in one shard: its directory is the first 4 KiB of the file.
+    const t = await fresh({ client: flaky, ways: 2, shards: 1, capacityBytes: 4096 + 2 * (4096 + 20480) });
+    const shard = join(t.o.root, 'shard-0000.kv');
+    const dirRead = (op: OpSeen) => !op.write && op.fileOffset === 0;
+    const expectEio = (e: ThreeFSError | null | undefined, index: number, what: string) => {
+      expect(e, what).toBeInstanceOf(ThreeFSError);
+      expect([e!.code, e!.errno, e!.path, e!.index], what).toEqual(['EIO', -5, shard, index]);
+    };
+    failWhen(dirRead);
+    const [p] = await t.cache.put(['a'], [pageOf('a')]);
+    expect(p.status).toBe('failed');
+    expectEio(p.error, 0, 'put, directory unreadable');
+    failWhen((op) => op.write && op.fileOffset > 0 && op.length > 4096); // the slot write
+    const [p2, p3] = await t.cache.put(['x', 'a'], [pageOf('x'), pageOf('a')]);
+    expect([p2.status, p3.status]).toEqual(['failed', 'failed']);
+    expectEio(p3.error, 1, 'put, slot write failed');
+    failWhen(undefined);
+    expect((await t.cache.put(['a'], [pageOf('a')]))[0].status).toBe('stored');
+    // A new instance finds 'a' through the directory: unreadable, a miss with the read's error.
+    const other = await t.again();
+    failWhen(dirRead);
+    const [g] = await other.get(['b', 'a']).then((rs) => [rs[1]]);
+    expect(g.status).toBe('miss');
+    expectEio(g.error, 1, 'get, directory unreadable');
+    // Slot unreadable: a miss with that error (this instance knows where 'a' is).
+    failWhen((op) => !op.write && op.fileOffset > 0);
+    const [g2] = await t.cache.get(['a']);
+    expect(g2.status).toBe('miss');
+    expectEio(g2.error, 0, 'get, slot unreadable');
+    // delete: the directory unreadable, then the writes failing: it rejects, and 'a' is still there.
+    failWhen(dirRead);
+    expect((await rejectsWith(t.cache.delete(['a']), 'EIO')).path).toBe(shard);
+    failWhen((op) => op.write);
+    await rejectsWith(t.cache.delete(['a']), 'EIO');
+    failWhen(undefined);
+    expectHit((await (await t.again()).get(['a']))[0], pageOf('a'), 'a after the failed deletes');
+    expect(await t.cache.delete(['a'])).toEqual([true]);
+    await t.close();
   });
 
   it('a failed allocation (put, delete) rejects that call and leaves no set locked', async () => {
