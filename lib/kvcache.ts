@@ -1325,7 +1325,9 @@ export class KVCache {
       for (const r of await this.#write([...ops, ...this.#entryWrites(cleared, dirBuf)])) failure ??= r.error ?? undefined;
       this.#stats.deleted += found.filter(Boolean).length;
       if (failure) throw failure;
-      return found;
+      // A key named twice: its first place did the work, and both say what the slot held.
+      const held = new Set(ids.filter((_, i) => found[i]).map((id) => id.toString('hex')));
+      return ids.map((id) => held.has(id.toString('hex')));
     } finally {
       if (heads) this.#giveStaging(heads);
       this.#giveStaging(dirBuf);

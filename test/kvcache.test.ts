@@ -438,7 +438,7 @@ describe('KVCache', () => {
     await t.cache.put(['x', 'y'], [pageOf('x'), pageOf('y')]);
     const other = await t.again();
     expect(await other.lookup(['x', 'y'])).toBe(2); // other's index now knows x and y
-    expect(await t.cache.delete(['x', 'zzz'])).toEqual([true, false]);
+    expect(await t.cache.delete(['x', 'zzz', 'x'])).toEqual([true, false, true]); // a key named twice: both true
     expect((await t.cache.get(['x', 'y'])).map((r) => r.status)).toEqual(['miss', 'hit']);
     // other's index is stale: the zeroed header makes it a miss, never old bytes.
     expect((await other.get(['x']))[0].status).toBe('miss');
