@@ -106,7 +106,7 @@ export class File implements BatchTarget, AsyncDisposable {
 
   async stat(): Promise<FileStat> {
     this.checkOpen('fstat');
-    const raw = await this.native.stat().catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    const raw = await this.#held(() => this.native.stat()).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
     const wanted = this.direct !== 'never';
     return {
       ...raw,
@@ -127,13 +127,13 @@ export class File implements BatchTarget, AsyncDisposable {
   async truncate(length = 0): Promise<void> {
     this.checkOpen('ftruncate');
     if (!Number.isSafeInteger(length) || length < 0) throw argError('ERR_OUT_OF_RANGE', `length must be a whole number >= 0, got ${length}`);
-    await this.native.truncate(length).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    await this.#held(() => this.native.truncate(length)).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
   }
 
   /** fsync(2): data and metadata are durable when this resolves. */
   async fsync(): Promise<void> {
     this.checkOpen('fsync');
-    await this.native.sync(false).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    await this.#held(() => this.native.sync(false)).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
   }
 
   /**
@@ -143,7 +143,7 @@ export class File implements BatchTarget, AsyncDisposable {
    */
   async forceFsync(): Promise<void> {
     this.checkOpen('forceFsync');
-    await this.native.forceFsync().catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    await this.#held(() => this.native.forceFsync()).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
   }
 
   /** Chunk size and mount (see FileLayout). */
@@ -168,7 +168,12 @@ export class File implements BatchTarget, AsyncDisposable {
     this.checkOpen('punchHole');
     if (this.#access === 'r') throw argError('EBADF', `punchHole: file is not open for writing: '${this.path}'`, { errno: -constants.errno.EBADF, path: this.path, syscall: 'punchHole' });
     if (!Array.isArray(ranges)) throw argError('ERR_INVALID_ARG_TYPE', 'ranges must be an array of { offset, length }');
-    const { chunkSize } = await this.layout();
+    await this.#held(() => this.#punchHoles(ranges));
+  }
+
+  async #punchHoles(ranges: readonly { offset: number; length: number }[]): Promise<void> {
+    // The chunk size (layout()), from the descriptor itself: close() may have been called meanwhile.
+    const { blksize: chunkSize } = await this.native.stat().catch((e) => Promise.reject(fromNative(e, { path: this.path })));
     const starts = new Float64Array(ranges.length);
     const ends = new Float64Array(ranges.length);
     ranges.forEach((r, i) => {
@@ -188,7 +193,7 @@ export class File implements BatchTarget, AsyncDisposable {
   /** fdatasync(2). */
   async datasync(): Promise<void> {
     this.checkOpen('fdatasync');
-    await this.native.sync(true).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+    await this.#held(() => this.native.sync(true)).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
   }
 
   /** Waits for this file's I/O in flight, then closes it. Further calls resolve at once. */
@@ -209,6 +214,17 @@ export class File implements BatchTarget, AsyncDisposable {
     this.checkOpen(write ? 'write' : 'read');
     if (write ? this.#access === 'r' : this.#access === 'w') {
       throw errnoError(constants.errno.EBADF, write ? 'write' : 'read', { path: this.path });
+    }
+  }
+
+  // A call on the descriptors counts as I/O in flight: close() waits for it, so it never runs on a
+  // closed descriptor (EBADF), nor on its number reused by another open meanwhile (another file).
+  async #held<T>(call: () => Promise<T>): Promise<T> {
+    this.begin();
+    try {
+      return await call();
+    } finally {
+      this.end();
     }
   }
 

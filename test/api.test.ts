@@ -333,6 +333,18 @@ describe('File', () => {
     await f.close();
   });
 
+  it('close() right after a metadata call waits for it: punchHole, truncate, stat and fsync complete on the file, not on a closed (or reused) descriptor', async () => {
+    const p = tmp.path('meta-then-close');
+    const f = await client.open(p, 'w+');
+    const { chunkSize } = await f.layout();
+    await f.write(rng.bytes(2 * chunkSize), 0);
+    const calls = [f.punchHole(0, chunkSize), f.truncate(chunkSize + 1), f.stat(), f.fsync(), f.datasync()];
+    await f.close();
+    const outcomes = await Promise.allSettled(calls);
+    for (const [i, o] of outcomes.entries()) expect(o.status === 'rejected' ? (o.reason as ThreeFSError).message : 'ok', `call ${i}`).toBe('ok');
+    expect(statSync(p).size).toBe(chunkSize + 1);
+  });
+
   it('fsync() and datasync() resolve, on files opened for writing and for reading', async () => {
     const p = tmp.path('sync');
     const f = await client.open(p, 'w+');
