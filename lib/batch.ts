@@ -185,6 +185,9 @@ export async function runBatch(
     offsets[i] = fileOffset;
   }
 
+  // Again, now that every op was read: a getter of a later op may have closed a file checked at an
+  // earlier one, and its descriptor is being closed on another thread.
+  for (const t of targets) t.checkUsable(write);
   if (signal?.aborted) throw abortError(signal, undefined);
 
   const results = new Float64Array(2 * n);

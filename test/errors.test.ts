@@ -89,6 +89,14 @@ describe('bad ops are refused whole, before anything is written', () => {
     expectNothingHappened();
   });
 
+  it('the file closed by an op\'s getter after its first op was checked: ERR_FILE_CLOSED, nothing written', async () => {
+    const closer = { fileOffset: 16, get buffer() { void victim.close(); return Buffer.alloc(16, 0xdd); } };
+    const e = await failure(() => victim.batchWrite([good(), closer, good()]));
+    expect(e.code).toBe('ERR_FILE_CLOSED');
+    await victim.close();
+    expectNothingHappened();
+  });
+
   it('length beyond an IoBuffer subarray (but inside its allocation): ERR_OUT_OF_RANGE', async () => {
     const io = client.alloc(8192);
     const e = await failure(() => victim.batchWrite([good(), { buffer: io.subarray(0, 100), fileOffset: 0, length: 101 }]));
