@@ -524,6 +524,9 @@ export class FFRecordWriter implements AsyncDisposable {
       const header = encodeHeader(this.#crcs, this.#offsets);
       header.writeUInt32LE((await crc32Many([header.subarray(4)]))[0], 0);
       await this.#client.batchWrite([{ file: this.#file, buffer: header, fileOffset: 0 }], { failFast: true });
+      // Only empty samples behind a reserved header: no byte was written where they lie, and the
+      // last sample must end at EOF (the file must reach its offset).
+      if (n > 0 && header.length < this.#end && this.#end === HEADER + this.#slots * ENTRY) await this.#file.truncate(this.#end);
       if (this.#durable) await this.#file.forceFsync();
       await this.#file.close();
       await rename(this.#temp, this.path);
