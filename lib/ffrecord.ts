@@ -148,6 +148,9 @@ async function openShard(client: Client, path: string, verify: boolean, direct: 
     if (n < 0 || HEADER + n * ENTRY > size) {
       throw ffError('ERR_FFRECORD_TRUNCATED', `the header says ${n < 0 ? 'more than 2^53' : n} samples, whose tables do not fit in the file's ${size} bytes`, { path, offset: 4 });
     }
+    if (HEADER + n * ENTRY > MAX_LENGTH) {
+      throw ffError('ERR_FFRECORD_BAD_HEADER', `the header says ${n} samples, whose tables (${HEADER + n * ENTRY} bytes) are more than a Buffer of this Node can hold (${MAX_LENGTH})`, { path, offset: 4 });
+    }
     // One buffer for all of it: meta_crc covers N and both tables as they lie in the file.
     const header = Buffer.alloc(HEADER + n * ENTRY);
     head.copy(header);

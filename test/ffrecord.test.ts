@@ -341,6 +341,17 @@ describe('bad files and bad input: typed errors naming the file and the sample',
     expect(await failure(() => openDataset(path, { client }))).toMatchObject({ code: 'ERR_FFRECORD_TRUNCATED', path });
   });
 
+  it('a header whose tables fit the (sparse) file but not a Buffer: a typed error naming the file, not a bare RangeError', async () => {
+    const path = fresh('hugeTables');
+    const n = 400_000_000; // 4.8 GB of tables, over buffer.constants.MAX_LENGTH in Node 20
+    const h = Buffer.alloc(12);
+    h.writeBigUInt64LE(BigInt(n), 4);
+    writeFileSync(path, h);
+    truncateSync(path, 12 + 12 * n);
+    expect(await failure(() => openDataset(path, { client }))).toMatchObject({ name: 'ThreeFSError', code: 'ERR_FFRECORD_BAD_HEADER', path, offset: 4 });
+    truncateSync(path, 0);
+  });
+
   it('indices out of range or not whole numbers: ERR_OUT_OF_RANGE with the sample and its place', async () => {
     const { path } = await sampleFile();
     await using ds = await openDataset(path, { client });
