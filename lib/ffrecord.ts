@@ -634,6 +634,10 @@ export class ShardedDatasetWriter implements AsyncDisposable {
   async #place(samples: readonly ArrayBufferView[]): Promise<Promise<void>> {
     if (this.#done) throw argError('ERR_DATASET_CLOSED', `the writer is closed: '${this.path}'`, { path: this.path });
     if (!Array.isArray(samples)) throw argError('ERR_INVALID_ARG_TYPE', 'samples must be an array of ArrayBufferViews');
+    // All checked before any is placed: a refused call must write (and count) none of them.
+    samples.forEach((s, i) => {
+      if (!ArrayBuffer.isView(s)) throw argError('ERR_INVALID_ARG_TYPE', `samples[${i}] must be a Buffer, TypedArray or DataView`, { index: i });
+    });
     if (this.#count !== undefined && this.#written + samples.length > this.#count) {
       throw argError('ERR_FFRECORD_FULL', `count is ${this.#count} samples; ${samples.length} more would make ${this.#written + samples.length}: '${this.path}'`, { path: this.path });
     }

@@ -437,6 +437,17 @@ describe('the writer: the file appears only when complete', () => {
     expect(await readAll(sharded)).toEqual([Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(0)]);
   });
 
+  it('sharded: a call refused for a bad sample writes nothing and counts nothing', async () => {
+    const path = fresh('dir-bad');
+    const w = await createShardedWriter(path, { client, count: 3, shards: 2 });
+    expect((await failure(() => w.writeMany([Buffer.from('a'), Buffer.from('b'), 'text' as never]))).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(w.count).toBe(0);
+    await w.writeMany([Buffer.from('1'), Buffer.from('2'), Buffer.from('3')]);
+    await w.close();
+    await using ds = await openDataset(path, { client });
+    expect(await readAll(ds)).toEqual(['1', '2', '3'].map((s) => Buffer.from(s)));
+  });
+
   // Local only: 300 MiB through the stand-in's bounce pool is slow and tests nothing more.
   it.skipIf(ENGINE === 'hf3fs')('a sample larger than a batch piece (split writes and reads) round-trips', async () => {
     const big = Buffer.alloc(300 * 1024 * 1024 + 123);
