@@ -461,10 +461,7 @@ export class FFRecordWriter implements AsyncDisposable {
   #place(samples: readonly ArrayBufferView[]): Promise<void> {
     if (this.#done) throw argError('ERR_DATASET_CLOSED', `the writer is closed: '${this.path}'`, { path: this.path });
     if (this.#failed) throw this.#failed;
-    if (!Array.isArray(samples)) throw argError('ERR_INVALID_ARG_TYPE', 'samples must be an array of ArrayBufferViews');
-    samples.forEach((s, i) => {
-      if (!ArrayBuffer.isView(s)) throw argError('ERR_INVALID_ARG_TYPE', `samples[${i}] must be a Buffer, TypedArray or DataView`, { index: i });
-    });
+    checkSamples(samples);
     if (this.#offsets.length + samples.length > this.#slots) {
       throw argError('ERR_FFRECORD_FULL', `${this.#known ? 'count' : 'capacity'} is ${this.#slots} samples; ${samples.length} more would make ${this.#offsets.length + samples.length}: '${this.path}'`, { path: this.path });
     }
@@ -539,6 +536,22 @@ export class FFRecordWriter implements AsyncDisposable {
       throw e;
     }
   }
+}
+
+/** Refuses what is not an array of live ArrayBufferViews, before any of them is placed. */
+function checkSamples(samples: readonly ArrayBufferView[]): void {
+  if (!Array.isArray(samples)) throw argError('ERR_INVALID_ARG_TYPE', 'samples must be an array of ArrayBufferViews');
+  samples.forEach((s, i) => {
+    if (!ArrayBuffer.isView(s)) throw argError('ERR_INVALID_ARG_TYPE', `samples[${i}] must be a Buffer, TypedArray or DataView`, { index: i });
+    if (s.byteLength === 0 && s.buffer.byteLength === 0) {
+      // A detached (transferred) ArrayBuffer: no view can be made of it.
+      try {
+        new Uint8Array(s.buffer);
+      } catch {
+        throw argError('ERR_BUFFER_FREED', `samples[${i}]: its ArrayBuffer is detached (transferred)`, { index: i });
+      }
+    }
+  });
 }
 
 /** meta_crc (0 for now) | N | crc[N] | offset[N]: the original's header for these samples. */
@@ -633,11 +646,8 @@ export class ShardedDatasetWriter implements AsyncDisposable {
 
   async #place(samples: readonly ArrayBufferView[]): Promise<Promise<void>> {
     if (this.#done) throw argError('ERR_DATASET_CLOSED', `the writer is closed: '${this.path}'`, { path: this.path });
-    if (!Array.isArray(samples)) throw argError('ERR_INVALID_ARG_TYPE', 'samples must be an array of ArrayBufferViews');
     // All checked before any is placed: a refused call must write (and count) none of them.
-    samples.forEach((s, i) => {
-      if (!ArrayBuffer.isView(s)) throw argError('ERR_INVALID_ARG_TYPE', `samples[${i}] must be a Buffer, TypedArray or DataView`, { index: i });
-    });
+    checkSamples(samples);
     if (this.#count !== undefined && this.#written + samples.length > this.#count) {
       throw argError('ERR_FFRECORD_FULL', `count is ${this.#count} samples; ${samples.length} more would make ${this.#written + samples.length}: '${this.path}'`, { path: this.path });
     }

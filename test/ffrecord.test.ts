@@ -448,6 +448,20 @@ describe('the writer: the file appears only when complete', () => {
     expect(await readAll(ds)).toEqual(['1', '2', '3'].map((s) => Buffer.from(s)));
   });
 
+  it('a sample over a detached (transferred) ArrayBuffer: ERR_BUFFER_FREED, and the call leaves no sample behind', async () => {
+    const path = fresh('detached');
+    const w = await createDatasetWriter(path, { client, count: 2 });
+    const gone = Buffer.from(new ArrayBuffer(8));
+    structuredClone(gone.buffer, { transfer: [gone.buffer] });
+    const e = await failure(() => w.writeMany([Buffer.from('hello'), gone]));
+    expect(e).toMatchObject({ name: 'ThreeFSError', code: 'ERR_BUFFER_FREED', index: 1 });
+    expect(w.count).toBe(0);
+    await w.writeMany([Buffer.from('one'), Buffer.from('two')]);
+    await w.close();
+    await using ds = await openDataset(path, { client });
+    expect(await readAll(ds)).toEqual([Buffer.from('one'), Buffer.from('two')]);
+  });
+
   // Local only: 300 MiB through the stand-in's bounce pool is slow and tests nothing more.
   it.skipIf(ENGINE === 'hf3fs')('a sample larger than a batch piece (split writes and reads) round-trips', async () => {
     const big = Buffer.alloc(300 * 1024 * 1024 + 123);
