@@ -693,6 +693,8 @@ export class ShardedDatasetWriter implements AsyncDisposable {
 
   async abort(): Promise<void> {
     this.#done ??= (async () => {
+      // A call being placed may still open a shard: let it finish, so that shard is aborted too.
+      await this.#order;
       await Promise.all([...this.#closed, ...(this.#current ? [this.#current] : [])].map((w) => w.abort()));
       await rm(this.#temp, { recursive: true, force: true });
     })();

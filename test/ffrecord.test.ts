@@ -462,6 +462,24 @@ describe('the writer: the file appears only when complete', () => {
     expect(await readAll(ds)).toEqual([Buffer.from('one'), Buffer.from('two')]);
   });
 
+  it('sharded: abort() while a write is opening shards closes every shard and leaves nothing behind', async () => {
+    const fds = fdCount();
+    const path = fresh('dir-abort');
+    const w = await createShardedWriter(path, { client, samplesPerShard: 1 });
+    const stem = `.${path.split('/').pop()}.`;
+    const temp = () => readdirSync(tmp.dir).find((n) => n.startsWith(stem));
+    const writing = w.writeMany(Array.from({ length: 200 }, (_, i) => Buffer.from(String(i))));
+    writing.catch(() => {});
+    // Abort in the middle: some shards written, the next one being opened.
+    while (readdirSync(join(tmp.dir, temp()!)).length < 3) await new Promise((r) => setTimeout(r, 1));
+    await w.abort();
+    await writing.catch(() => {});
+    await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(path)).toBe(false);
+    expect(temp()).toBeUndefined();
+    expect(fdCount()).toBe(fds);
+  });
+
   // Local only: 300 MiB through the stand-in's bounce pool is slow and tests nothing more.
   it.skipIf(ENGINE === 'hf3fs')('a sample larger than a batch piece (split writes and reads) round-trips', async () => {
     const big = Buffer.alloc(300 * 1024 * 1024 + 123);
