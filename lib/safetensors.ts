@@ -192,7 +192,9 @@ function sliceRanges(t: TensorInfo, s: TensorSlice): { shape: number[]; first: n
   const rowBytes = (inner * bits) / 8;
   const shape = [...t.shape];
   shape[dim] = to - from;
-  return { shape, first: t.offset + from * rowBytes, run: (to - from) * rowBytes, stride: size * rowBytes, count: to > from ? outer : 0 };
+  // An empty part (no rows, or rows of no bytes) has nothing to read, however many runs its shape has.
+  const run = (to - from) * rowBytes;
+  return { shape, first: t.offset + from * rowBytes, run, stride: size * rowBytes, count: run > 0 ? outer : 0 };
 }
 
 /** A safetensors file open for loading. Made by openSafetensors(). */
