@@ -15,7 +15,7 @@ import { clientFor, type Client, type FileIoOp } from './client';
 import { crc32Many, crc32Ranges } from './crc32c';
 import { argError, ThreeFSError } from './errors';
 import type { File } from './file';
-import type { IoBuffer } from './io-buffer';
+import { isDetached, type IoBuffer } from './io-buffer';
 import { MAX_PIECE, ReadPlan, readAlignment, roundUp } from './read-plan';
 
 const HEADER = 12; // meta_crc + N
@@ -543,14 +543,7 @@ function checkSamples(samples: readonly ArrayBufferView[]): void {
   if (!Array.isArray(samples)) throw argError('ERR_INVALID_ARG_TYPE', 'samples must be an array of ArrayBufferViews');
   samples.forEach((s, i) => {
     if (!ArrayBuffer.isView(s)) throw argError('ERR_INVALID_ARG_TYPE', `samples[${i}] must be a Buffer, TypedArray or DataView`, { index: i });
-    if (s.byteLength === 0 && s.buffer.byteLength === 0) {
-      // A detached (transferred) ArrayBuffer: no view can be made of it.
-      try {
-        new Uint8Array(s.buffer);
-      } catch {
-        throw argError('ERR_BUFFER_FREED', `samples[${i}]: its ArrayBuffer is detached (transferred)`, { index: i });
-      }
-    }
+    if (s.byteLength === 0 && isDetached(s.buffer)) throw argError('ERR_BUFFER_FREED', `samples[${i}]: its ArrayBuffer is detached (transferred)`, { index: i });
   });
 }
 

@@ -27,6 +27,17 @@ export function regionOf(memory: ArrayBufferLike): Region | undefined {
   return regions.get(memory as ArrayBuffer);
 }
 
+/** Whether an ArrayBuffer was detached (transferred): it then has no bytes, and no view can be made of it. */
+export function isDetached(memory: ArrayBufferLike): boolean {
+  if (memory.byteLength !== 0) return false;
+  try {
+    new Uint8Array(memory);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /**
  * Page-aligned memory owned by the native layer: registered with the engine (an io_uring fixed
  * buffer here, a USRBIO iov on 3FS), seen from JS without a copy. Made by `client.alloc()`.

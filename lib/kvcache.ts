@@ -27,7 +27,7 @@ import { crc32cBytes } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
 import { native } from './native';
-import { IoBuffer } from './io-buffer';
+import { IoBuffer, isDetached } from './io-buffer';
 import { IdIndex, IdRecord, type Loc } from './kv-index';
 import { DIR_BYTES, DIR_ENTRY, MAX_WAYS, SetDirectory } from './set-directory';
 
@@ -1376,17 +1376,6 @@ export class KVCache {
  */
 function forKey(e: ThreeFSError, index: number): ThreeFSError {
   return new ThreeFSError(e.code, e.message, { errno: e.errno, syscall: e.syscall, path: e.path, offset: e.offset, index, cause: e });
-}
-
-/** Whether an ArrayBuffer was detached (transferred): it then has no bytes, and no view can be made of it. */
-function isDetached(ab: ArrayBufferLike): boolean {
-  if (ab.byteLength !== 0) return false;
-  try {
-    new Uint8Array(ab);
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 // -----------------------------------------------------------------------------------------------
