@@ -150,6 +150,7 @@ export class Loader<B extends { release(): void }> implements AsyncIterable<Load
   /** The sample indices of a step (counted over all epochs), without reading anything. */
   indicesOf(step: number): number[] {
     whole(step, 'step', 0);
+    if (step >= this.totalSteps) throw argError('ERR_OUT_OF_RANGE', `step ${step} is past the loader's last (it has ${this.totalSteps} steps)`);
     const epoch = Math.floor(step / this.stepsPerEpoch);
     return this.#indices(epochOrder(this.#source.length, epoch, this.#seed, this.#shuffle), step - epoch * this.stepsPerEpoch);
   }

@@ -144,7 +144,7 @@ export function parseHeader(path: string, json: string, headerBytes: number, fil
     }
     const t = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (t === null || typeof t !== 'object') throw headerError(path, `tensor '${name}' is not an object`);
-    const dtype = typeof t.dtype === 'string' ? DTYPES[t.dtype] : undefined;
+    const dtype = typeof t.dtype === 'string' && Object.hasOwn(DTYPES, t.dtype) ? DTYPES[t.dtype] : undefined; // not 'toString' or '__proto__'
     if (!dtype) throw headerError(path, `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)}`);
     if (!Array.isArray(t.shape) || !t.shape.every(isCount)) throw headerError(path, `tensor '${name}': shape must be a list of whole numbers`);
     const offsets = t.data_offsets;

@@ -109,6 +109,9 @@ describe('resume', () => {
     }
     const loader = createLoader(new FakeDataset(95), o);
     expect(loader.indicesOf(6)).toEqual(full[6].indices);
+    // Past the last step (or any step of a loader with none): a typed error, not indices of an epoch that never runs.
+    expect(() => loader.indicesOf(full.length)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => createLoader(new FakeDataset(3), { batchSize: 10, dropLast: true }).indicesOf(0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
   });
 
   it('an endless loader keeps going; steps count over epochs', async () => {

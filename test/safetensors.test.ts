@@ -196,6 +196,8 @@ describe('bad files and bad input', () => {
   it('tensor entries: unknown dtype, bad shape, size not matching, overlap, gap, data cut short', async () => {
     const edits: [string, (h: Record<string, unknown>) => void, string][] = [
       ['dtype', (h) => ((h.x as { dtype: string }).dtype = 'F128'), 'ERR_SAFETENSORS_BAD_HEADER'],
+      ['dtype toString', (h) => ((h.x as { dtype: string }).dtype = 'toString'), 'ERR_SAFETENSORS_BAD_HEADER'],
+      ['dtype __proto__', (h) => ((h.x as { dtype: string }).dtype = '__proto__'), 'ERR_SAFETENSORS_BAD_HEADER'],
       ['shape', (h) => ((h.x as { shape: unknown }).shape = [4, -4]), 'ERR_SAFETENSORS_BAD_HEADER'],
       ['size', (h) => ((h.x as { shape: number[] }).shape = [4, 5]), 'ERR_SAFETENSORS_BAD_HEADER'],
       ['backwards', (h) => ((h.y as { data_offsets: number[] }).data_offsets = [67, 64]), 'ERR_SAFETENSORS_BAD_HEADER'],
@@ -206,6 +208,7 @@ describe('bad files and bad input', () => {
     for (const [what, edit, code] of edits) {
       const e = await expectOpen(write(ok(), undefined, edit), code);
       expect(e.message, what).toMatch(/'.*\.safetensors'/);
+      if (what.startsWith('dtype')) expect(e.message, what).toContain('unknown dtype'); // not a name Object.prototype has
     }
   });
 
