@@ -557,6 +557,15 @@ export function encodeHeader(crcs: ArrayLike<number>, offsets: ArrayLike<number>
   return h;
 }
 
+/** Samples one file can hold here: its header (N, then a CRC and an offset each) is written from one Buffer. */
+const MAX_FILE_SAMPLES = Math.floor((MAX_LENGTH - HEADER) / ENTRY);
+
+/** Refuses a count of samples for one file that its header could not be written for (after all the data). */
+function fileSamples(n: number, name: string): number {
+  if (n > MAX_FILE_SAMPLES) throw argError('ERR_OUT_OF_RANGE', `${name}: ${n} samples in one file need a header of ${HEADER + n * ENTRY} bytes, more than a Buffer of this Node holds (${MAX_LENGTH}); use a sharded writer, at most ${MAX_FILE_SAMPLES} samples per shard`);
+  return n;
+}
+
 function slotCount(value: number | undefined, name: string, fallback: number): number {
   const v = value ?? fallback;
   if (!Number.isSafeInteger(v) || v < 0 || v > 2 ** 40) throw argError('ERR_OUT_OF_RANGE', `${name} must be a whole number from 0 to 2^40, got ${String(value)}`);
@@ -574,7 +583,7 @@ export async function createDatasetWriter(path: string, options: DatasetWriterOp
   if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) throw argError('ERR_INVALID_ARG_VALUE', 'path must be a non-empty string without NUL bytes');
   if (options.count !== undefined && options.capacity !== undefined) throw argError('ERR_INVALID_ARG_VALUE', 'give count (known) or capacity (unknown count), not both');
   const known = options.count !== undefined;
-  const slots = known ? slotCount(options.count, 'count', 0) : slotCount(options.capacity, 'capacity', 1 << 20);
+  const slots = fileSamples(known ? slotCount(options.count, 'count', 0) : slotCount(options.capacity, 'capacity', 1 << 20), known ? 'count' : 'capacity');
   const client = options.client ?? clientFor(path);
   const temp = tempName(path);
   // Buffered: samples land at any byte offset, which O_DIRECT would refuse.
@@ -730,10 +739,10 @@ export async function createShardedWriter(path: string, options: ShardedWriterOp
     if (samplesPerShard !== undefined) throw argError('ERR_INVALID_ARG_VALUE', 'with count, give shards, not samplesPerShard');
     const files = slotCount(shards, 'shards', Math.max(1, Math.ceil(count / 65536)));
     if (files < 1) throw argError('ERR_OUT_OF_RANGE', 'shards must be at least 1');
-    perShard = Math.max(1, Math.ceil(count / files));
+    perShard = fileSamples(Math.max(1, Math.ceil(count / files)), 'count / shards');
   } else {
     if (shards !== undefined) throw argError('ERR_INVALID_ARG_VALUE', 'shards needs count; for an unknown count give samplesPerShard');
-    perShard = slotCount(samplesPerShard, 'samplesPerShard', 65536);
+    perShard = fileSamples(slotCount(samplesPerShard, 'samplesPerShard', 65536), 'samplesPerShard');
     if (perShard < 1) throw argError('ERR_OUT_OF_RANGE', 'samplesPerShard must be at least 1');
   }
   const temp = tempName(path);

@@ -2,6 +2,7 @@
 // of the format (test/fixtures/ffrecord_reference.py, Python's zlib and struct), which must read
 // here and equal what our writer makes of the same samples; and random datasets whose samples the
 // test keeps in memory. Runs on both engines.
+import { constants as bufferConstants } from 'node:buffer';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -408,6 +409,12 @@ describe('the writer: the file appears only when complete', () => {
     expect((await failure(() => createDatasetWriter(fresh('x'), { client, count: 1, capacity: 2 }))).code).toBe('ERR_INVALID_ARG_VALUE');
     expect((await failure(() => createDatasetWriter(fresh('x'), { client, count: -1 }))).code).toBe('ERR_OUT_OF_RANGE');
     expect((await failure(() => createShardedWriter(fresh('x'), { client, shards: 2 }))).code).toBe('ERR_INVALID_ARG_VALUE');
+    // More samples in one file than a header Buffer can hold (found at close(), after all the data, before): refused up front.
+    const tooMany = Math.floor((bufferConstants.MAX_LENGTH - 12) / 12) + 1;
+    expect((await failure(() => createDatasetWriter(fresh('x'), { client, capacity: tooMany }))).code).toBe('ERR_OUT_OF_RANGE');
+    expect((await failure(() => createShardedWriter(fresh('x'), { client, samplesPerShard: tooMany }))).code).toBe('ERR_OUT_OF_RANGE');
+    expect((await failure(() => createShardedWriter(fresh('x'), { client, count: 2 * tooMany, shards: 1 }))).code).toBe('ERR_OUT_OF_RANGE');
+    await (await createShardedWriter(fresh('x'), { client, count: 2 * tooMany })).abort(); // many shards: fine
   });
 
   it('a sharded dataset appears as a whole directory at close(), or not at all', async () => {
