@@ -36,6 +36,11 @@ function hf3fsTarget(): Hf3fsTestTarget | undefined {
 export const HF3FS: Hf3fsTestTarget | undefined = hf3fsTarget();
 /** hf3fs: true when the target is the test-only stand-in (fault injection and its own checks work). */
 export const STANDIN = HF3FS?.standin === true;
+/**
+ * Under npm run test:asan: the MiB of freed memory AddressSanitizer holds back on purpose (its
+ * quarantine, to catch use after free), which RSS checks must allow for; 0 otherwise.
+ */
+export const ASAN_QUARANTINE_MIB = /libasan/.test(process.env.LD_PRELOAD ?? '') ? Number(/quarantine_size_mb=(\d+)/.exec(process.env.ASAN_OPTIONS ?? '')?.[1] ?? 256) : 0;
 
 /**
  * A client of the engine under test: `connect(options)` plus `mount` on hf3fs. An explicit

@@ -82,7 +82,7 @@ function flakyIo(): { flaky: Client; failWhen: (f: ((op: OpSeen) => boolean) | u
   let failing: ((op: OpSeen) => boolean) | undefined;
   const batch = (target: Client, write: boolean) => async (ops: FileIoOp[], options?: BatchOptions) => {
     // errno per op: 5 (EIO) where it fails, 125 (ECANCELED) where it waits for one that fails (IoOp.after), 0 otherwise.
-    const errnos = ops.map((op) => (failing?.({ write, fileOffset: op.fileOffset, length: op.length ?? op.buffer.byteLength }) ? 5 : 0));
+    const errnos: number[] = ops.map((op) => (failing?.({ write, fileOffset: op.fileOffset, length: op.length ?? op.buffer.byteLength }) ? 5 : 0));
     ops.forEach((op, i) => {
       if (op.after !== undefined && errnos[op.after] !== 0) errnos[i] ||= 125;
     });
