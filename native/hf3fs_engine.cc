@@ -12,6 +12,7 @@
 // Memory that is not an iov of this mount is bounced through the engine's own iov, and counted.
 #include "hf3fs.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -130,7 +131,11 @@ class Hf3fsEngine final : public Engine {
       bounce_ = std::make_unique<BouncePool>(context_->bounce_bytes);
     }
     preparer_ = std::thread([this] { Prepare(); });
-    for (Ring& ring : rings_) ring.waiter = std::thread([this, &ring] { Wait(ring); });
+    pthread_setname_np(preparer_.native_handle(), "3fs-usrbio-prep");  // named here, so at once
+    for (Ring& ring : rings_) {
+      ring.waiter = std::thread([this, &ring] { Wait(ring); });
+      pthread_setname_np(ring.waiter.native_handle(), "3fs-usrbio-wait");
+    }
     return 0;
   }
 

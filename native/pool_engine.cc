@@ -75,7 +75,10 @@ class PoolEngine final : public Engine {
   int Start() {
     const unsigned threads = std::max(1u, std::min(options_.threads, options_.queue_depth));
     try {
-      for (unsigned i = 0; i < threads; i++) workers_.emplace_back([this] { Work(); });
+      for (unsigned i = 0; i < threads; i++) {
+        workers_.emplace_back([this] { Work(); });
+        pthread_setname_np(workers_.back().native_handle(), "3fs-threads");  // named here, so at once
+      }
     } catch (const std::system_error& e) {
       Close();  // stops the threads that did start
       return e.code().value() != 0 ? e.code().value() : EAGAIN;
@@ -155,7 +158,6 @@ class PoolEngine final : public Engine {
   };
 
   void Work() {
-    pthread_setname_np(pthread_self(), "3fs-threads");
     AioLane aio(options_.aio ? std::min(kAioDepth, options_.queue_depth) : 0);
     std::vector<std::pair<Op*, int>> finished;
     std::unique_lock<std::mutex> lock(mu_);

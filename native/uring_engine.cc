@@ -6,6 +6,7 @@
 // queue and wakes that thread through an eventfd the ring itself polls.
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -95,6 +96,7 @@ class UringEngine final : public Engine {
     if (slots_ > 0 && io_uring_register_buffers_sparse(&ring_, slots_) < 0) slots_ = 0;
     fixed_ = std::make_shared<FixedBuffers>(&ring_, slots_);
     thread_ = std::thread([this] { Run(); });
+    pthread_setname_np(thread_.native_handle(), "3fs-uring");  // named here, so it has its name at once
     return 0;
   }
 

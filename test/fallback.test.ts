@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config';
 import { connect, type ClientOptions } from '../lib/index';
 import { native } from '../lib/native';
-import { failure, KiB, makeTmpDir, Rng, seedFor, threadCount } from './helpers';
+import { failure, KiB, makeTmpDir, Rng, seedFor, threadCount, threadCountBackTo, threadNames } from './helpers';
 import { buildNoIoUring } from './standin/build';
 
 const ROOT = resolve(__dirname, '..');
@@ -121,16 +121,24 @@ describe('forcing the thread pool', () => {
       [{ rings: 1 }, Math.min(16, 4 * availableParallelism())], // the default
     ] as const) {
       const before = threadCount();
+      const pool = () => threadNames().filter((n) => n === '3fs-threads').length;
+      expect(pool()).toBe(0);
       const c = connect({ engine: 'threads', ...options });
       expect(c.info().threads, JSON.stringify(options)).toBe(expected);
+      expect(pool(), JSON.stringify(options)).toBe(expected);
       expect(threadCount() - before, JSON.stringify(options)).toBe(expected);
       await c.close();
-      expect(threadCount()).toBe(before);
+      expect(await threadCountBackTo(before)).toBe(before);
+      expect(pool()).toBe(0);
     }
     if (ioUringHere) {
       const u = connect({ engine: 'io_uring' });
       expect(u.info().threads).toBeUndefined();
+      expect(threadNames().filter((n) => n === '3fs-uring').length).toBe(u.info().rings);
+      const before = threadCount() - u.info().rings;
       await u.close();
+      expect(await threadCountBackTo(before)).toBe(before);
+      expect(threadNames()).not.toContain('3fs-uring');
     }
   });
 

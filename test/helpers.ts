@@ -195,9 +195,40 @@ export function fdCount(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-/** Threads of this process. */
+/** The names (comm) of this process's threads, one per thread. */
+export function threadNames(): string[] {
+  const names: string[] = [];
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      names.push(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trimEnd());
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return names;
+}
+
+/**
+ * Threads of this process, leaving out the kernel's io_uring workers (iou-wrk-*, iou-sqp-*): the
+ * kernel starts them for punted requests of any ring of the process and reaps them after some
+ * seconds idle, on its own schedule, so they would make every count racy.
+ */
 export function threadCount(): number {
-  return readdirSync('/proc/self/task').length;
+  return threadNames().filter((n) => !n.startsWith('iou-')).length;
+}
+
+/**
+ * The thread count once it is back to `want`, or what it is after about a second. A joined thread
+ * can stay listed in /proc for a moment after pthread_join returns (the kernel wakes the joiner
+ * before it reaps the thread), so a count taken just after close() can be one high.
+ */
+export async function threadCountBackTo(want: number): Promise<number> {
+  let now = threadCount();
+  for (let i = 0; i < 100 && now !== want; i++) {
+    await sleep(10);
+    now = threadCount();
+  }
+  return now;
 }
 
 export const MiB = 1 << 20;
