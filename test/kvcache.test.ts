@@ -136,8 +136,12 @@ describe('KVCache', () => {
     const put = await t.cache.put(keys, pages);
     expect(put.map((r) => r.status)).toEqual(keys.map(() => 'stored'));
 
+    const read0 = t.cache.stats().bytesRead;
     const got = await t.cache.get(keys);
     got.forEach((r, i) => expectHit(r, pages[i], keys[i]));
+    // Each hit reads the header's 512 bytes and the page padded to 4 KiB, in one op: not the
+    // header's whole 4 KiB block.
+    expect(t.cache.stats().bytesRead - read0).toBe(pages.reduce((a, p) => a + 512 + Math.ceil(p.length / 4096) * 4096, 0));
 
     // into: IoBuffers, plain Buffers and cache.alloc() buffers (header and payload in one op),
     // larger than the page; the rest of a plain Buffer is not touched.
@@ -598,10 +602,12 @@ describe('KVCache', () => {
     const data = readFileSync(shard);
     const slot = (w: number) => 4096 + w * (4096 + 20480);
     // Free ways are taken in order: key i is in way i. Damage way 0's payload, way 1's length
-    // field, way 2's header CRC; way 3 stays whole.
+    // field, way 2's header CRC (the header's fields are the last 512 bytes of its 4 KiB block);
+    // way 3 stays whole.
+    const fields = 4096 - 512;
     data[slot(0) + 4096 + 500] ^= 0x40;
-    data[slot(1) + 24] ^= 0x01;
-    data[slot(2) + 60] ^= 0xff;
+    data[slot(1) + fields + 24] ^= 0x01;
+    data[slot(2) + fields + 60] ^= 0xff;
     writeFileSync(shard, data);
     const got = await t.cache.get(keys);
     expect(got.filter((r) => r.status === 'hit').length).toBe(1);
@@ -669,7 +675,7 @@ describe('KVCache', () => {
     const t = await fresh({ capacityBytes: 4 << 20, ways: 4, shards: 3 });
     const meta = JSON.parse(readFileSync(join(t.o.root, 'meta.json'), 'utf8'));
     const g = t.cache.geometry;
-    expect(meta).toMatchObject({ format: 2, pageBytes: PAGE, slotBytes: 4096 + 20480, ways: 4, shards: 3, sets: g.sets });
+    expect(meta).toMatchObject({ format: 3, pageBytes: PAGE, slotBytes: 4096 + 20480, ways: 4, shards: 3, sets: g.sets });
     expect(g.sets).toBe(Math.floor((4 << 20) / (4096 + 4 * (4096 + 20480))));
     // Unset ways and shards take the cache's; other namespaces share it.
     const { ways: _w, shards: _s, ...loose } = t.o;
