@@ -31,7 +31,10 @@ export interface KvBenchOptions {
   dir?: string;
   /** 64 KiB and 1 MiB pages only, less data, fewer lookups. */
   quick?: boolean;
-  /** Bytes of pages per page size (default 512 MiB; 256 MiB with quick). At least 32 pages are used. */
+  /**
+   * Bytes of pages per page size (default 2 GiB: 16 batches of 1 MiB pages, enough to alternate
+   * raw and KVCache on a drifting disk; 256 MiB with quick). At least 32 pages are used.
+   */
   size?: number;
   /** Page sizes (default 64 KiB, 1 MiB, 16 MiB; with quick 64 KiB, 1 MiB). */
   pageSizes?: number[];
@@ -279,7 +282,7 @@ export async function runKvBench(options: KvBenchOptions = {}): Promise<KvBenchD
   const quick = options.quick ?? false;
   const pageSizes = options.pageSizes ?? (quick ? [64 * KiB, 1 * MiB] : [64 * KiB, 1 * MiB, 16 * MiB]);
   for (const p of pageSizes) if (!Number.isSafeInteger(p) || p < 4 * KiB || p % (4 * KiB) !== 0) throw new Error(`page size ${p}: must be a multiple of 4KiB`);
-  const size = options.size ?? (quick ? 256 * MiB : 512 * MiB);
+  const size = options.size ?? (quick ? 256 * MiB : 2048 * MiB);
   if (!(size >= 1 * MiB)) throw new Error('--size must be at least 1MiB');
   const repeats = options.repeat ?? 1;
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 100) throw new Error('--repeat must be a whole number from 1 to 100');

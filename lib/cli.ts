@@ -41,7 +41,7 @@ Options of bench:
                    and 1 MiB) next to raw batch writes/reads of the same bytes and a file-per-key
                    cache written with node:fs, and lookup keys/s (warm, and a cold lookup's I/O
                    rounds); takes --dir, --quick, --repeat, --json, and --size: bytes of pages per
-                   page size (default 512MiB; with --quick 256MiB)
+                   page size (default 2GiB; with --quick 256MiB)
   --no-micro       leave out the micro-benchmarks (tinybench: a batch of N ops, a lookup of N keys,
                    an alloc/free)
   --no-kvcache     leave out the KVCache section
