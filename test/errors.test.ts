@@ -597,17 +597,39 @@ describe('abort', () => {
 
   it('abort mid-batch: ABORT_ERR with results; every op complete or ECANCELED, and the file shows exactly that', async () => {
     const c = testConnect({ queueDepth: 2 });
-    const p = tmp.path('abort');
-    const f = await c.open(p, 'w+', 0o644, { direct: 'never' });
     const N = 3000;
     const L = 32 * KiB;
     const src = rng.bytes(N * L);
-    const ac = new AbortController();
     const ops = Array.from({ length: N }, (_, i) => ({ buffer: src.subarray(i * L, (i + 1) * L), fileOffset: i * L }));
-    const started = Date.now();
-    setTimeout(() => ac.abort(), 5);
-    const e = await failure(() => f.batchWrite(ops, { signal: ac.signal }));
-    expect(Date.now() - started).toBeLessThan(20_000);
+    // Abort once the engine has written some ops. A 5 ms timer often came before the first op was
+    // done (nothing complete to check), and a JS thread held up by load let all 96 MiB be written
+    // first (about 1200 of the 3000 ops in a 60 ms stall here). Should the batch still be done
+    // before the abort, the attempt is made again on a new file (at most 5).
+    let p = '';
+    let f: File | undefined;
+    let e: ThreeFSError | undefined;
+    for (let attempt = 0; attempt < 5 && !e; attempt++) {
+      await f?.close();
+      p = tmp.path(`abort-${attempt}`);
+      f = await c.open(p, 'w+', 0o644, { direct: 'never' });
+      const ac = new AbortController();
+      const base = c.metrics().writeOps;
+      const started = Date.now();
+      let settled = false;
+      const pending = f.batchWrite(ops, { signal: ac.signal }).then(
+        () => undefined,
+        (x: unknown) => x,
+      ).finally(() => (settled = true));
+      while (!settled && c.metrics().writeOps - base < 8) await new Promise((r) => setImmediate(r));
+      ac.abort();
+      const out = await pending;
+      expect(Date.now() - started).toBeLessThan(20_000);
+      if (out === undefined) continue; // done before the abort: again
+      expect(out, `expected a ThreeFSError, got ${String(out)}`).toBeInstanceOf(ThreeFSError);
+      e = out as ThreeFSError;
+    }
+    expect(e, 'every attempt: the whole batch was done before the abort').toBeDefined();
+    if (!e || !f) return;
     expect(e.code).toBe('ABORT_ERR');
     const results = e.results as OpResult[];
     expect(results).toHaveLength(N);
