@@ -345,10 +345,17 @@ describe('KVCache', () => {
     const setBytes = 4096 + 2 * (4096 + 20480);
     const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
     await t.cache.put(['old'], [pageOf('old')]);
-    await t.cache.put(['short'], [pageOf('short')], { ttlMs: 150 });
+    // The checks before expiry (a get, a reopen, a lookup) must be done within the TTL from the
+    // put's call, however loaded the machine: 1 s, not 150 ms. After it, the wait counts from when
+    // the put returned (its expiry is stamped in between), not from the checks.
+    const TTL = 1000;
+    const putCalled = Date.now();
+    await t.cache.put(['short'], [pageOf('short')], { ttlMs: TTL });
+    const putDone = Date.now();
     expectHit((await t.cache.get(['short']))[0], pageOf('short'), 'before expiry');
     expect(await (await t.again()).lookup(['short'])).toBe(1);
-    await sleep(200);
+    expect(Date.now() - putCalled, 'the checks before expiry took longer than the TTL').toBeLessThan(TTL);
+    await sleep(Math.max(0, putDone + TTL + 50 - Date.now()));
     expect((await t.cache.get(['short']))[0].status).toBe('miss');
     expect(await (await t.again()).exists(['short'])).toEqual([false]);
     expect(await t.cache.lookup(['short'])).toBe(0);
