@@ -9,7 +9,8 @@
 // The header's fields sit at the end of its 4 KiB block, next to the payload: a get reads the last
 // 512 bytes of the block and the payload in one O_DIRECT op (512-byte aligned, and as fast as the
 // payload alone), while a put still writes whole 4 KiB sectors (a partial one costs the device a
-// read-modify-write: a 64.5 KiB write ran at a third of the speed of 64 or 68 KiB here).
+// read-modify-write: a 64.5 KiB write ran at a third of the speed of 64 or 68 KiB here). Where
+// O_DIRECT needs more than 512-byte alignment, a read takes that much of the block's end instead.
 //
 // The slot header is the truth (id, length, payload CRC32C, epoch, expiry, header CRC32C) and is
 // written in the same op as the payload. The set directory is a hint that saves reading every
@@ -40,7 +41,7 @@ import { DIR_BYTES, DIR_ENTRY, MAX_WAYS, SetDirectory } from './set-directory';
 export const KVCACHE_FORMAT = 3;
 const ALIGN = 4096;
 const HEADER_BYTES = 4096; // the header block in front of each payload
-const HEAD_READ = 512; // what a read takes of it: the header's fields, in its last 512 bytes
+const HEAD_READ = 512; // the header's fields: the last 512 bytes of the block
 const HEAD_AT = HEADER_BYTES - HEAD_READ; // where the fields start in the block
 const SLOT_MAGIC = 0x3143564b; // 'KVC1' little-endian
 const HEADER_CRC_AT = 60;
@@ -231,6 +232,11 @@ export class KVCache {
   readonly #files: File[]; // slots: O_DIRECT where the file system has it
   readonly #dirFiles: File[]; // set directories: 4 KiB read and rewritten by every put, kept in the page cache
   readonly #setBytes: number;
+  // What a read takes of a header block (its last bytes, the fields at their end): HEAD_READ, or
+  // the slot files' O_DIRECT alignment where that is more (4 KiB on tmpfs, on 4Kn disks, and on
+  // kernels without STATX_DIOALIGN): a read from HEAD_AT there is not aligned, and 'auto' would
+  // send it, payload and all, through the page cache.
+  readonly #headRead: number;
   readonly #index = new IdIndex(); // id hex -> where this process last saw it
   readonly #idMemo = new Map<string, IdRecord>(); // string keys seen lately: their ids' records (the index's own where it has one)
   readonly #pins = new Map<string, { set: number; way: number; count: number }>();
@@ -259,8 +265,9 @@ export class KVCache {
   #closing: Promise<void> | undefined;
   readonly #stats = { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, poolAllocs: 0 };
 
-  private constructor(root: string, client: Client, files: File[], dirFiles: File[], geometry: KVGeometry, ns: Buffer, poolBytes: number) {
+  private constructor(root: string, client: Client, files: File[], dirFiles: File[], geometry: KVGeometry, ns: Buffer, poolBytes: number, headRead: number) {
     this.root = root;
+    this.#headRead = headRead;
     this.#maxIdleSlots = Math.max(1, Math.floor(poolBytes / geometry.slotBytes));
     this.#client = client;
     this.#files = files;
@@ -327,17 +334,22 @@ export class KVCache {
     }
     const files: File[] = [];
     const dirFiles: File[] = [];
+    let headRead = HEAD_READ;
     try {
       for (let s = 0; s < geometry.shards; s++) {
         const path = join(root, shardName(s));
         files.push(await client.open(path, 'r+'));
         dirFiles.push(await client.open(path, 'r+', undefined, { direct: 'never' }));
       }
+      // The shards share a directory, so one file system: the first says what O_DIRECT needs
+      // (USRBIO needs no alignment). Past 4 KiB the payload reads are not aligned either.
+      const { engine, direct } = await files[0].stat();
+      if (engine !== 'usrbio' && direct.active) headRead = Math.min(HEADER_BYTES, Math.max(HEAD_READ, direct.memoryAlign, direct.offsetAlign));
     } catch (e) {
       await Promise.allSettled([...files, ...dirFiles].map((f) => f.close()));
       throw e;
     }
-    return new KVCache(root, client, files, dirFiles, geometry, ns, poolBytes);
+    return new KVCache(root, client, files, dirFiles, geometry, ns, poolBytes, headRead);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -932,15 +944,16 @@ export class KVCache {
       if (at >= 0) listed.push({ t, way: at });
     }
     if (listed.length === 0) return presentAt;
-    const heads = this.#takeStaging(listed.length * HEAD_READ);
+    const R = this.#headRead; // the fields are its last HEAD_READ bytes
+    const heads = this.#takeStaging(listed.length * R);
     try {
-      const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.t.set), buffer: heads.subarray(k * HEAD_READ, (k + 1) * HEAD_READ), fileOffset: this.#slotOffset(x.t.set, x.way) + HEAD_AT })));
+      const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.t.set), buffer: heads.subarray(k * R, (k + 1) * R), fileOffset: this.#slotOffset(x.t.set, x.way) + HEADER_BYTES - R })));
       listed.forEach((x, k) => {
         const r = rs[k];
         if (r.error) return; // unreadable: store it again
         this.#stats.bytesRead += r.bytes;
         const length = dirBySet.get(x.t.set)!.length(x.way);
-        if (checkHeader(heads.bytes, k * HEAD_READ, x.t.id, length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.t.i, x.way);
+        if (checkHeader(heads.bytes, (k + 1) * R - HEAD_READ, x.t.id, length, this.geometry.pageBytes, now) === 'ok') presentAt.set(x.t.i, x.way);
       });
     } finally {
       this.#giveStaging(heads);
@@ -1110,9 +1123,11 @@ export class KVCache {
     // Without `into`: header and payload land together in a slot-sized piece of the pool, lent to
     // the caller on a hit. With `into`: headers go to staging, payloads straight to the caller's
     // memory. One batch either way; the engine takes each payload's CRC32C as its bytes land.
-    // A read starts at the header's fields, the last HEAD_READ bytes of the header block.
+    // A read takes the last #headRead bytes of the header block (the fields end it): from `from`.
+    const R = this.#headRead;
+    const from = HEADER_BYTES - R;
     const slots = into ? [] : this.#takeSlots(jobs.length);
-    const mem = into ? this.#takeStaging(jobs.length * HEAD_READ) : undefined;
+    const mem = into ? this.#takeStaging(jobs.length * R) : undefined;
     const lent = new Uint8Array(slots.length); // 1: slots[k] went to the caller
     try {
       const ops: FileIoOp[] = [];
@@ -1128,16 +1143,16 @@ export class KVCache {
         if (roomy) {
           // From cache.alloc(): the header room in front takes the header, so the slot is one op
           // (the bytes past the page's length, up to 4 KiB, get the slot's padding).
-          ops.push({ file, buffer: roomy.subarray(HEAD_AT, span), fileOffset: off + HEAD_AT, crc32c: { offset: HEAD_READ, length: j.loc.length } });
+          ops.push({ file, buffer: roomy.subarray(from, span), fileOffset: off + from, crc32c: { offset: R, length: j.loc.length } });
           heads.push(roomy.bytes);
           headAt.push(HEAD_AT);
         } else if (into) {
-          ops.push({ file, buffer: mem!.subarray(k * HEAD_READ, (k + 1) * HEAD_READ), fileOffset: off + HEAD_AT });
+          ops.push({ file, buffer: mem!.subarray(k * R, (k + 1) * R), fileOffset: off + from });
           ops.push({ file, buffer: into[j.i], fileOffset: off + HEADER_BYTES, length: j.loc.length, crc32c: { offset: 0, length: j.loc.length } });
           heads.push(mem!.bytes);
-          headAt.push(k * HEAD_READ);
+          headAt.push((k + 1) * R - HEAD_READ);
         } else {
-          ops.push({ file, buffer: slots[k].mem.subarray(HEAD_AT, span), fileOffset: off + HEAD_AT, crc32c: { offset: HEAD_READ, length: j.loc.length } });
+          ops.push({ file, buffer: slots[k].mem.subarray(from, span), fileOffset: off + from, crc32c: { offset: R, length: j.loc.length } });
           heads.push(slots[k].mem.bytes);
           headAt.push(HEAD_AT);
         }
@@ -1319,8 +1334,9 @@ export class KVCache {
       });
       const ops: FileIoOp[] = [];
       if (listed.length > 0) {
-        heads = this.#takeStaging(listed.length * HEAD_READ);
-        const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.set), buffer: heads!.subarray(k * HEAD_READ, (k + 1) * HEAD_READ), fileOffset: this.#slotOffset(x.set, x.way) + HEAD_AT })));
+        const R = this.#headRead; // the fields are its last HEAD_READ bytes
+        heads = this.#takeStaging(listed.length * R);
+        const rs = await this.#client.batchRead(listed.map((x, k) => ({ file: this.#fileOf(x.set), buffer: heads!.subarray(k * R, (k + 1) * R), fileOffset: this.#slotOffset(x.set, x.way) + HEADER_BYTES - R })));
         const zeros = dirBuf.subarray(sets.length * DIR_BYTES, sets.length * DIR_BYTES + HEADER_BYTES);
         zeros.bytes.fill(0);
         listed.forEach((x, k) => {
@@ -1329,7 +1345,7 @@ export class KVCache {
             return;
           }
           this.#stats.bytesRead += rs[k].bytes;
-          const at = k * HEAD_READ;
+          const at = (k + 1) * R - HEAD_READ;
           if (heads!.bytes.readUInt32LE(at) !== SLOT_MAGIC || !holdsId(heads!.bytes, at, ids[x.i])) return; // reused (or never written): not ours to clear
           found[x.i] = true;
           ops.push({ file: this.#fileOf(x.set), buffer: zeros, fileOffset: this.#slotOffset(x.set, x.way) });
