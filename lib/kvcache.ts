@@ -713,8 +713,9 @@ export class KVCache {
    *
    * 'present' is decided on disk, never from this process's index (another process may have
    * evicted the page): the set directory must list the key, and the slot header it points at must
-   * still hold it (one batched 4 KiB read per such key, only when there are any). A directory
-   * entry that the header contradicts is stale (a crash or a lost race) and the key is stored.
+   * still hold it (one batched read of the header's fields per such key, only when there are
+   * any). A directory entry that the header contradicts is stale (a crash or a lost race) and the
+   * key is stored.
    */
   put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number } = {}): Promise<PutResult[]> {
     return this.#track(this.#put(keys, buffers, options));
@@ -931,8 +932,8 @@ export class KVCache {
   }
 
   /**
-   * Keys the directories list whose slot headers (one batch of 4 KiB reads, only when there are
-   * any) still hold them: position -> way. 'present' is decided on disk, never from this
+   * Keys the directories list whose slot headers (one batch of reads of their fields, only when
+   * there are any) still hold them: position -> way. 'present' is decided on disk, never from this
    * process's index (another process may have evicted the page); a listing the header
    * contradicts is stale (a crash or a lost race), and the key is stored again.
    */
