@@ -1013,7 +1013,8 @@ export class KVCache {
    * anything else is a miss. With `into`, payload i is read into into[i] (an IoBuffer or a view,
    * at least as long as the stored payload; shorter: a miss with ERR_KVCACHE_BUFFER_TOO_SMALL).
    * Buffers from `cache.alloc()` take header and payload in one op (the header room in front); the
-   * bytes of into[i] past the page's length are then unspecified (the slot's padding).
+   * bytes of into[i] past the page's length are then unspecified (the slot's padding). The
+   * buffers must not share bytes (ERR_OVERLAPPING_BUFFERS, before any I/O).
    *
    * Without `into`, each hit's `buffer` is lent, zero-copy, from a pool of registered memory
    * (slot-sized pieces of a few large allocations: no new USRBIO iov per call once warm). It is
@@ -1038,6 +1039,7 @@ export class KVCache {
       into.forEach((b, i) => {
         if (!(b instanceof IoBuffer) && !ArrayBuffer.isView(b)) throw argError('ERR_INVALID_ARG_TYPE', `into[${i}] must be an IoBuffer or an ArrayBufferView`, { index: i });
       });
+      this.#checkApart(into);
     }
     const results: GetResult[] = refs.map(() => ({ status: 'miss' }));
     let pending = refs.map((_, i) => i);
@@ -1067,6 +1069,35 @@ export class KVCache {
     if (stale.length > 0 && !this.#closing) await this.#repair(stale);
     for (const r of results) this.#stats[r.status === 'hit' ? 'hits' : 'misses']++;
     return results;
+  }
+
+  /**
+   * Throws ERR_OVERLAPPING_BUFFERS, before any I/O, if two `into` buffers share bytes (the same
+   * buffer named twice, overlapping views): each key's page must land in memory of its own. A
+   * buffer from cache.alloc() counts with its header room, which its read fills too.
+   */
+  #checkApart(into: readonly KVPayload[]): void {
+    const byMemory = new Map<ArrayBufferLike, { i: number; start: number; end: number }[]>();
+    into.forEach((b, i) => {
+      if (b.byteLength === 0) return;
+      const roomy = b instanceof IoBuffer ? this.#payloadOf.get(b) : undefined;
+      const memory = b instanceof IoBuffer ? b.region.memory : b.buffer;
+      const start = roomy ? roomy.byteOffset : b.byteOffset;
+      const span = { i, start, end: roomy ? roomy.byteOffset + roomy.byteLength : b.byteOffset + b.byteLength };
+      const list = byMemory.get(memory);
+      if (list) list.push(span);
+      else byMemory.set(memory, [span]);
+    });
+    for (const spans of byMemory.values()) {
+      if (spans.length < 2) continue;
+      // By start: if any two share bytes, two neighbours do.
+      spans.sort((x, y) => x.start - y.start);
+      for (let k = 1; k < spans.length; k++) {
+        if (spans[k - 1].end <= spans[k].start) continue;
+        const [first, second] = [spans[k - 1].i, spans[k].i].sort((x, y) => x - y);
+        throw argError('ERR_OVERLAPPING_BUFFERS', `into[${second}] overlaps into[${first}]: each key's page needs memory of its own`, { index: second });
+      }
+    }
   }
 
   /**

@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BatchOptions, Client, FileIoOp } from '../lib/index';
-import { KVCache, type KVCacheOptions, type KVNamespace } from '../lib/kvcache';
+import { KVCache, type KVCacheOptions, type KVNamespace, type KVPayload } from '../lib/kvcache';
 import { errnoError, ThreeFSError } from '../lib/errors';
 import { native } from '../lib/native';
-import { ENGINE, HF3FS, KiB, Rng, firstDiff, iovMappings, makeTmpDir, seedFor, sleep, testConnect } from './helpers';
+import { ENGINE, HF3FS, KiB, Rng, failure, firstDiff, iovMappings, makeTmpDir, seedFor, sleep, testConnect } from './helpers';
 
 const tmp = makeTmpDir('kvcache');
 let client: Client;
@@ -173,6 +173,36 @@ describe('KVCache', () => {
     expect(s.bytesCopied).toBe(pages.reduce((a, p) => a + p.length, 0));
     expect(s.indexSize).toBe(keys.length);
     expect(other.stats()).toMatchObject({ hits: keys.length, indexSize: keys.length });
+    await t.close();
+  });
+
+  it('get into buffers that share bytes (one named twice, overlapping views): ERR_OVERLAPPING_BUFFERS naming them, before any I/O', async () => {
+    const t = await fresh();
+    await t.cache.put(['a', 'b', 'c'], [pageOf('a'), pageOf('b'), pageOf('c')]);
+    const roomy = t.cache.alloc(PAGE);
+    const plain = Buffer.alloc(3 * PAGE);
+    const io = client.alloc(3 * PAGE);
+    const cases: [string, KVPayload[], number, number][] = [
+      ['a cache.alloc() buffer twice', [roomy, client.alloc(PAGE), roomy], 2, 0],
+      ['a Buffer twice', [plain, Buffer.alloc(PAGE), plain], 2, 0],
+      ['overlapping views of one Buffer', [plain.subarray(0, PAGE), plain.subarray(2 * PAGE), plain.subarray(PAGE - 1, 2 * PAGE)], 2, 0],
+      ['overlapping views of one IoBuffer', [io.subarray(PAGE, 2 * PAGE), io.subarray(0, PAGE + 1), io.subarray(2 * PAGE)], 1, 0],
+      ['a Buffer over an IoBuffer and the IoBuffer', [Buffer.alloc(PAGE), io.bytes.subarray(10, 20), io.subarray(0, PAGE)], 2, 1],
+    ];
+    for (const [what, into, index, other] of cases) {
+      const reads = client.metrics().readOps;
+      const e = await failure(() => t.cache.get(['a', 'b', 'c'], into));
+      expect(e.code, what).toBe('ERR_OVERLAPPING_BUFFERS');
+      expect(e.index, what).toBe(index);
+      expect(e.message, what).toContain(`into[${index}] overlaps into[${other}]`);
+      expect(client.metrics().readOps, `${what}: no I/O`).toBe(reads);
+    }
+    // Neighbours that only touch are apart; so are empty views anywhere.
+    const got = await t.cache.get(['a', 'b', 'c'], [plain.subarray(0, PAGE), plain.subarray(PAGE, 2 * PAGE), plain.subarray(2 * PAGE)]);
+    got.forEach((r, i) => expect(r.status, `key ${i}`).toBe('hit'));
+    ['a', 'b', 'c'].forEach((k, i) => expect(firstDiff(plain.subarray(i * PAGE, i * PAGE + pageOf(k).length), pageOf(k))).toBe(-1));
+    const empty = await t.cache.get(['zz', 'a'], [plain.subarray(5, 5), plain.subarray(0, PAGE)]);
+    expect(empty.map((r) => r.status)).toEqual(['miss', 'hit']);
     await t.close();
   });
 
