@@ -373,6 +373,16 @@ export async function open(path: string, flags?: OpenFlags, mode?: number, optio
 }
 
 /**
+ * Memory for the library's own I/O (the KVCache's slots and staging, dataset batches, safetensors
+ * loads), where many ops' pieces are packed side by side: one iov block on 3FS, whatever the
+ * client's `blockSize`, since 3FS refuses an op whose memory crosses a block.
+ * @internal
+ */
+export function allocPacked(client: Client, bytes: number): IoBuffer {
+  return client.alloc(bytes, client.info().engine === 'usrbio' ? { blockSize: 0 } : {});
+}
+
+/**
  * Allocates memory on the default client, or, given `options.for` (a path), on the client for that
  * path: an iov there when it is on 3FS, so I/O on its files needs no bounce copy.
  */

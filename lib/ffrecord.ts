@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { IoOp } from './batch';
-import { clientFor, type Client, type FileIoOp } from './client';
+import { allocPacked, clientFor, type Client, type FileIoOp } from './client';
 import { crc32Many, crc32Ranges } from './crc32c';
 import { argError, ThreeFSError } from './errors';
 import type { File } from './file';
@@ -320,7 +320,7 @@ export class FFRecordDataset implements AsyncDisposable {
       return b;
     }
     // Rounded up so that batches of slightly different sizes reuse one buffer.
-    return this.#client.alloc(roundUp(Math.max(bytes, 1), 1 << 20));
+    return allocPacked(this.#client, roundUp(Math.max(bytes, 1), 1 << 20));
   }
 
   #giveBack(b: IoBuffer): void {

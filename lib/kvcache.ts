@@ -29,7 +29,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { clientFor, type Client, type FileIoOp } from './client';
+import { allocPacked, clientFor, type Client, type FileIoOp } from './client';
 import { crc32cBytes } from './crc32c';
 import { argError, ThreeFSError, type OpResult } from './errors';
 import type { File } from './file';
@@ -497,7 +497,7 @@ export class KVCache {
   alloc(bytes: number): IoBuffer {
     this.#checkOpen();
     wholeNumber(bytes, 'bytes', 0, this.geometry.pageBytes);
-    const whole = this.#client.alloc(HEADER_BYTES + roundUp(Math.max(bytes, 1), ALIGN));
+    const whole = this.#alloc(HEADER_BYTES + roundUp(Math.max(bytes, 1), ALIGN));
     // The header room's page is touched now, not by the first put (a page fault per page there).
     whole.bytes.fill(0, 0, HEADER_BYTES);
     const payload = whole.subarray(HEADER_BYTES, HEADER_BYTES + bytes);
@@ -505,10 +505,15 @@ export class KVCache {
     return payload;
   }
 
+  /** The cache's memory (payloads, staging, the pool): slots and headers are packed in it. */
+  #alloc(bytes: number): IoBuffer {
+    return allocPacked(this.#client, bytes);
+  }
+
   #takeStaging(bytes: number): IoBuffer {
     const i = this.#staging.findIndex((b) => b.byteLength >= bytes && !b.freed);
     if (i >= 0) return this.#staging.splice(i, 1)[0];
-    return this.#client.alloc(roundUp(Math.max(bytes, ALIGN), 1 << 20));
+    return this.#alloc(roundUp(Math.max(bytes, ALIGN), 1 << 20));
   }
 
   #giveStaging(b: IoBuffer): void {
@@ -523,7 +528,7 @@ export class KVCache {
       // The new slab first: if its allocation fails, the idle slots are still the pool's.
       const S = this.geometry.slotBytes;
       const count = Math.max(missing, Math.min(8, this.#maxIdleSlots, Math.floor((32 << 20) / S)));
-      const slab: Slab = { mem: this.#client.alloc(count * S), slots: count, idle: count, abandoned: 0, retired: false };
+      const slab: Slab = { mem: this.#alloc(count * S), slots: count, idle: count, abandoned: 0, retired: false };
       this.#slabs.add(slab);
       this.#stats.poolAllocs++;
       for (let k = 0; k < count; k++) this.#poolIdle.push({ slab, mem: slab.mem.subarray(k * S, (k + 1) * S) });

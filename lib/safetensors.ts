@@ -5,7 +5,7 @@
 // Offsets are relative to the data that follows the header; tensors are little-endian, row-major,
 // packed without gaps or overlaps. Loading a set of tensors (or one tensor-parallel part of each)
 // is one batch of ranges, adjacent ones coalesced, into one registered buffer.
-import { clientFor, type Client } from './client';
+import { allocPacked, clientFor, type Client } from './client';
 import { argError, ThreeFSError, type ErrorDetails } from './errors';
 import type { File } from './file';
 import type { IoBuffer } from './io-buffer';
@@ -234,7 +234,7 @@ export class SafetensorsFile implements AsyncDisposable {
       if (into === null || typeof into !== 'object' || typeof into.subarray !== 'function' || into.freed) throw argError('ERR_INVALID_ARG_TYPE', 'into must be a live IoBuffer from client.alloc()');
       if (into.byteLength < plan.bytes) throw argError('ERR_OUT_OF_RANGE', `into has ${into.byteLength} bytes; this load needs ${plan.bytes}`);
     }
-    const buffer = into ?? this.#client.alloc(Math.max(plan.bytes, 1));
+    const buffer = into ?? allocPacked(this.#client, Math.max(plan.bytes, 1));
     try {
       const failed = await plan.run(this.#client, buffer, options.signal);
       if (failed) {

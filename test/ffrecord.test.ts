@@ -11,7 +11,7 @@ import zlib from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../lib/index';
 import { createDatasetWriter, createShardedWriter, encodeHeader, openDataset, type FFRecordDataset } from '../lib/ffrecord';
-import { ENGINE, failure, fdCount, KiB, makeTmpDir, Rng, seedFor, withTestClient } from './helpers';
+import { ENGINE, failure, fdCount, KiB, makeTmpDir, Rng, seedFor, testConnect, withTestClient } from './helpers';
 
 const tmp = makeTmpDir('ffrecord');
 const REFERENCE = resolve(__dirname, 'fixtures/ffrecord_reference.py');
@@ -144,6 +144,27 @@ describe('our writer makes the reference model\'s bytes, and the reference reads
     expect(h.readUInt32LE(12)).toBe(0xdeadbeef);
     expect(h.readBigUInt64LE(20)).toBe(36n);
     expect(h.readBigUInt64LE(28)).toBe(BigInt(offsets[1]));
+  });
+});
+
+describe('memory', () => {
+  it.skipIf(ENGINE !== 'hf3fs')("hf3fs: a client whose iovs have a blockSize: a batch's samples, packed in one buffer, still read (no op crosses a block)", async () => {
+    // The client gives its iovs 64 KiB blocks unless told otherwise, and 3FS refuses an op whose
+    // memory crosses one: samples of about 60 KiB packed side by side would.
+    const rng = new Rng(seedFor('ffrecord-blocks'));
+    const samples = Array.from({ length: 24 }, () => rng.bytes(rng.int(50 * KiB, 70 * KiB)));
+    const out = fresh('blocks');
+    const w = await createDatasetWriter(out, { client, count: samples.length });
+    await w.writeMany(samples);
+    await w.close();
+    const blocky = testConnect({ blockSize: 64 * KiB });
+    try {
+      await using ds = await openDataset(out, { client: blocky });
+      using batch = await ds.read(samples.map((_, i) => i));
+      batch.samples.forEach((s, i) => expect(s.equals(samples[i]), `sample ${i}`).toBe(true));
+    } finally {
+      await blocky.close();
+    }
   });
 });
 

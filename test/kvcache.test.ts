@@ -206,6 +206,28 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it.skipIf(ENGINE !== 'hf3fs')("hf3fs: a client whose iovs have a blockSize: the cache's own memory is one block, so no op crosses one", async () => {
+    // alloc() gives every iov of this client 64 KiB blocks unless told otherwise; 3FS refuses an
+    // op whose memory crosses a block. Slots of 24 KiB packed in the pool's slabs and staging
+    // would cross them.
+    const blocky = testConnect({ blockSize: 64 * KiB });
+    try {
+      const t = await fresh({ client: blocky, capacityBytes: 16 << 20 });
+      const keys = Array.from({ length: 40 }, (_, i) => `blk-${i}`);
+      const put = await t.cache.put(keys, keys.map((k) => pageOf(k))); // plain Buffers: copied into staging
+      expect(put.map((r) => r.error?.message ?? r.status)).toEqual(keys.map(() => 'stored'));
+      const got = await t.cache.get(keys); // into the pool's slabs
+      got.forEach((r, i) => expectHit(r, pageOf(keys[i]), keys[i]));
+      t.cache.recycle(got);
+      const mine = keys.map(() => t.cache.alloc(PAGE));
+      const got2 = await t.cache.get(keys, mine); // cache.alloc() memory: header and page in one op
+      got2.forEach((r, i) => expect(r.status, keys[i]).toBe('hit'));
+      await t.close();
+    } finally {
+      await blocky.close();
+    }
+  });
+
   it('dedup: a present key is not written again ("present"), from memory or from the directory; duplicates in one call too', async () => {
     const t = await fresh();
     const keys = ['a', 'b', 'c'];
