@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
-import { connect, ThreeFSError, type Client, type ClientOptions } from '../lib/index';
+import { connect, ThreeFSError, type Client, type ClientOptions, type File, type IoOp } from '../lib/index';
 import type { Hf3fsTestTarget } from './global-setup';
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +270,28 @@ export async function pool(count: number, limit: number, task: (i: number) => Pr
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Starts `ops` as one batchWrite on `file` and aborts it once the engine has written `n` of them
+ * (client.metrics().writeOps): a stop in the middle of the batch however loaded the machine,
+ * where a timer may fire before the first op is done or after the last. Resolves with what the
+ * batch rejected with, or null if every op was done before the abort landed (try again).
+ */
+export async function writeThenAbort(client: Client, file: File, ops: IoOp[], n: number): Promise<unknown> {
+  const ac = new AbortController();
+  const base = client.metrics().writeOps;
+  let settled = false;
+  const pending = file
+    .batchWrite(ops, { signal: ac.signal })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    )
+    .finally(() => (settled = true));
+  while (!settled && client.metrics().writeOps - base < n) await new Promise((r) => setImmediate(r));
+  ac.abort();
+  return pending;
 }
 
 /** Rejects, naming `what`, if `p` has not settled within `ms`: a hang fails the test instead of stalling it. */

@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { OpResult } from '../lib/errors';
 import { ThreeFSError, type Client } from '../lib/index';
-import { failure, KiB, makeTmpDir, settledWithin, withClient } from './helpers';
+import { failure, KiB, makeTmpDir, settledWithin, withClient, writeThenAbort } from './helpers';
 
 const tmp = makeTmpDir('op-order');
 afterAll(() => tmp.cleanup());
@@ -153,16 +153,7 @@ describe('IoOp.after', () => {
       for (let attempt = 0; ; attempt++) {
         const path = tmp.path(`abort-${attempt}.bin`);
         const f = await client.open(path, 'w+', 0o644, { direct: 'never' });
-        const ac = new AbortController();
-        const base = client.metrics().writeOps;
-        let settled = false;
-        const pending = f.batchWrite(ops, { signal: ac.signal }).then(
-          () => null,
-          (x: unknown) => x,
-        ).finally(() => (settled = true));
-        while (!settled && client.metrics().writeOps - base < 3) await new Promise((r) => setImmediate(r));
-        ac.abort();
-        const e = await settledWithin(pending, 20_000, 'aborted chain');
+        const e = await settledWithin(writeThenAbort(client, f, ops, 3), 20_000, 'aborted chain');
         if (e === null) {
           await f.close();
           expect(attempt, 'every attempt: the whole chain was done before the abort').toBeLessThan(4);
