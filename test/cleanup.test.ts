@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Client, type File, type IoBuffer } from '../lib/index';
-import { ASAN_QUARANTINE_MIB, collectGarbage, ENGINE, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from './helpers';
+import { ASAN_QUARANTINE_MIB, collectGarbage, ENGINE, eventually, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from './helpers';
 
 const tmp = makeTmpDir('cleanup');
 afterAll(() => tmp.cleanup());
@@ -20,16 +20,6 @@ async function settle(): Promise<void> {
 
 function rss(): number {
   return process.memoryUsage().rss;
-}
-
-/** Waits (briefly) for a count that settles asynchronously, e.g. after finalizers ran. */
-async function eventually(read: () => number, want: number): Promise<number> {
-  let now = read();
-  for (let i = 0; i < 100 && now !== want; i++) {
-    await settle();
-    now = read();
-  }
-  return now;
 }
 
 const content = new Rng(seedFor('cleanup')).bytes(64 * KiB);
@@ -128,7 +118,7 @@ describe('the garbage collector reclaims what was dropped', () => {
     await settle();
     const grown = (rss() - mem) / MiB;
     expect(grown, `RSS still ${grown.toFixed(0)} MiB above the start after dropping ${N} MiB of buffers`).toBeLessThan(128 + ASAN_QUARANTINE_MIB);
-    expect(await eventually(iovMappings, maps)).toBe(maps); // hf3fs: the dropped iovs were destroyed
+    expect(await eventually(iovMappings, maps, settle)).toBe(maps); // hf3fs: the dropped iovs were destroyed
     // The 8 slots were taken by dropped buffers; collected, they are free again (hf3fs: iovs are
     // always registered).
     const again: IoBuffer[] = [];
@@ -148,7 +138,7 @@ describe('the garbage collector reclaims what was dropped', () => {
       expect(fdCount()).toBeGreaterThanOrEqual(fds + 200);
       await files[0].read(Buffer.alloc(10), 0);
     })();
-    expect(await eventually(fdCount, fds)).toBe(fds);
+    expect(await eventually(fdCount, fds, settle)).toBe(fds);
     await client.close();
   });
 
@@ -166,9 +156,9 @@ describe('the garbage collector reclaims what was dropped', () => {
       await f.close();
       expect(threadCount()).toBeGreaterThanOrEqual(threads + 20);
     })();
-    expect(await eventually(fdCount, fds)).toBe(fds);
-    expect(await eventually(threadCount, threads)).toBe(threads);
-    expect(await eventually(iovMappings, maps)).toBe(maps); // hf3fs: bounce iovs and the buffer
+    expect(await eventually(fdCount, fds, settle)).toBe(fds);
+    expect(await eventually(threadCount, threads, settle)).toBe(threads);
+    expect(await eventually(iovMappings, maps, settle)).toBe(maps); // hf3fs: bounce iovs and the buffer
   });
 
   it('200 connect/close cycles leave descriptors and threads where they were', async () => {
@@ -189,7 +179,7 @@ describe('the garbage collector reclaims what was dropped', () => {
       await c.close();
     }
     expect(fdCount()).toBe(fds);
-    expect(await eventually(threadCount, threads)).toBe(threads);
+    expect(await eventually(threadCount, threads, settle)).toBe(threads);
     expect(iovMappings()).toBe(maps);
   });
 });

@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config';
 import { connect, type ClientOptions } from '../lib/index';
 import { native } from '../lib/native';
-import { failure, KiB, makeTmpDir, Rng, seedFor, threadCount, threadCountBackTo, threadNames } from './helpers';
+import { eventually, failure, KiB, makeTmpDir, Rng, seedFor, threadCount, threadNames } from './helpers';
 import { buildNoIoUring } from './standin/build';
 
 const ROOT = resolve(__dirname, '..');
@@ -128,7 +128,7 @@ describe('forcing the thread pool', () => {
       expect(pool(), JSON.stringify(options)).toBe(expected);
       expect(threadCount() - before, JSON.stringify(options)).toBe(expected);
       await c.close();
-      expect(await threadCountBackTo(before)).toBe(before);
+      expect(await eventually(threadCount, before)).toBe(before);
       expect(pool()).toBe(0);
     }
     if (ioUringHere) {
@@ -137,7 +137,7 @@ describe('forcing the thread pool', () => {
       expect(threadNames().filter((n) => n === '3fs-uring').length).toBe(u.info().rings);
       const before = threadCount() - u.info().rings;
       await u.close();
-      expect(await threadCountBackTo(before)).toBe(before);
+      expect(await eventually(threadCount, before)).toBe(before);
       expect(threadNames()).not.toContain('3fs-uring');
     }
   });

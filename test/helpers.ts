@@ -218,15 +218,16 @@ export function threadCount(): number {
 }
 
 /**
- * The thread count once it is back to `want`, or what it is after about a second. A joined thread
- * can stay listed in /proc for a moment after pthread_join returns (the kernel wakes the joiner
- * before it reaps the thread), so a count taken just after close() can be one high.
+ * `read()` once it gives `want`, or what it gives after 100 pauses (`pause`: 10 ms by default).
+ * For counts that settle asynchronously: finalizers that run later, or a joined thread, which can
+ * stay listed in /proc for a moment after pthread_join returns (the kernel wakes the joiner before
+ * it reaps the thread), so a thread count taken just after close() can be one high.
  */
-export async function threadCountBackTo(want: number): Promise<number> {
-  let now = threadCount();
+export async function eventually(read: () => number, want: number, pause: () => Promise<unknown> = () => sleep(10)): Promise<number> {
+  let now = read();
   for (let i = 0; i < 100 && now !== want; i++) {
-    await sleep(10);
-    now = threadCount();
+    await pause();
+    now = read();
   }
   return now;
 }

@@ -12,7 +12,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, IoBuffer, ThreeFSError, type Client, type ClientOptions, type File, type OpResult } from '../lib/index';
-import { collectGarbage, ENGINE, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, STANDIN, testConnect, threadCount, threadCountBackTo, withEnv } from './helpers';
+import { collectGarbage, ENGINE, eventually, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, STANDIN, testConnect, threadCount, withEnv } from './helpers';
 
 const E = constants.errno;
 const tmp = makeTmpDir('hf3fs');
@@ -835,7 +835,7 @@ run('nothing is left behind', () => {
     expect(iovMappings()).toBe(maps);
     for (const target of shm) expect(existsSync(target)).toBe(false);
     expect(fdCount()).toBe(fds);
-    expect(await threadCountBackTo(threads)).toBe(threads); // the engine's threads and the library's ring workers
+    expect(await eventually(threadCount, threads)).toBe(threads); // the engine's threads and the library's ring workers
   });
 
   it.skipIf(!STANDIN)('dropped without close() or free(): the garbage collector takes iovs, registrations, rings and threads back', async () => {
