@@ -64,9 +64,14 @@ const projects = [
 ].filter((p) => !only || p.test.name === only);
 // Within the test processes THREEFS_TEST_ENGINE is 'local' for both embedded engines: the project's env says which.
 
+// .ci/run names a file in THREEFS_TEST_FAILURES: the run's failed tests go there too, for the
+// summary at the end of CI's log (scripts/ci-failures.mjs, scripts/ci-summary.mjs).
+const reporters = process.env.THREEFS_TEST_FAILURES ? { reporters: ['default', './scripts/ci-failures.mjs'] } : {};
+
 export default defineConfig({
   test: {
     ...common,
+    ...reporters,
     watch: false,
     // The suite is I/O- and CPU-heavy and must fit a 2-core machine (both projects share the workers).
     maxWorkers: 2,
