@@ -5,7 +5,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../lib/index';
-import { findHf3fsMount } from '../lib/mounts';
+import { findHf3fsMount } from '../lib/hf3fs/mounts';
 import { formatSize, KiB, median, MiB, type Workload } from './shared';
 import { warm } from './run';
 import { runOurs, writeBenchFile } from './workloads';

@@ -22,7 +22,7 @@ import { mkdirSync, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Client, File, IoBuffer } from '../lib/index';
-import type { KVCache, KVCacheOptions, KVNamespace } from '../lib/kvcache';
+import type { KVCache, KVCacheOptions, KVNamespace } from '../lib/kvcache/kvcache';
 import { machineInfo, type Machine } from './report';
 import { benchBase, children, formatSize, GiB, KiB, makeRng, MiB, percentile, runChild } from './shared';
 
@@ -302,7 +302,7 @@ export async function runKvBench(options: KvBenchOptions = {}): Promise<KvBenchD
   if (free < need + 256 * MiB) throw new Error(`${base} has ${formatSize(free)} free; the KVCache bench needs ${formatSize(need)} plus room to spare (try a smaller --size)`);
 
   const { connect, findHf3fsMount } = await import('../lib/index');
-  const { KVCache } = await import('../lib/kvcache');
+  const { KVCache } = await import('../lib/kvcache/kvcache');
   const dir = mkdtempSync(join(base, options.dir !== undefined || options.section ? '.bench-kvcache-' : '3fs-client-bench-kvcache-'));
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 'use strict';
-// The `3fs-client` command. The logic lives in lib/cli.ts, compiled to dist/lib/cli.js.
+// The `3fs-client` command. The logic lives in cli/main.ts, compiled to dist/cli/main.js.
 let cli;
 try {
-  cli = require('../dist/lib/cli.js');
+  cli = require('../dist/cli/main.js');
 } catch (e) {
-  if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes('cli.js')) {
+  if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes('main.js')) {
     process.stderr.write('3fs-client: dist/ is missing; build it with `npm run build` (or `npx tsc -p tsconfig.json`)\n');
     process.exit(1);
   }

@@ -14,7 +14,7 @@
 namespace tfs {
 namespace {
 
-// Per-op descriptor fields, packed by lib/batch.ts into one Float64Array.
+// Per-op descriptor fields, packed by lib/core/batch.ts into one Float64Array.
 enum Field { kFile, kBufferRef, kBufferOffset, kLength, kFileOffset, kStride };
 constexpr double kMaxOffset = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
 
@@ -94,7 +94,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   Napi::Env env = info.Env();
   EngineOptions options;
   unsigned rings = 2;
-  unsigned threads = 16;  // lib/client.ts passes its own default (per core)
+  unsigned threads = 16;  // lib/core/client.ts passes its own default (per core)
   std::string embedded = "auto";
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
@@ -345,7 +345,7 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
   };
   std::vector<View> views(views_js.Length());
   for (uint32_t i = 0; i < views.size(); i++) {
-    // lib/batch.ts passes a Uint8Array over each distinct ArrayBuffer (or SharedArrayBuffer).
+    // lib/core/batch.ts passes a Uint8Array over each distinct ArrayBuffer (or SharedArrayBuffer).
     Napi::Value v = views_js.Get(i);
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw CodeError(env, "ERR_INVALID_ARG_TYPE", "views must be Uint8Arrays");
@@ -576,7 +576,7 @@ Napi::Value Client::Metrics(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// distributions() -> Float64Array: the engines' OpDistributions summed, laid out as lib/metrics.ts
+// distributions() -> Float64Array: the engines' OpDistributions summed, laid out as lib/core/metrics.ts
 // reads them: for latency (reads, writes) then bandwidth (reads, writes), kHistogramBuckets counts
 // and the sum; then kErrnoSlots errno counts. A copy: the engines go on counting meanwhile.
 Napi::Value Client::Distributions(const Napi::CallbackInfo& info) {

@@ -41,7 +41,7 @@ struct FileState {
 
 struct Batch;
 
-// A CRC32C an op asked for (IoOp.crc32c in lib/batch.ts). The engine computes it on its own thread
+// A CRC32C an op asked for (IoOp.crc32c in lib/core/batch.ts). The engine computes it on its own thread
 // when the op's turn comes, so checksums overlap the rest of the batch's I/O rather than follow it:
 // a write's is sealed into its buffer just before the op first goes out, a read's is taken once
 // its bytes have landed.

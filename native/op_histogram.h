@@ -1,7 +1,7 @@
 // Per-op distributions the engines record as ops settle: a fixed log-linear histogram of relaxed
 // atomic counters (no lock, no allocation, a handful of instructions per op), and counts of the
 // errnos ops failed with. JS reads the bucket counts out and computes count, mean, min, max and
-// percentiles per interval itself (lib/metrics.ts), so the native side stays this small.
+// percentiles per interval itself (lib/core/metrics.ts), so the native side stays this small.
 #pragma once
 
 #include <atomic>
@@ -12,7 +12,7 @@ namespace tfs {
 
 // Buckets: values 0..7 have one each; above that, every power of two [2^e, 2^(e+1)) is split into
 // 8 equal sub-buckets, so a bucket's width is at most 1/8 of its lower bound (12.5% relative
-// error), over the whole uint64 range. lib/metrics.ts mirrors this layout (bucketBounds).
+// error), over the whole uint64 range. lib/core/metrics.ts mirrors this layout (bucketBounds).
 inline constexpr unsigned kHistogramSubBits = 3;
 inline constexpr unsigned kHistogramSub = 1u << kHistogramSubBits;
 inline constexpr unsigned kHistogramBuckets = (64 - kHistogramSubBits + 1) * kHistogramSub;  // 496

@@ -2,7 +2,7 @@
 # Prints (as `export` lines) the environment that runs node with a sanitizer build of the addon:
 #   eval "$(bash scripts/sanitize-env.sh asan)"   # or tsan
 # node itself is not instrumented, so the sanitizer's runtime is preloaded; THREEFS_CLIENT_ADDON
-# makes lib/native.ts load the sanitizer build instead of build/Release.
+# makes lib/core/native.ts load the sanitizer build instead of build/Release.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kind="${1:-asan}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite on a sanitizer build of the addon (issue 5, point 1):
 #   npm run test:asan               # AddressSanitizer + UBSan, every project (what CI runs)
-#   npm run test:asan -- --project local test/oracle.test.ts    # vitest arguments narrow it
+#   npm run test:asan -- --project local test/core/oracle.test.ts    # vitest arguments narrow it
 #   npm run test:tsan               # ThreadSanitizer: scripts/tsan-completion.cjs [rounds]
 # Builds the addon (cmake-js, offline) when it is missing or older than native/, loads it through
 # THREEFS_CLIENT_ADDON with the sanitizer's runtime preloaded (scripts/sanitize-env.sh), and

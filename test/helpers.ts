@@ -2,27 +2,33 @@
 // reference model of a file's bytes, and process-level probes (open descriptors, memory).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { connect, ThreeFSError, type Client, type ClientOptions, type File, type IoOp } from '../lib/index';
-import type { Hf3fsTestTarget } from './global-setup';
+import type { Hf3fsTestTarget } from './hf3fs/setup';
 
 // ---------------------------------------------------------------------------------------------
 // The engine under test. vitest.config.ts runs the File and batch suites three times: in the
 // project 'local' (io_uring on local files), in 'fallback' (the thread pool on local files, forced
 // by THREEFS_CLIENT_ENGINE=threads) and in the project 'hf3fs' (USRBIO on a 3FS mount: the
 // test-only stand-in library, or a real mount named by THREEFS_TEST_MOUNT), each with its own
-// THREEFS_TEST_ENGINE. test/global-setup.ts builds the stand-in and makes its mount.
+// THREEFS_TEST_ENGINE. test/hf3fs/setup.ts builds the stand-in and makes its mount.
 
 export type Engine = 'local' | 'hf3fs';
 
 /** 'hf3fs' when THREEFS_TEST_ENGINE=hf3fs (set by the hf3fs project), else 'local'. */
+/** The repository's root, and the compiled library the tests' child processes load. */
+export const ROOT = resolve(__dirname, '..');
+export const DIST_LIB = join(ROOT, 'dist', 'lib');
+/** Scripts and sources the tests run in child processes. */
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
 export const ENGINE: Engine = process.env.THREEFS_TEST_ENGINE === 'hf3fs' ? 'hf3fs' : 'local';
 
 function hf3fsTarget(): Hf3fsTestTarget | undefined {
   if (ENGINE !== 'hf3fs') return undefined;
   const target = inject('hf3fs');
-  if (!target) throw new Error('THREEFS_TEST_ENGINE=hf3fs: no 3FS mount was provided; run the tests through vitest.config.ts (test/global-setup.ts)');
+  if (!target) throw new Error('THREEFS_TEST_ENGINE=hf3fs: no 3FS mount was provided; run the tests through vitest.config.ts (test/hf3fs/setup.ts)');
   if (target.standin) {
     // The stand-in reads these at each call, the addon reads HF3FS_LIB when it loads the library;
     // child processes and worker threads of the tests inherit them.

@@ -7,7 +7,7 @@
 // - KVCache: keys acknowledged ('stored' or 'present') before the kill are hits with exactly their
 //   bytes after it (the cache is far from full: nothing is evicted); every key attempted is a hit
 //   with its bytes or a miss, never other bytes.
-// (test/kvcache-crash.test.ts kills puts 50 times over a small cache with evictions and flipped
+// (test/kvcache/kvcache-crash.test.ts kills puts 50 times over a small cache with evictions and flipped
 // bytes; this one checks that acknowledged writes survive.)
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';

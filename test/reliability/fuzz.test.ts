@@ -1,5 +1,5 @@
 // Fuzzing the N-API boundary (issue 5, point 2). A seeded fuzzer calls every function the addon
-// exports (lib/native.ts's Binding, NativeClient and NativeFile) directly, and the public API, with
+// exports (lib/core/native.ts's Binding, NativeClient and NativeFile) directly, and the public API, with
 // random and hostile arguments: wrong types, NaN, negative, fractional, huge and overflowing
 // numbers, freed and detached buffers, closed files and clients, cancel and close while I/O is in
 // flight, batches of 0 and 1e6 ops. It checks that
@@ -14,7 +14,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ThreeFSError, type Client, type File, type IoBuffer } from '../../lib/index';
-import { native, type NativeClient } from '../../lib/native';
+import { native, type NativeClient } from '../../lib/core/native';
 import { FileModel, Rng, firstDiff, makeTmpDir, seedFor, settledWithin, testConnect } from '../helpers';
 import { record } from './record';
 
