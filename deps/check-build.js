@@ -1,15 +1,23 @@
-// Runs before the addon is built on `npm install`: when something the build needs is missing, say
-// which package to install in one line instead of a page of compiler errors.
+// Runs before the addon is built on `npm install`: when a prebuild in prebuilds/ loads here, nothing
+// is compiled (node-gyp-build then uses it); when something the build needs is missing, say which
+// package to install in one line instead of a page of compiler errors.
 'use strict';
-const { existsSync, readdirSync } = require('node:fs');
+const { accessSync, constants, existsSync } = require('node:fs');
 const { execFileSync } = require('node:child_process');
-const { join } = require('node:path');
+const { delimiter, join } = require('node:path');
 
 const root = join(__dirname, '..');
 
-function hasPrebuild() {
-  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  return existsSync(dir) && readdirSync(dir).some((f) => f.endsWith('.node'));
+// The prebuild node-gyp-build would pick (platform, arch, libc, N-API), and that it loads: one
+// built against a newer glibc than this machine's matches by name but fails to load.
+function prebuildLoads() {
+  process.env.PREBUILDS_ONLY = '1'; // a stale build/ must not count
+  try {
+    require(require('node-gyp-build').resolve(root));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function hasLiburing() {
@@ -22,12 +30,14 @@ function hasLiburing() {
 }
 
 function has(command) {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return (process.env.PATH || '').split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 function fail(message) {
@@ -36,7 +46,7 @@ function fail(message) {
 }
 
 if (process.platform !== 'linux') fail(`needs Linux (io_uring); this is ${process.platform}`);
-if (!hasPrebuild()) {
+if (!prebuildLoads()) {
   if (!hasLiburing()) fail("liburing is missing: install it with 'sudo apt-get install liburing-dev' (Debian/Ubuntu) or 'sudo dnf install liburing-devel' (Fedora/RHEL), then run npm install again");
   if (!has('g++') || !has('make')) fail("a C++ toolchain is missing: install it with 'sudo apt-get install build-essential' (Debian/Ubuntu), then run npm install again");
 }
