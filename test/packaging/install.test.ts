@@ -128,7 +128,7 @@ describe.skipIf(SKIP !== '')(`npm pack, then npm install without a compiler${SKI
     const tuple = `${process.platform}-${process.arch}`;
     expect(packed).toContain(`prebuilds/${tuple}/${PACKAGE.name}.glibc.node`);
     expect(packed).toEqual(expect.arrayContaining(['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'deps/check-build.js', 'binding.gyp']));
-    const unwanted = packed.filter((p) => /^(test|build[^/]*|lib|bench|scripts|\.ci|node_modules)\//.test(p) || /\.map$|\.test\.|(?<!\.d)\.m?ts$/.test(p));
+    const unwanted = packed.filter((p) => /^(test|build[^/]*|lib|bench|scripts|\.ci|node_modules)\//.test(p) || /\.map$|\.test\.|(?<!\.d)\.m?ts$|^deps\/(prepack\.js|test-packages\.txt)$/.test(p));
     expect(unwanted).toEqual([]);
     const unpacked = join(work, 'unpacked');
     mkdirSync(unpacked);
