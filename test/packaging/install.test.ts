@@ -127,7 +127,7 @@ describe.skipIf(SKIP !== '')(`npm pack, then npm install without a compiler${SKI
   it('packs a linux-x64 glibc prebuild with liburing linked in, and nothing of the tests or builds', () => {
     const tuple = `${process.platform}-${process.arch}`;
     expect(packed).toContain(`prebuilds/${tuple}/${PACKAGE.name}.glibc.node`);
-    expect(packed).toEqual(expect.arrayContaining(['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'deps/check-build.js', 'binding.gyp']));
+    expect(packed).toEqual(expect.arrayContaining(['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'deps/check-build.js', 'deps/install.sh', 'binding.gyp']));
     const unwanted = packed.filter((p) => /^(test|build[^/]*|lib|bench|scripts|\.ci|node_modules)\//.test(p) || /\.map$|\.test\.|(?<!\.d)\.m?ts$|^deps\/(prepack\.js|test-packages\.txt)$/.test(p));
     expect(unwanted).toEqual([]);
     const unpacked = join(work, 'unpacked');
