@@ -238,6 +238,21 @@ export async function eventually(read: () => number, want: number, pause: () => 
   return now;
 }
 
+/** Threads of this library's engines (3fs-*) and of the stand-in's rings (hf3fs-daemon). */
+export function engineThreadCount(): number {
+  return threadNames().filter((n) => n.startsWith('3fs-') || n === 'hf3fs-daemon').length;
+}
+
+/**
+ * threadCount() for a baseline taken while no client is open: first the threads of clients closed
+ * just before (by the previous test) have left /proc, else the baseline is one high and a later
+ * count that is exact looks like a thread lost.
+ */
+export async function baselineThreadCount(): Promise<number> {
+  await eventually(engineThreadCount, 0);
+  return threadCount();
+}
+
 export const MiB = 1 << 20;
 export const KiB = 1 << 10;
 

@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Client, type File, type IoBuffer } from '../../lib/index';
-import { ASAN_QUARANTINE_MIB, collectGarbage, ENGINE, eventually, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from '../helpers';
+import { ASAN_QUARANTINE_MIB, baselineThreadCount, collectGarbage, ENGINE, eventually, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from '../helpers';
 
 const tmp = makeTmpDir('cleanup');
 afterAll(() => tmp.cleanup());
@@ -53,7 +53,7 @@ describe('1e5 cycles', () => {
     await settle();
     // hf3fs: each open also holds USRBIO's dup of the descriptor (hf3fs_reg_fd) until close.
     expect(fdCount()).toBe(fds);
-    expect(threadCount()).toBe(threads);
+    expect(await eventually(threadCount, threads)).toBe(threads);
     expect(iovMappings()).toBe(maps);
     const grown = (rss() - mem) / MiB;
     expect(grown, `RSS grew by ${grown.toFixed(1)} MiB`).toBeLessThan(64 + ASAN_QUARANTINE_MIB);
@@ -145,7 +145,7 @@ describe('the garbage collector reclaims what was dropped', () => {
   it.skipIf(!hasGc)('clients dropped without close(): rings, descriptors and threads are released', async () => {
     await settle();
     const fds = fdCount();
-    const threads = threadCount();
+    const threads = await baselineThreadCount();
     const maps = iovMappings();
     await (async () => {
       const clients: Client[] = [];
@@ -164,7 +164,7 @@ describe('the garbage collector reclaims what was dropped', () => {
   it('200 connect/close cycles leave descriptors and threads where they were', async () => {
     await settle();
     const fds = fdCount();
-    const threads = threadCount();
+    const threads = await baselineThreadCount();
     const maps = iovMappings();
     for (let i = 0; i < 200; i++) {
       const c = testConnect({ queueDepth: 1 + (i % 64), registeredBuffers: i % 3 === 0 ? 0 : 16 });

@@ -12,7 +12,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, IoBuffer, ThreeFSError, type Client, type ClientOptions, type File, type OpResult } from '../../lib/index';
-import { collectGarbage, ENGINE, eventually, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, sleep, STANDIN, testConnect, threadCount, withEnv } from '../helpers';
+import { baselineThreadCount, collectGarbage, ENGINE, eventually, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, STANDIN, testConnect, threadCount, withEnv } from '../helpers';
 
 const E = constants.errno;
 const tmp = makeTmpDir('hf3fs');
@@ -62,7 +62,7 @@ run('a 3FS client', () => {
 
   it('a path that is not on a 3FS mount: ERR_NOT_3FS naming it, nothing left behind', async () => {
     const fds = fdCount();
-    const threads = threadCount();
+    const threads = await baselineThreadCount();
     const notMounts = [realpathSync(tmpdir()), '/proc', '/definitely/not/there'];
     // Looks like a stand-in mount (it has 3fs-virt/iovs) but is not one the library knows.
     const fake = realpathSync(mkdtempSync(join(tmpdir(), '3fs-test-fake-mount-')));
@@ -79,7 +79,7 @@ run('a 3FS client', () => {
       rmSync(fake, { recursive: true, force: true });
     }
     expect(fdCount()).toBe(fds);
-    expect(threadCount()).toBe(threads);
+    expect(await eventually(threadCount, threads)).toBe(threads);
   });
 
   it('a library that cannot be loaded, or is not USRBIO: ERR_USRBIO_UNAVAILABLE', async () => {
@@ -799,7 +799,7 @@ run('nothing is left behind', () => {
     writeFileSync(path, rng.bytes(256 * KiB));
     await readFile(path); // libuv's thread pool is up before threads are counted
     const fds = fdCount();
-    const threads = threadCount();
+    const threads = await baselineThreadCount();
     const maps = iovMappings();
     const c = testConnect({ mount: mnt.dir, queueDepth: 8, rings: 2, blockSize: 64 * KiB });
     expect(c.info().mount).toBe(mnt.dir);
@@ -845,7 +845,7 @@ run('nothing is left behind', () => {
     await readFile(path); // libuv's thread pool is up before threads are counted
     expect(await collectGarbage()).toBe(true);
     const fds = fdCount();
-    const threads = threadCount();
+    const threads = await baselineThreadCount();
     const maps = iovMappings();
     await (async () => {
       const c = testConnect({ mount: mnt.dir, queueDepth: 4 });
@@ -967,7 +967,17 @@ run('faults (stand-in)', () => {
     }
   }
 
-  /** The stop (abort, deadline, close) must come well before op 0 is done, or the test proves nothing. */
+  /**
+   * Resolves once the engine has handed op 0 to USRBIO (its submit call, counted after the op is in
+   * the ring): op 0 is in flight for DELAY_MS from then, ops 1 and 2 wait. Stopping at this event
+   * rather than after a timer of its own holds however late a loaded machine runs the timer.
+   */
+  async function opInFlight(c: Client, submitCalls: number): Promise<number> {
+    while (c.metrics().submitCalls === submitCalls) await new Promise((r) => setImmediate(r));
+    return Date.now();
+  }
+
+  /** The stop (abort, close) must come well before op 0 is done, or the test proves nothing. */
   function expectEarly(stoppedAfter: number): void {
     expect(stoppedAfter, 'the test machine is too slow: the stop came after op 0 was done').toBeLessThan(DELAY_MS / 2);
   }
@@ -978,13 +988,14 @@ run('faults (stand-in)', () => {
       const ac = new AbortController();
       let started = 0;
       let abortedAfter = 0;
-      const e = await withEnv(delayed, () => {
+      const e = await withEnv(delayed, async () => {
+        const submitCalls = c.metrics().submitCalls;
         started = Date.now();
-        setTimeout(() => {
-          abortedAfter = Date.now() - started;
-          ac.abort();
-        }, 50);
-        return failure(() => f.batchWrite(ops, { signal: ac.signal }));
+        const pending = failure(() => f.batchWrite(ops, { signal: ac.signal }));
+        const inFlight = await opInFlight(c, submitCalls);
+        ac.abort();
+        abortedAfter = Date.now() - inFlight;
+        return pending;
       });
       const settledAfter = Date.now() - started;
       expectEarly(abortedAfter);
@@ -1022,11 +1033,13 @@ run('faults (stand-in)', () => {
     const { c, f, path, src, ops } = await slowClient('delay-close');
     try {
       await withEnv(delayed, async () => {
+        const submitCalls = c.metrics().submitCalls;
         const started = Date.now();
         const pending = f.batchWrite(ops);
-        await sleep(50);
-        expectEarly(Date.now() - started);
-        await c.close();
+        const inFlight = await opInFlight(c, submitCalls);
+        const closing = c.close();
+        expectEarly(Date.now() - inFlight);
+        await closing;
         expect(Date.now() - started, 'close() resolved before the op in flight was done').toBeGreaterThanOrEqual(DELAY_MS - 20);
         checkOneDone(await pending, 'ECANCELED', path, 'write');
       });
@@ -1040,11 +1053,13 @@ run('faults (stand-in)', () => {
     const { c, f, path, src } = await slowClient('delay-file-close');
     try {
       await withEnv(delayed, async () => {
+        const submitCalls = c.metrics().submitCalls;
         const started = Date.now();
         const pending = f.write(src[0], 0);
-        await sleep(20);
-        expectEarly(Date.now() - started);
-        await f.close();
+        const inFlight = await opInFlight(c, submitCalls);
+        const closing = f.close();
+        expectEarly(Date.now() - inFlight);
+        await closing;
         expect(Date.now() - started, 'file.close() resolved before the op in flight was done').toBeGreaterThanOrEqual(DELAY_MS - 20);
         expect(await pending).toBe(L);
       });

@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../lib/config/config';
 import { connect, type ClientOptions } from '../../../lib/index';
 import { native } from '../../../lib/core/native';
-import { DIST_LIB, eventually, failure, FIXTURES, ROOT, KiB, makeTmpDir, Rng, seedFor, threadCount, threadNames } from '../../helpers';
+import { baselineThreadCount, DIST_LIB, eventually, failure, FIXTURES, ROOT, KiB, makeTmpDir, Rng, seedFor, threadCount, threadNames } from '../../helpers';
 import { buildNoIoUring } from '../../hf3fs/standin/build';
 
 const tmp = makeTmpDir('fallback');
@@ -119,7 +119,7 @@ describe('forcing the thread pool', () => {
       [{ threads: 16, rings: 2, queueDepth: 2 }, 2], // one per ring: never more threads than ops in flight
       [{ rings: 1 }, Math.min(16, 4 * availableParallelism())], // the default
     ] as const) {
-      const before = threadCount();
+      const before = await baselineThreadCount();
       const pool = () => threadNames().filter((n) => n === '3fs-threads').length;
       expect(pool()).toBe(0);
       const c = connect({ engine: 'threads', ...options });
@@ -161,14 +161,14 @@ describe('forcing the thread pool', () => {
 
 describe('bad choices are typed errors', () => {
   it('a bad THREEFS_CLIENT_ENGINE: ERR_INVALID_ARG_VALUE naming the variable and the value, and no client', async () => {
-    const before = threadCount();
+    const before = await baselineThreadCount();
     for (const value of ['uring', 'THREADS', 'local', 'hf3fs']) {
       process.env.THREEFS_CLIENT_ENGINE = value;
       const e = await failure(() => connect());
       expect(e.code).toBe('ERR_INVALID_ARG_VALUE');
       expect(e.message).toBe(`THREEFS_CLIENT_ENGINE must be 'io_uring' or 'threads' (or unset), got ${JSON.stringify(value)}`);
     }
-    expect(threadCount()).toBe(before);
+    expect(await eventually(threadCount, before)).toBe(before);
   });
 
   it('a bad engine or threads option: ERR_INVALID_ARG_VALUE or ERR_OUT_OF_RANGE', async () => {
