@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BatchOptions, Client, FileIoOp } from '../../lib/index';
 import { KVCache, type KVCacheOptions, type KVNamespace, type KVPayload } from '../../lib/kvcache/kvcache';
 import { errnoError, ThreeFSError } from '../../lib/core/errors';
@@ -401,26 +401,29 @@ describe('KVCache', () => {
     const setBytes = 4096 + 2 * (4096 + 20480);
     const t = await fresh({ ways: 2, shards: 1, capacityBytes: setBytes });
     await t.cache.put(['old'], [pageOf('old')]);
-    // The checks before expiry (a get, a reopen, a lookup) must be done within the TTL from the
-    // put's call, however loaded the machine: 1 s, not 150 ms. After it, the wait counts from when
-    // the put returned (its expiry is stamped in between), not from the checks.
+    // A TTL is wall-clock time: Date alone is faked (timers and I/O stay real), so the checks
+    // before expiry take no time on its clock however loaded the machine, and expiry is one step.
     const TTL = 1000;
-    const putCalled = Date.now();
-    await t.cache.put(['short'], [pageOf('short')], { ttlMs: TTL });
-    const putDone = Date.now();
-    expectHit((await t.cache.get(['short']))[0], pageOf('short'), 'before expiry');
-    expect(await (await t.again()).lookup(['short'])).toBe(1);
-    expect(Date.now() - putCalled, 'the checks before expiry took longer than the TTL').toBeLessThan(TTL);
-    await sleep(Math.max(0, putDone + TTL + 50 - Date.now()));
-    expect((await t.cache.get(['short']))[0].status).toBe('miss');
-    expect(await (await t.again()).exists(['short'])).toEqual([false]);
-    expect(await t.cache.lookup(['short'])).toBe(0);
-    // The expired way goes before the oldest live one ('old'), and that is not an eviction.
-    await t.cache.put(['new'], [pageOf('new')]);
-    expect((await t.cache.get(['old', 'new'])).map((r) => r.status)).toEqual(['hit', 'hit']);
-    expect(t.cache.stats().evicted).toBe(0);
-    // A TTL put of a key present is 'present' (dedup), not a refresh.
-    expect((await t.cache.put(['old'], [pageOf('old')], { ttlMs: 1 }))[0].status).toBe('present');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const putAt = Date.now();
+      await t.cache.put(['short'], [pageOf('short')], { ttlMs: TTL });
+      vi.setSystemTime(putAt + TTL - 1);
+      expectHit((await t.cache.get(['short']))[0], pageOf('short'), 'before expiry');
+      expect(await (await t.again()).lookup(['short'])).toBe(1);
+      vi.setSystemTime(putAt + TTL);
+      expect((await t.cache.get(['short']))[0].status).toBe('miss');
+      expect(await (await t.again()).exists(['short'])).toEqual([false]);
+      expect(await t.cache.lookup(['short'])).toBe(0);
+      // The expired way goes before the oldest live one ('old'), and that is not an eviction.
+      await t.cache.put(['new'], [pageOf('new')]);
+      expect((await t.cache.get(['old', 'new'])).map((r) => r.status)).toEqual(['hit', 'hit']);
+      expect(t.cache.stats().evicted).toBe(0);
+      // A TTL put of a key present is 'present' (dedup), not a refresh.
+      expect((await t.cache.put(['old'], [pageOf('old')], { ttlMs: 1 }))[0].status).toBe('present');
+    } finally {
+      vi.useRealTimers();
+    }
     await t.close();
   });
 
