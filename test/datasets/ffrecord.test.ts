@@ -502,7 +502,6 @@ describe('the writer: the file appears only when complete', () => {
     while (readdirSync(join(tmp.dir, temp()!)).length < 3) await new Promise((r) => setTimeout(r, 1));
     await w.abort();
     await writing.catch(() => {});
-    await new Promise((r) => setTimeout(r, 50));
     expect(existsSync(path)).toBe(false);
     expect(temp()).toBeUndefined();
     expect(fdCount()).toBe(fds);
