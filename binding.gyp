@@ -3,7 +3,7 @@
     {
       "target_name": "threefs_client",
       "sources": ["<!@(cat native/sources.txt)"],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS",

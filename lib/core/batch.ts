@@ -55,7 +55,7 @@ export interface BatchTarget {
   /** @internal */ end(): void;
 }
 
-const STRIDE = 5; // must match native/client.cc
+const STRIDE = 5; // must match native/objects/client/client.cc
 const ECANCELED = constants.errno.ECANCELED;
 const ETIMEDOUT = constants.errno.ETIMEDOUT;
 const MAX_TIMER = 2 ** 31 - 1;

@@ -33,7 +33,7 @@ export function embeddedChoice(engine: 'local' | EmbeddedEngine, env: NodeJS.Pro
   return { mode: forced as EmbeddedEngine, forcedBy: `${ENGINE_ENV}=${forced}` };
 }
 
-/** io_uring_setup's errors that mean "not allowed here" (seccomp, sysctl, LSMs, no io_uring): the thread pool takes over (native/client.cc agrees). */
+/** io_uring_setup's errors that mean "not allowed here" (seccomp, sysctl, LSMs, no io_uring): the thread pool takes over (native/objects/client/client.cc agrees). */
 export const IO_URING_REFUSALS: readonly string[] = ['EPERM', 'ENOSYS', 'EACCES'];
 
 /** kernel.io_uring_disabled (0 allowed, 1 only for kernel.io_uring_group, 2 off), or undefined when the kernel has no such knob. */

@@ -1,11 +1,11 @@
 // The client's distributions, named as 3FS's own monitor names them (storage_client.overall_latency,
 // storage_client.request_bw), summarized here from the bucket counts the engines keep
-// (native/op_histogram.h): count, mean, min, max, p50, p90, p95, p99, over the client's life or
+// (native/engines/op_histogram.h): count, mean, min, max, p50, p90, p95, p99, over the client's life or
 // over an interval (MetricsSampler), plus failed ops by errno code, and a Prometheus text exporter.
 // Nothing here runs per op: the engines count, JS reads the counts when asked.
 import { getSystemErrorName } from 'node:util';
 
-// The bucket layout of native/op_histogram.h: 0..7 exact, then 8 sub-buckets per power of two.
+// The bucket layout of native/engines/op_histogram.h: 0..7 exact, then 8 sub-buckets per power of two.
 const SUB_BITS = 3;
 const SUB = 1 << SUB_BITS;
 export const HISTOGRAM_BUCKETS = (64 - SUB_BITS + 1) * SUB;

@@ -85,12 +85,12 @@ export interface NativeClient {
   /** ioUringErrno: set when io_uring_setup was refused and the thread pool runs instead. */
   info(): { engine: string; ioUringErrno?: number; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };
   metrics(): NativeMetrics;
-  /** native/op_histogram.h's distributions, summed over the rings (see Client::Distributions). */
+  /** native/engines/op_histogram.h's distributions, summed over the rings (see Client::Distributions). */
   distributions(): Float64Array;
   close(): Promise<void>;
 }
 
-// What the addon's probes return (native/probe.cc, native/usrbio_lib.cc). Fields a failed query
+// What the addon's probes return (native/probes/probe.cc, native/hf3fs/usrbio_lib.cc). Fields a failed query
 // could not fill are absent.
 export interface UsrbioProbeResult {
   requested: string;
@@ -153,11 +153,11 @@ export interface Binding {
   usrbioProbe(library?: string): UsrbioProbeResult;
   ioUringProbe(): IoUringProbeResult;
   rdmaDevices(): RdmaProbeResult;
-  /** out[i] = CRC32C(views[i]), computed on libuv's pool (native/crc32c.cc). */
+  /** out[i] = CRC32C(views[i]), computed on libuv's pool (native/util/crc32c.cc). */
   crc32c(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
   /** On the JS thread; `software` forces the table-driven version (for tests). */
   crc32cSync(view: ArrayBufferView, software?: boolean): number;
-  /** out[i] = CRC-32 (zlib's) of views[i], computed on libuv's pool (native/crc32c.cc). */
+  /** out[i] = CRC-32 (zlib's) of views[i], computed on libuv's pool (native/util/crc32c.cc). */
   crc32(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
   /** out[i] = CRC-32 of view[ranges[2i], ranges[2i] + ranges[2i + 1]), on libuv's pool. */
   crc32Ranges(view: ArrayBufferView, ranges: Float64Array, out: Uint32Array): Promise<void>;
@@ -165,7 +165,7 @@ export interface Binding {
   crc32Sync(view: ArrayBufferView, crc?: number, software?: boolean): number;
   /**
    * KVCache ids: out[16i, 16i + 16) = SHA-256(prefix || keys[i]) cut to 16 bytes (strings as
-   * UTF-8), on the JS thread (native/key_ids.cc). Absent where the process has no SHA256 to call.
+   * UTF-8), on the JS thread (native/util/key_ids.cc). Absent where the process has no SHA256 to call.
    */
   keyIds?(prefix: Uint8Array, keys: readonly (string | Uint8Array)[], out: Uint8Array): void;
 }

@@ -1,4 +1,4 @@
-// The client's distributions (native/op_histogram.h, lib/core/metrics.ts): the bucket layout against
+// The client's distributions (native/engines/op_histogram.h, lib/core/metrics.ts): the bucket layout against
 // exact arithmetic, the summaries against sorted samples, and on each engine the counts, bytes,
 // latencies and errors against what the test itself did and timed.
 import { afterAll, describe, expect, it } from 'vitest';

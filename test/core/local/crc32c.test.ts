@@ -1,4 +1,4 @@
-// CRC32C in native code (native/crc32c.cc through lib/core/crc32c.ts): the RFC 3720 test patterns, and
+// CRC32C in native code (native/util/crc32c.cc through lib/core/crc32c.ts): the RFC 3720 test patterns, and
 // a bitwise JS implementation as the oracle on random data of every small length and alignment,
 // for the hardware path (SSE4.2, when the CPU has it) and the software path alike.
 import zlib from 'node:zlib';

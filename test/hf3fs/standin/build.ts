@@ -1,6 +1,6 @@
 // Builds the test-only USRBIO stand-in (usrbio_standin.cc → libhf3fs_api_shared.so), its C test
 // driver (harness.c) and the seccomp wrapper of the fallback tests (no-io-uring) into
-// build-test/hf3fs/standin/, only when an output is missing or older than its sources or native/usrbio.h. Used from vitest's globalSetup and from test files; parallel test
+// build-test/hf3fs/standin/, only when an output is missing or older than its sources or native/hf3fs/usrbio.h. Used from vitest's globalSetup and from test files; parallel test
 // processes may call it at once, so each compile writes a private temporary file and renames it
 // into place (rename is atomic: nobody ever loads a half-written library).
 import { execFileSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 const ROOT = resolve(__dirname, '..', '..', '..');
 const SRC_DIR = __dirname;
 const OUT_DIR = join(ROOT, 'build-test', 'standin');
-const HEADER = join(ROOT, 'native', 'usrbio.h');
+const HEADER = join(ROOT, 'native', 'hf3fs', 'usrbio.h');
 
 function isStale(output: string, inputs: string[]): boolean {
   if (!existsSync(output)) return true;
@@ -37,7 +37,7 @@ export function buildStandin(): string {
   const src = join(SRC_DIR, 'usrbio_standin.cc');
   const out = join(OUT_DIR, 'libhf3fs_api_shared.so');
   if (isStale(out, [src, HEADER])) {
-    compile('g++', ['-O2', '-g', '-std=c++17', '-shared', '-fPIC', '-pthread', '-I', 'native', src], out);
+    compile('g++', ['-O2', '-g', '-std=c++17', '-shared', '-fPIC', '-pthread', '-I', 'native/hf3fs', src], out);
   }
   return out;
 }
@@ -47,7 +47,7 @@ export function buildHarness(): string {
   const src = join(SRC_DIR, 'harness.c');
   const out = join(OUT_DIR, 'harness');
   if (isStale(out, [src, HEADER])) {
-    compile('gcc', ['-O2', '-g', '-std=gnu11', '-pthread', '-I', 'native', src, '-ldl'], out);
+    compile('gcc', ['-O2', '-g', '-std=gnu11', '-pthread', '-I', 'native/hf3fs', src, '-ldl'], out);
   }
   return out;
 }

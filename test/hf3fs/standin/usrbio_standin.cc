@@ -1,7 +1,7 @@
 // A test-only stand-in for 3FS's USRBIO library (libhf3fs_api_shared.so), built by
 // test/hf3fs/standin/build.ts and never shipped.
 //
-// It implements the C ABI declared in native/usrbio.h over local files, and it enforces the
+// It implements the C ABI declared in native/hf3fs/usrbio.h over local files, and it enforces the
 // documented contract (shared/reference/3fs-usrbio.md, sections 1 and 2) strictly, so tests of the
 // addon fail here the way they would fail on a real 3FS mount: argument checks, return conventions
 // (-errno, positive errno, <= 0 ...), ring capacity, one-preparer / one-waiter threading, completions
@@ -888,7 +888,7 @@ STANDIN_EXPORT int hf3fs_standin_stats(char* buf, int size) {
   });
 }
 
-// The definitions must match the ABI our addon loads (native/usrbio.h's pointer types).
+// The definitions must match the ABI our addon loads (native/hf3fs/usrbio.h's pointer types).
 static_assert(std::is_same_v<decltype(&hf3fs_is_hf3fs), hf3fs_is_hf3fs_fn>);
 static_assert(std::is_same_v<decltype(&hf3fs_extract_mount_point), hf3fs_extract_mount_point_fn>);
 static_assert(std::is_same_v<decltype(&hf3fs_iovcreate), hf3fs_iovcreate_fn>);

@@ -1,4 +1,4 @@
-// KVCache ids hashed in one call per batch (native/key_ids.cc): SHA-256 of the namespace hash and
+// KVCache ids hashed in one call per batch (native/util/key_ids.cc): SHA-256 of the namespace hash and
 // the key's bytes (UTF-8 for strings), cut to 16 bytes. The oracle is node:crypto.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';

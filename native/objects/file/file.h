@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "engine.h"
+#include "engines/engine.h"
 
 namespace tfs {
 

@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstdint>
 
-#include "engine.h"
+#include "engines/engine.h"
 
 namespace tfs {
 

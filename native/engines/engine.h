@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "op_histogram.h"
-#include "region.h"
+#include "engines/op_histogram.h"
+#include "objects/region/region.h"
 
 namespace tfs {
 
@@ -197,8 +197,8 @@ struct EngineOptions {
   unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)
   unsigned registered_slots = 1024; // fixed-buffer table size
   bool async_buffered = false;      // force buffered I/O onto kernel workers (IOSQE_ASYNC)
-  unsigned threads = 8;             // thread-pool engine: workers of this engine (ring)
-  bool aio = true;                  // thread-pool engine: O_DIRECT ops through kernel AIO
+  unsigned threads = 8;             // threads engine: workers of this engine (ring)
+  bool aio = true;                  // threads engine: O_DIRECT ops through kernel AIO
 };
 
 class Engine {
@@ -233,6 +233,6 @@ std::unique_ptr<Engine> MakeUringEngine(const EngineOptions& options, Completion
 
 // The portable fallback: pread/pwrite on a pool of `options.threads` native threads. Returns
 // nullptr and sets *err when the threads cannot be started.
-std::unique_ptr<Engine> MakePoolEngine(const EngineOptions& options, CompletionSink* sink, int* err);
+std::unique_ptr<Engine> MakeThreadsEngine(const EngineOptions& options, CompletionSink* sink, int* err);
 
 }  // namespace tfs

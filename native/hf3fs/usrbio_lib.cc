@@ -1,4 +1,4 @@
-#include "usrbio_lib.h"
+#include "hf3fs/usrbio_lib.h"
 
 #include <dlfcn.h>
 #include <link.h>

@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "engine.h"
-#include "usrbio_lib.h"
+#include "engines/engine.h"
+#include "hf3fs/usrbio_lib.h"
 
 namespace tfs {
 

@@ -1,13 +1,13 @@
 // The addon's entry point: the two classes JS sees (NativeClient, NativeFile) and open().
 #include <napi.h>
 
-#include "addon.h"
-#include "client.h"
-#include "crc32c.h"
-#include "file.h"
-#include "key_ids.h"
-#include "probe.h"
-#include "usrbio_lib.h"
+#include "hf3fs/usrbio_lib.h"
+#include "objects/addon/addon.h"
+#include "objects/client/client.h"
+#include "objects/file/file.h"
+#include "probes/probe.h"
+#include "util/crc32c.h"
+#include "util/key_ids.h"
 
 namespace tfs {
 

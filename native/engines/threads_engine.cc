@@ -26,8 +26,8 @@
 #include <thread>
 #include <utility>
 
-#include "engine.h"
-#include "local_op.h"
+#include "engines/engine.h"
+#include "engines/local_op.h"
 
 namespace tfs {
 namespace {
@@ -67,10 +67,10 @@ class AioContext {
   unsigned depth_ = 0;
 };
 
-class PoolEngine final : public Engine {
+class ThreadsEngine final : public Engine {
  public:
-  PoolEngine(const EngineOptions& options, CompletionSink* sink) : options_(options), sink_(sink) {}
-  ~PoolEngine() override { Close(); }
+  ThreadsEngine(const EngineOptions& options, CompletionSink* sink) : options_(options), sink_(sink) {}
+  ~ThreadsEngine() override { Close(); }
 
   int Start() {
     const unsigned threads = std::max(1u, std::min(options_.threads, options_.queue_depth));
@@ -334,8 +334,8 @@ class PoolEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> MakePoolEngine(const EngineOptions& options, CompletionSink* sink, int* err) {
-  return Engine::Started<PoolEngine>(err, options, sink);
+std::unique_ptr<Engine> MakeThreadsEngine(const EngineOptions& options, CompletionSink* sink, int* err) {
+  return Engine::Started<ThreadsEngine>(err, options, sink);
 }
 
 }  // namespace tfs

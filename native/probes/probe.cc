@@ -1,4 +1,4 @@
-#include "probe.h"
+#include "probes/probe.h"
 
 #include <dlfcn.h>
 #include <endian.h>

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "usrbio.h"
+#include "hf3fs/usrbio.h"
 
 namespace tfs {
 

@@ -1,11 +1,11 @@
-#include "key_ids.h"
+#include "util/key_ids.h"
 
 #include <dlfcn.h>
 
 #include <cstring>
 #include <string>
 
-#include "errors.h"
+#include "util/errors.h"
 
 namespace tfs {
 namespace {

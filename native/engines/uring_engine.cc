@@ -18,8 +18,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include "engine.h"
-#include "local_op.h"
+#include "engines/engine.h"
+#include "engines/local_op.h"
 
 namespace tfs {
 namespace {

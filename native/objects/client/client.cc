@@ -1,15 +1,15 @@
-#include "client.h"
+#include "objects/client/client.h"
 
 #include <fcntl.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "addon.h"
-#include "errors.h"
-#include "file.h"
-#include "hf3fs.h"
-#include "promise_worker.h"
+#include "hf3fs/hf3fs.h"
+#include "objects/addon/addon.h"
+#include "objects/file/file.h"
+#include "util/errors.h"
+#include "util/promise_worker.h"
 
 namespace tfs {
 namespace {
@@ -130,7 +130,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
       call = "hf3fs_iorcreate4";
       engine = MakeHf3fsEngine(options, hf3fs_, this, &err);
     } else if (embedded == "threads") {
-      engine = MakePoolEngine(options, this, &err);
+      engine = MakeThreadsEngine(options, this, &err);
     } else {
       call = "io_uring_setup";
       engine = MakeUringEngine(options, this, &err);
@@ -139,7 +139,7 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
         io_uring_errno_ = err;
         embedded = "threads";
         call = "pthread_create";
-        engine = MakePoolEngine(options, this, &err);
+        engine = MakeThreadsEngine(options, this, &err);
       }
     }
     if (!engine) {

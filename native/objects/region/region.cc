@@ -1,4 +1,4 @@
-#include "region.h"
+#include "objects/region/region.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

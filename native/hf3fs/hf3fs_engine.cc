@@ -10,7 +10,7 @@
 // - USRBIO cannot cancel an I/O in flight: its memory belongs to 3FS until the CQE, so a cancel
 //   settles only ops not yet handed to the ring.
 // Memory that is not an iov of this mount is bounced through the engine's own iov, and counted.
-#include "hf3fs.h"
+#include "hf3fs/hf3fs.h"
 
 #include <pthread.h>
 #include <sys/mman.h>

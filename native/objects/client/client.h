@@ -11,8 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine.h"
-#include "hf3fs.h"
+#include "engines/engine.h"
+#include "hf3fs/hf3fs.h"
 
 namespace tfs {
 

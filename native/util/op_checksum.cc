@@ -1,6 +1,6 @@
 // The engines' side of IoOp.crc32c (see OpChecksum in engine.h).
-#include "crc32c.h"
-#include "engine.h"
+#include "engines/engine.h"
+#include "util/crc32c.h"
 
 namespace tfs {
 namespace {

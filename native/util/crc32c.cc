@@ -1,4 +1,4 @@
-#include "crc32c.h"
+#include "util/crc32c.h"
 
 #include <array>
 #include <cmath>
@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "errors.h"
-#include "promise_worker.h"
+#include "util/errors.h"
+#include "util/promise_worker.h"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>

@@ -6,7 +6,7 @@
 #include <functional>
 #include <string>
 
-#include "errors.h"
+#include "util/errors.h"
 
 namespace tfs {
 

@@ -1,4 +1,4 @@
-#include "file.h"
+#include "objects/file/file.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -10,10 +10,10 @@
 #include <cmath>
 #include <cstdio>
 
-#include "addon.h"
-#include "client.h"
-#include "errors.h"
-#include "promise_worker.h"
+#include "objects/addon/addon.h"
+#include "objects/client/client.h"
+#include "util/errors.h"
+#include "util/promise_worker.h"
 
 namespace tfs {
 
