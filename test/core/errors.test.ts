@@ -497,7 +497,7 @@ describe('open', () => {
     expectNothingHappened();
   });
 
-  it.each([['a'], ['a+'], ['as+'], ['ax'], ['x'], [''], ['R'], [1.5], [-1], [NaN], [constants.O_WRONLY | constants.O_APPEND], [null], [{}]])(
+  it.each([['a'], ['a+'], ['as+'], ['ax'], ['x'], [''], ['R'], ['constructor'], ['__proto__'], ['toString'], [1.5], [-1], [NaN], [constants.O_WRONLY | constants.O_APPEND], [null], [{}]])(
     'flags %j: ERR_INVALID_ARG_VALUE, nothing created',
     async (flags) => {
       const p = tmp.path(`flags-${String(flags)}`);
