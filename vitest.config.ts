@@ -1,12 +1,13 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
-// Three projects share one pool of workers, and pick their files by folder:
+// Four projects share one pool of workers, and pick their files by folder:
 // - 'local': every test file, on the local engine (io_uring), but the 3FS suites (test/hf3fs/*.test.ts);
 // - 'fallback': the areas that exercise an engine (test/{core,kvcache,reliability}/*.test.ts) again, on
 //   the local engine's portable fallback (the 'threads' engine), forced with THREEFS_CLIENT_ENGINE=threads;
 // - 'hf3fs': those areas, the datasets and test/hf3fs/*.test.ts, on the hf3fs engine (USRBIO). Its global
 //   setup builds the test-only stand-in of 3FS's library and makes a stand-in mount, or uses a real 3FS
 //   mount when THREEFS_TEST_MOUNT names a directory on one (test/hf3fs/setup.ts).
+// - 'types': test/types/*.test-d.{ts,mts}, type-checked by tsc against the package's declarations.
 // A test in a subfolder of an area (test/core/local/, test/hf3fs/standin/, ...) does not depend on the
 // engine, or picks its own: it runs once, in the local project.
 // Each project tells its test processes the engine through THREEFS_TEST_ENGINE and
@@ -62,7 +63,15 @@ const projects = [
       env: { THREEFS_TEST_ENGINE: 'hf3fs', THREEFS_CLIENT_ENGINE: '' },
     },
   },
-].filter((p) => !only || p.test.name === only);
+  // The type tests (test/types/*.test-d.ts): tsc checks them against dist/'s declarations, nothing
+  // runs. Not in the sanitizer runs (THREEFS_CLIENT_ADDON): the addon does not change the types.
+  {
+    test: {
+      name: 'types',
+      typecheck: { enabled: true, only: true, include: ['test/types/**/*.test-d.{ts,mts}'], tsconfig: 'test/types/tsconfig.json' },
+    },
+  },
+].filter((p) => (!only || p.test.name === only) && !(p.test.name === 'types' && process.env.THREEFS_CLIENT_ADDON));
 // Within the test processes THREEFS_TEST_ENGINE is 'local' for both embedded engines: the project's env says which.
 
 // .ci/run names a file in THREEFS_TEST_FAILURES: the run's failed tests go there too, for the
