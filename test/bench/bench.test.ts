@@ -5,16 +5,18 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main';
-import { fioFigures, type FioJson } from '../../bench/fio';
-import { lineChart, renderHtml } from '../../bench/html';
+import { fioFigures, type FioJson } from '../../bench/tools/fio';
+import { lineChart, renderHtml } from '../../bench/output/html';
 // The node:fs side runs in a child process started from its compiled file: the tests use dist/ (built by pretest).
-import { runNodeFs } from '../../dist/bench/node-fs';
-import type { BenchDocument } from '../../bench/report';
-import { ratios, summarize } from '../../bench/report';
-import { runBench } from '../../dist/bench/run';
-import { runKvBench } from '../../dist/bench/kvcache';
-import { GiB, KiB, Meter, MiB, toResult, type RunResult, type Workload } from '../../bench/shared';
-import { runOurs, writeBenchFile } from '../../bench/workloads';
+import { runNodeFs } from '../../dist/bench/tools/node-fs';
+import type { BenchDocument } from '../../bench/output/report';
+import { ratios, summarize } from '../../bench/output/report';
+import { runBench, runKvBench } from '../../dist/bench/index';
+import { Meter } from '../../bench/support/meter';
+import { toResult, type RunResult, type Workload } from '../../bench/support/records';
+import { GiB, KiB, MiB } from '../../bench/support/units';
+import { writeBenchFile } from '../../bench/support/bench-files';
+import { runOurs } from '../../bench/tools/ours';
 import type { Client } from '../../lib/index';
 import { makeTmpDir } from '../helpers';
 

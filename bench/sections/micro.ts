@@ -2,25 +2,12 @@
 // from the page cache (one N-API call, N ops on the engine's thread, one settlement), a warm
 // KVCache lookup of N keys, and an alloc/free of registered memory.
 import { join } from 'node:path';
-import { connect, KVCache, type IoBuffer, type IoOp } from '../lib/index';
-import { benchKey } from './kvcache';
-import { markdownTable } from './markdown';
-import { KiB, MiB } from './shared';
-import { writeBenchFile } from './workloads';
-
-export interface MicroResult {
-  /** e.g. 'batchRead 16 x 4KiB (page cache)' */
-  task: string;
-  /** Items per call (ops, keys, allocations), to give the per-item cost. */
-  n: number;
-  samples: number;
-  /** Latency of one call, µs: mean, p50, p99 (tinybench's statistics). */
-  meanUs: number;
-  p50Us: number;
-  p99Us: number;
-  /** meanUs / n. */
-  perItemUs: number;
-}
+import { connect, KVCache, type IoBuffer, type IoOp } from '../../lib/index';
+import { markdownTable } from '../output/markdown';
+import { writeBenchFile } from '../support/bench-files';
+import type { MicroResult } from '../support/records';
+import { KiB, MiB } from '../support/units';
+import { benchKey } from './kvcache/payloads';
 
 export interface MicroOptions {
   dir: string;

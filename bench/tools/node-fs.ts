@@ -6,7 +6,11 @@
 // This file is both the parent's launcher (runNodeFs) and the child's entry point.
 import { open } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
-import { clearStamps, runChild, Meter, offsetSource, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
+import { runChild } from '../support/children';
+import { Meter } from '../support/meter';
+import type { Measured, Workload } from '../support/records';
+import { offsetSource } from '../support/rng';
+import { clearStamps, stampEnds, verify, writeTag } from '../support/stamps';
 
 export interface NodeFsSpec {
   workload: Workload;

@@ -3,8 +3,11 @@
 // refilling each batch as soon as it settles. Setup (connect, open, alloc) is outside the window.
 import { open as fsOpen } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
-import { connect, type Client, type ClientOptions, type File, type IoBuffer, type IoOp } from '../lib/index';
-import { clearStamps, Meter, offsetSource, stampAll, stampEnds, verify, writeTag, type Measured, type Workload } from './shared';
+import { connect, type Client, type ClientOptions, type File, type IoBuffer, type IoOp } from '../../lib/index';
+import { Meter } from '../support/meter';
+import type { Measured, Workload } from '../support/records';
+import { offsetSource } from '../support/rng';
+import { clearStamps, stampEnds, verify, writeTag } from '../support/stamps';
 
 export interface RunOptions {
   rampMs: number;
@@ -108,40 +111,5 @@ async function checkWritten(path: string, offsets: number[], blockSize: number, 
     }
   } finally {
     await fh.close();
-  }
-}
-
-/**
- * Writes a bench file of `size` bytes with our engine: random data, every 4 KiB block stamped,
- * O_DIRECT unless `buffered` (then it stays in the page cache), fsync'd at the end.
- */
-export async function writeBenchFile(path: string, size: number, buffered: boolean): Promise<void> {
-  const chunk = Math.min(4 * 1024 * 1024, size);
-  const depth = 8;
-  const client: Client = connect({ queueDepth: depth });
-  const buffers: IoBuffer[] = [];
-  let file: File | undefined;
-  try {
-    file = await client.open(path, 'w', 0o644, { direct: buffered ? 'never' : 'always' });
-    for (let i = 0; i < depth; i++) buffers.push(client.alloc(chunk));
-    let next = 0;
-    const f = file;
-    const lane = async (buf: IoBuffer) => {
-      while (next < size) {
-        const off = next;
-        next += chunk;
-        const len = Math.min(chunk, size - off);
-        randomFillSync(buf.bytes, 0, len);
-        stampAll(buf.bytes, off, len);
-        const n = await f.write(buf, off, len);
-        if (n !== len) throw new Error(`short write while creating ${path}`);
-      }
-    };
-    await Promise.all(buffers.map(lane));
-    await file.fsync();
-  } finally {
-    await file?.close().catch(() => undefined);
-    for (const b of buffers) b.free();
-    await client.close().catch(() => undefined);
   }
 }

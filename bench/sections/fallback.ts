@@ -3,12 +3,16 @@
 // file in the same run, alternating: 4 MiB sequential reads and 4 KiB random reads, the main
 // bench's seq-read and rand-read (qd 64) workloads. What someone whose container blocks io_uring
 // gets, against what the same disk gives io_uring and the two classic fio engines.
-import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIO_MISSING, fioVersion, runFio, type FioEngine } from './fio';
-import { checkBenchFile, fileSystemType, otherCpuUse, workloads } from './run';
-import { benchBase, formatSize, GiB, median, MiB, toResult, workloadLabel, type Measured, type Workload } from './shared';
-import { runOurs, writeBenchFile } from './workloads';
+import { checkBenchFile, writeBenchFile } from '../support/bench-files';
+import { benchBase, checkFreeSpace, fileSystemType, otherCpuUse } from '../support/machine';
+import { toResult, workloadLabel, type Measured, type Workload } from '../support/records';
+import { median } from '../support/stats';
+import { formatSize, GiB, MiB } from '../support/units';
+import { FIO_MISSING, fioVersion, runFio, type FioEngine } from '../tools/fio';
+import { runOurs } from '../tools/ours';
+import { workloads } from './matrix';
 
 export interface FallbackBenchOptions {
   /** Where to make the temporary bench directory (default: os.tmpdir()). Must exist. */
@@ -59,8 +63,7 @@ export async function runFallbackBench(options: FallbackBenchOptions = {}): Prom
   if (busy > 0.25) err(`warning: other processes are using ${busy.toFixed(1)} CPUs: expect noisy numbers\n`);
 
   const base = benchBase(options.dir);
-  const fs = statfsSync(base);
-  if (fs.bavail * fs.bsize < size + 256 * MiB) throw new Error(`${base} has ${formatSize(fs.bavail * fs.bsize)} free; the bench needs ${formatSize(size)} plus room to spare (try a smaller --size)`);
+  checkFreeSpace(base, size, 'the bench');
   const dir = mkdtempSync(join(base, options.dir !== undefined ? '.bench-fallback-' : '3fs-client-bench-fallback-'));
   try {
     const path = join(dir, 'data.bin');

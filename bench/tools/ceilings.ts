@@ -2,17 +2,10 @@
 // device's sequential bandwidth as fio measures it with the 3FS deployment reports' line (scaled
 // to this machine), and memory bandwidth (one thread copying a buffer far larger than the caches).
 import { cpus } from 'node:os';
+import type { Ceiling } from '../support/records';
+import { MiB } from '../support/units';
 import { deviceLineArgs, measureFio } from './fio';
-import { MiB } from './shared';
-import type { RunOptions } from './workloads';
-
-export interface Ceiling {
-  /** 'device read', 'device write', 'memory copy' */
-  what: string;
-  gbps: number;
-  /** How it was measured (the fio line, or the copy). */
-  how: string;
-}
+import type { RunOptions } from './ours';
 
 /** fio's jobs for the device line: 2 per core (the reports run 128 on 64-core clients). */
 export function deviceJobs(): number {

@@ -2,10 +2,9 @@
 // charts of GB/s against block size and against queue depth (hand-written inline SVG), the main
 // table and the micro-benchmarks.
 import { writeFile } from 'node:fs/promises';
-import type { Ceiling } from './ceilings';
-import type { MicroResult } from './micro';
+import type { Ceiling, MicroResult, RunResult, Tool } from '../support/records';
+import { formatSize } from '../support/units';
 import { ratios, summarize, type BenchDocument } from './report';
-import { formatSize, type RunResult, type Tool } from './shared';
 
 export interface Series {
   name: string;

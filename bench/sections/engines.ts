@@ -4,11 +4,13 @@
 // under a directory it treats as a mount) it isolates the hf3fs engine's own cost per op.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from '../lib/index';
-import { findHf3fsMount } from '../lib/hf3fs/mounts';
-import { formatSize, KiB, median, MiB, type Workload } from './shared';
-import { warm } from './run';
-import { runOurs, writeBenchFile } from './workloads';
+import { connect, findHf3fsMount } from '../../lib/index';
+import { writeBenchFile } from '../support/bench-files';
+import { warm } from '../support/page-cache';
+import type { Workload } from '../support/records';
+import { median } from '../support/stats';
+import { formatSize, KiB, MiB } from '../support/units';
+import { runOurs } from '../tools/ours';
 
 export interface EngineBenchOptions {
   /** A directory on a 3FS mount (or on a stand-in mount, see HF3FS_STANDIN_MOUNTS). */

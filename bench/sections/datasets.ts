@@ -13,9 +13,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { connect, createDatasetWriter, openDataset, openSafetensors } from '../lib/index';
-import { dropCache, warm } from './run';
-import { benchBase, formatSize, KiB, makeRng, MiB, percentile } from './shared';
+import { connect, createDatasetWriter, openDataset, openSafetensors, type Client } from '../../lib/index';
+import { benchBase } from '../support/machine';
+import { dropPageCache, warm } from '../support/page-cache';
+import { makeRng } from '../support/rng';
+import { percentile } from '../support/stats';
+import { formatSize, KiB, MiB } from '../support/units';
 
 export interface DatasetBenchOptions {
   dir?: string;
@@ -126,104 +129,8 @@ export async function runDatasetBench(options: DatasetBenchOptions = {}): Promis
   const runs: DatasetRun[] = [];
   const client = connect();
   try {
-    for (const sample of SAMPLE_SIZES) {
-      const n = Math.max(64, Math.floor(size / sample));
-      const path = join(dir, `samples-${sample}.ffr`);
-      const random = makeRng(sample);
-      const writer = await createDatasetWriter(path, { client, count: n, durable: false });
-      for (let i = 0; i < n; i += 256) await writer.writeMany(Array.from({ length: Math.min(256, n - i) }, (_, k) => sampleBytes(i + k, sample, random)));
-      await writer.close();
-      await warm(path);
-      const batch = batchFor(sample);
-      const pick = makeRng(0x5eed + sample);
-      const indices = () => Array.from({ length: batch }, () => Math.floor(pick() * n));
-      const check = (bytes: Uint8Array, i: number) => {
-        if (bytes.length !== sample || Buffer.from(bytes.buffer, bytes.byteOffset, 4).readUInt32LE(0) !== i) throw new Error(`bench: sample ${i} came back wrong`);
-      };
-
-      // 3fs-client: one submission a batch into a registered buffer; CRC-32 in native code.
-      await using ds = await openDataset(path, { client, direct: 'never' });
-      for (const verify of [true, false]) {
-        const w = await window(durationMs, async () => {
-          const want = indices();
-          using got = await ds.read(want, { verify });
-          check(got.samples[0], want[0]);
-        });
-        runs.push(run('ffrecord', '3fs-client', sample, batch, verify, w, batch, batch * sample));
-      }
-
-      // node:fs: the header's tables, then one FileHandle.read per sample; zlib.crc32 on the JS thread.
-      const fh = await open(path, 'r');
-      try {
-        const head = Buffer.alloc(12 + 12 * n);
-        await fh.read(head, 0, head.length, 0);
-        const crcs = new Uint32Array(n);
-        const offsets = new Float64Array(n);
-        for (let i = 0; i < n; i++) {
-          crcs[i] = head.readUInt32LE(12 + 4 * i);
-          offsets[i] = Number(head.readBigUInt64LE(12 + 4 * n + 8 * i));
-        }
-        const buffers = Array.from({ length: IN_FLIGHT }, () => Buffer.allocUnsafe(batch * sample));
-        for (const verify of [true, false]) {
-          const w = await window(durationMs, async (slot) => {
-            const want = indices();
-            const into = buffers[slot];
-            await Promise.all(want.map((i, k) => fh.read(into, k * sample, sample, offsets[i])));
-            if (verify) want.forEach((i, k) => {
-              if (zlib.crc32(into.subarray(k * sample, (k + 1) * sample)) !== crcs[i]) throw new Error(`bench: sample ${i} fails its CRC`);
-            });
-            check(into.subarray(0, sample), want[0]);
-          });
-          runs.push(run('ffrecord', 'node:fs', sample, batch, verify, w, batch, batch * sample));
-        }
-      } finally {
-        await fh.close();
-      }
-      // Ours once more from storage: O_DIRECT, the unaligned samples read as aligned ranges around them.
-      if (dropCache(path)) {
-        await using cold = await openDataset(path, { client, direct: 'auto' });
-        const w = await window(durationMs, async () => {
-          const want = indices();
-          using got = await cold.read(want);
-          check(got.samples[0], want[0]);
-        });
-        runs.push(run('ffrecord', '3fs-client', sample, batch, true, w, batch, batch * sample, true));
-      }
-      const mine = runs.filter((r) => r.what === 'ffrecord' && r.sampleBytes === sample);
-      log(`  ffrecord ${formatSize(sample)} x ${batch}: ${mine.map((r) => `${r.reader}${r.direct ? ' O_DIRECT' : ''}${r.verify ? '+crc' : ''} ${r.gbps} GB/s`).join(', ')}`);
-      rmSync(path, { force: true });
-    }
-
-    // safetensors: a checkpoint of 4 MiB F32 tensors, loaded whole again and again into memory
-    // kept for it (a registered buffer for ours, one Buffer for node:fs).
-    const tensorBytes = 4 * MiB;
-    const count = Math.max(4, Math.floor(size / tensorBytes));
-    const path = join(dir, 'model.safetensors');
-    await writeSafetensors(path, count, tensorBytes);
-    await warm(path);
-    {
-      await using st = await openSafetensors(path, { client, direct: 'never' });
-      const total = count * tensorBytes;
-      using into = client.alloc(total + MiB);
-      const w = await window(durationMs, async () => {
-        const loaded = await st.load(undefined, { into });
-        if ((loaded.get('t0')!.array as Float32Array)[1] !== 1) throw new Error('bench: tensor t0 came back wrong');
-      }, 1);
-      runs.push(run('safetensors', '3fs-client', tensorBytes, count, false, w, count, total));
-      const fh = await open(path, 'r');
-      try {
-        const infos = [...st.tensors.values()];
-        const memory = Buffer.allocUnsafe(total);
-        const w2 = await window(durationMs, async () => {
-          await Promise.all(infos.map((t, k) => fh.read(memory, k * tensorBytes, t.byteLength, t.offset)));
-          if (memory.readFloatLE(4) !== 1) throw new Error('bench: tensor t0 came back wrong (node:fs)');
-        }, 1);
-        runs.push(run('safetensors', 'node:fs', tensorBytes, count, false, w2, count, total));
-      } finally {
-        await fh.close();
-      }
-      log(`  safetensors ${count} x ${formatSize(tensorBytes)}: ${runs.slice(-2).map((r) => `${r.reader} ${r.gbps} GB/s`).join(', ')}`);
-    }
+    for (const sample of SAMPLE_SIZES) runs.push(...(await ffrecordRuns({ client, dir, size, durationMs, log }, sample)));
+    runs.push(...(await safetensorsRuns({ client, dir, size, durationMs, log })));
   } finally {
     await client.close();
     rmSync(dir, { recursive: true, force: true });
@@ -231,6 +138,147 @@ export async function runDatasetBench(options: DatasetBenchOptions = {}): Promis
   const doc: DatasetBenchDocument = { settings: { size, durationMs, quick, cacheState: 'warm page cache, buffered reads for both', inFlight: IN_FLIGHT }, runs };
   out(formatDatasetTable(doc));
   return doc;
+}
+
+interface Ctx {
+  client: Client;
+  dir: string;
+  /** Bytes of samples per sample size. */
+  size: number;
+  durationMs: number;
+  log: (line: string) => void;
+}
+
+/** One sample size: a file of stamped samples, read in random batches by each reader. */
+interface Samples {
+  path: string;
+  sample: number;
+  /** Samples in the file. */
+  n: number;
+  batch: number;
+  /** A batch of random sample indices. */
+  indices: () => number[];
+  /** Throws unless `bytes` is sample `i`. */
+  check: (bytes: Uint8Array, i: number) => void;
+}
+
+/** Ours buffered (with and without the CRC check), node:fs the same two ways, then ours with O_DIRECT. */
+async function ffrecordRuns(ctx: Ctx, sample: number): Promise<DatasetRun[]> {
+  const s = await writeSamples(ctx, sample);
+  const runs = [...(await oursBuffered(ctx, s)), ...(await nodeFsSamples(ctx, s))];
+  // Ours once more from storage: O_DIRECT, the unaligned samples read as aligned ranges around them.
+  if (dropPageCache(s.path)) {
+    await using cold = await openDataset(s.path, { client: ctx.client, direct: 'auto' });
+    const w = await window(ctx.durationMs, async () => {
+      const want = s.indices();
+      using got = await cold.read(want);
+      s.check(got.samples[0], want[0]);
+    });
+    runs.push(run('ffrecord', '3fs-client', sample, s.batch, true, w, s.batch, s.batch * sample, true));
+  }
+  ctx.log(`  ffrecord ${formatSize(sample)} x ${s.batch}: ${runs.map((r) => `${r.reader}${r.direct ? ' O_DIRECT' : ''}${r.verify ? '+crc' : ''} ${r.gbps} GB/s`).join(', ')}`);
+  rmSync(s.path, { force: true });
+  return runs;
+}
+
+/** The file of `sample`-byte samples, written with our writer and read once into the page cache. */
+async function writeSamples(ctx: Ctx, sample: number): Promise<Samples> {
+  const n = Math.max(64, Math.floor(ctx.size / sample));
+  const path = join(ctx.dir, `samples-${sample}.ffr`);
+  const random = makeRng(sample);
+  const writer = await createDatasetWriter(path, { client: ctx.client, count: n, durable: false });
+  for (let i = 0; i < n; i += 256) await writer.writeMany(Array.from({ length: Math.min(256, n - i) }, (_, k) => sampleBytes(i + k, sample, random)));
+  await writer.close();
+  await warm(path);
+  const batch = batchFor(sample);
+  const pick = makeRng(0x5eed + sample);
+  const check = (bytes: Uint8Array, i: number) => {
+    if (bytes.length !== sample || Buffer.from(bytes.buffer, bytes.byteOffset, 4).readUInt32LE(0) !== i) throw new Error(`bench: sample ${i} came back wrong`);
+  };
+  return { path, sample, n, batch, indices: () => Array.from({ length: batch }, () => Math.floor(pick() * n)), check };
+}
+
+/** 3fs-client: one submission a batch into a registered buffer; CRC-32 in native code. */
+async function oursBuffered(ctx: Ctx, s: Samples): Promise<DatasetRun[]> {
+  const runs: DatasetRun[] = [];
+  await using ds = await openDataset(s.path, { client: ctx.client, direct: 'never' });
+  for (const verify of [true, false]) {
+    const w = await window(ctx.durationMs, async () => {
+      const want = s.indices();
+      using got = await ds.read(want, { verify });
+      s.check(got.samples[0], want[0]);
+    });
+    runs.push(run('ffrecord', '3fs-client', s.sample, s.batch, verify, w, s.batch, s.batch * s.sample));
+  }
+  return runs;
+}
+
+/** node:fs: the header's tables, then one FileHandle.read per sample; zlib.crc32 on the JS thread. */
+async function nodeFsSamples(ctx: Ctx, s: Samples): Promise<DatasetRun[]> {
+  const { n, sample, batch } = s;
+  const runs: DatasetRun[] = [];
+  const fh = await open(s.path, 'r');
+  try {
+    const head = Buffer.alloc(12 + 12 * n);
+    await fh.read(head, 0, head.length, 0);
+    const crcs = new Uint32Array(n);
+    const offsets = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      crcs[i] = head.readUInt32LE(12 + 4 * i);
+      offsets[i] = Number(head.readBigUInt64LE(12 + 4 * n + 8 * i));
+    }
+    const buffers = Array.from({ length: IN_FLIGHT }, () => Buffer.allocUnsafe(batch * sample));
+    for (const verify of [true, false]) {
+      const w = await window(ctx.durationMs, async (slot) => {
+        const want = s.indices();
+        const into = buffers[slot];
+        await Promise.all(want.map((i, k) => fh.read(into, k * sample, sample, offsets[i])));
+        if (verify) want.forEach((i, k) => {
+          if (zlib.crc32(into.subarray(k * sample, (k + 1) * sample)) !== crcs[i]) throw new Error(`bench: sample ${i} fails its CRC`);
+        });
+        s.check(into.subarray(0, sample), want[0]);
+      });
+      runs.push(run('ffrecord', 'node:fs', sample, batch, verify, w, batch, batch * sample));
+    }
+  } finally {
+    await fh.close();
+  }
+  return runs;
+}
+
+/**
+ * safetensors: a checkpoint of 4 MiB F32 tensors, loaded whole again and again into memory kept
+ * for it (a registered buffer for ours, one Buffer for node:fs).
+ */
+async function safetensorsRuns(ctx: Ctx): Promise<DatasetRun[]> {
+  const tensorBytes = 4 * MiB;
+  const count = Math.max(4, Math.floor(ctx.size / tensorBytes));
+  const path = join(ctx.dir, 'model.safetensors');
+  await writeSafetensors(path, count, tensorBytes);
+  await warm(path);
+  const runs: DatasetRun[] = [];
+  await using st = await openSafetensors(path, { client: ctx.client, direct: 'never' });
+  const total = count * tensorBytes;
+  using into = ctx.client.alloc(total + MiB);
+  const w = await window(ctx.durationMs, async () => {
+    const loaded = await st.load(undefined, { into });
+    if ((loaded.get('t0')!.array as Float32Array)[1] !== 1) throw new Error('bench: tensor t0 came back wrong');
+  }, 1);
+  runs.push(run('safetensors', '3fs-client', tensorBytes, count, false, w, count, total));
+  const fh = await open(path, 'r');
+  try {
+    const infos = [...st.tensors.values()];
+    const memory = Buffer.allocUnsafe(total);
+    const w2 = await window(ctx.durationMs, async () => {
+      await Promise.all(infos.map((t, k) => fh.read(memory, k * tensorBytes, t.byteLength, t.offset)));
+      if (memory.readFloatLE(4) !== 1) throw new Error('bench: tensor t0 came back wrong (node:fs)');
+    }, 1);
+    runs.push(run('safetensors', 'node:fs', tensorBytes, count, false, w2, count, total));
+  } finally {
+    await fh.close();
+  }
+  ctx.log(`  safetensors ${count} x ${formatSize(tensorBytes)}: ${runs.map((r) => `${r.reader} ${r.gbps} GB/s`).join(', ')}`);
+  return runs;
 }
 
 /** A safetensors file of `count` F32 tensors t0, t1, ... whose element k is k. */

@@ -1,8 +1,9 @@
 // The fio twin of each workload: the same file, block size and depth, time-based, run with
 // --output-format=json and read back into the same figures as ours.
 import { spawnSync } from 'node:child_process';
-import { runChild, type Measured, type Workload } from './shared';
-import type { RunOptions } from './workloads';
+import { runChild } from '../support/children';
+import type { Measured, Workload } from '../support/records';
+import type { RunOptions } from './ours';
 
 /** fio's version ('fio-3.33'), or null when it is not installed. */
 export function fioVersion(): string | null {

@@ -1,24 +1,10 @@
 // Turns the runs into the table on stdout (ratios next to ours) and the JSON document.
 import { writeFile } from 'node:fs/promises';
-import { cpus, release, totalmem } from 'node:os';
-import type { Ceiling } from './ceilings';
+import type { Machine } from '../support/machine';
+import type { Ceiling, MicroResult, RunResult } from '../support/records';
+import { median } from '../support/stats';
+import { formatSize } from '../support/units';
 import { markdownTable } from './markdown';
-import type { MicroResult } from './micro';
-import { formatSize, type RunResult } from './shared';
-
-export interface Machine {
-  cpus: number;
-  memory: number;
-  kernel: string;
-  node: string;
-  cpuModel: string;
-  fio: string | null;
-}
-
-export function machineInfo(fio: string | null): Machine {
-  const list = cpus();
-  return { cpus: list.length, memory: totalmem(), kernel: release(), node: process.version, cpuModel: list[0]?.model ?? 'unknown', fio };
-}
 
 export interface BenchSettings {
   dir: string;
@@ -84,10 +70,10 @@ export function summarize(runs: RunResult[]): RunResult[] {
   }
   return [...groups.values()].map((g) => {
     if (g.length === 1) return g[0];
-    const sorted = [...g].sort((a, b) => a.gibps - b.gibps);
-    const median = sorted[Math.floor((sorted.length - 1) / 2)];
-    const range = `${sorted[0].gibps.toFixed(3)}-${sorted[sorted.length - 1].gibps.toFixed(3)}`;
-    return { ...median, mode: `${median.mode}; median of ${g.length} (${range} GiB/s)` };
+    const mid = median(g, (r) => r.gibps);
+    const all = g.map((r) => r.gibps);
+    const range = `${Math.min(...all).toFixed(3)}-${Math.max(...all).toFixed(3)}`;
+    return { ...mid, mode: `${mid.mode}; median of ${g.length} (${range} GiB/s)` };
   });
 }
 
