@@ -40,7 +40,10 @@ export interface BatchOptions {
   failFast?: boolean;
   /** Aborting cancels the unfinished ops; the batch rejects with code ABORT_ERR once the device let go of every buffer. */
   signal?: AbortSignal;
-  /** Milliseconds from now; ops unfinished by then fail with ETIMEDOUT. */
+  /**
+   * Milliseconds from the call (reading and checking the ops counts against it); ops unfinished by
+   * then fail with ETIMEDOUT and the batch resolves. A failed op's error is made when first read.
+   */
   timeout?: number;
   /** Absolute time (ms since the epoch, as Date.now()); ops unfinished by then fail with ETIMEDOUT. */
   deadline?: number;
@@ -59,14 +62,39 @@ const STRIDE = 5; // must match native/objects/client/client.cc
 const ECANCELED = constants.errno.ECANCELED;
 const ETIMEDOUT = constants.errno.ETIMEDOUT;
 const MAX_TIMER = 2 ** 31 - 1;
+/** Ops read per turn of the event loop: a batch of a million ops must not hold the JS thread for its whole preparation. */
+const PREP_SLICE = 16384;
 
 function isWholeNumber(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** A batch as the engine takes it, and what results and errors report, fixed when each op was read. */
+class Packed {
+  readonly descriptors: Float64Array;
+  readonly lengths: Float64Array;
+  readonly offsets: Float64Array;
+  readonly opTarget: BatchTarget[];
+  readonly targets: BatchTarget[] = [];
+  readonly files: NativeFile[] = [];
+  readonly fileIndex = new Map<BatchTarget, number>();
+  readonly views: ArrayBufferView[] = [];
+  readonly viewIndex = new Map<ArrayBufferLike, number>();
+  checksums: Float64Array | undefined; // made when an op asks for a CRC32C
+  after: Int32Array | undefined; // made when an op waits for another
+
+  constructor(readonly n: number) {
+    this.descriptors = new Float64Array(n * STRIDE);
+    this.lengths = new Float64Array(n);
+    this.offsets = new Float64Array(n);
+    this.opTarget = new Array(n);
+  }
+}
+
 /**
  * Runs ops against the client's engine. `fileOf(i)` names op i's file. Every op is checked
- * before anything is submitted, so a bad op rejects the call and nothing happens.
+ * before anything is submitted, so a bad op rejects the call and nothing happens. A batch of more
+ * than PREP_SLICE ops is read a slice per turn of the event loop; an abort meanwhile submits nothing.
  */
 export async function runBatch(
   client: NativeClient,
@@ -82,168 +110,240 @@ export async function runBatch(
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw argError('ERR_INVALID_ARG_TYPE', 'options.signal must be an AbortSignal');
   }
+  // Measured from the call: preparing the batch counts against it.
   const stopAt = Math.min(
     options.timeout === undefined ? Infinity : Date.now() + checkTime(options.timeout, 'timeout'),
     options.deadline === undefined ? Infinity : checkTime(options.deadline, 'deadline'),
   );
-  const syscall = write ? 'write' : 'read';
-  const n = ops.length;
-  const descriptors = new Float64Array(n * STRIDE);
-  // What results and errors report is fixed at the call: later changes to `ops` do not matter.
-  const lengths = new Float64Array(n);
-  const offsets = new Float64Array(n);
-  const opTarget: BatchTarget[] = new Array(n);
-  const targets: BatchTarget[] = [];
-  const files: NativeFile[] = [];
-  const fileIndex = new Map<BatchTarget, number>();
-  const views: ArrayBufferView[] = [];
-  const viewIndex = new Map<ArrayBufferLike, number>();
-  let checksums: Float64Array | undefined; // made when an op asks for a CRC32C
-  let after: Int32Array | undefined; // made when an op waits for another
-
-  for (let i = 0; i < n; i++) {
-    const op = ops[i];
-    if (op === null || typeof op !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i} must be an object`, { index: i });
-    const target = fileOf(i);
-    opTarget[i] = target;
-    let f = fileIndex.get(target);
-    if (f === undefined) {
-      target.checkUsable(write);
-      f = files.length;
-      fileIndex.set(target, f);
-      targets.push(target);
-      files.push(target.native);
-    }
-    const { buffer, fileOffset } = op;
-    let bufferRef: number;
-    let bufferOffset: number;
-    let available: number;
-    if (buffer instanceof IoBuffer) {
-      if (buffer.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
-      bufferRef = buffer.region.id;
-      bufferOffset = buffer.byteOffset;
-      available = buffer.byteLength;
-      if (buffer.region.owner !== client) {
-        throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer belongs to another client`, { index: i });
-      }
-    } else if (ArrayBuffer.isView(buffer)) {
-      const region = regionOf(buffer.buffer);
-      available = buffer.byteLength;
-      if (region && region.owner !== client) {
-        // Its memory may be freed by its own client while ours still uses it: refuse, as for IoBuffers.
-        throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer views memory of another client`, { index: i });
-      }
-      if (region) {
-        if (region.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
-        bufferRef = region.id;
-        bufferOffset = buffer.byteOffset;
-      } else {
-        // Not our memory: still no copy (the kernel reads or writes it in place), just not a fixed buffer.
-        let v = viewIndex.get(buffer.buffer);
-        if (v === undefined) {
-          v = views.length;
-          views.push(wholeView(buffer, i));
-          viewIndex.set(buffer.buffer, v);
-        }
-        bufferRef = -(v + 1);
-        bufferOffset = buffer.byteOffset;
-      }
-    } else {
-      throw argError('ERR_INVALID_ARG_TYPE', `op ${i}: buffer must be an IoBuffer or an ArrayBufferView`, { index: i });
-    }
-    const length = op.length ?? available;
-    if (!isWholeNumber(length) || length > available) {
-      throw argError('ERR_OUT_OF_RANGE', `op ${i}: length ${shown(op.length)} must be a whole number no larger than the buffer (${available})`, {
-        index: i,
-        path: target.path,
-      });
-    }
-    if (!isWholeNumber(fileOffset) || fileOffset + length > Number.MAX_SAFE_INTEGER) {
-      throw argError('ERR_OUT_OF_RANGE', `op ${i}: fileOffset ${shown(fileOffset)} must be a whole number, and fileOffset + length at most 2^53 - 1`, {
-        index: i,
-        path: target.path,
-      });
-    }
-    if (op.after !== undefined) {
-      if (!Number.isSafeInteger(op.after) || op.after < 0 || op.after >= i) {
-        throw argError('ERR_OUT_OF_RANGE', `op ${i}: after ${shown(op.after)} must be the index of an earlier op of the batch`, { index: i, path: target.path });
-      }
-      after ??= new Int32Array(n).fill(-1);
-      after[i] = op.after;
-    }
-    if (op.crc32c !== undefined) {
-      checksums ??= new Float64Array(3 * n).fill(-1);
-      packChecksum(checksums, i, op.crc32c, write, length, target.path);
-    }
-    const d = i * STRIDE;
-    descriptors[d] = f;
-    descriptors[d + 1] = bufferRef;
-    descriptors[d + 2] = bufferOffset;
-    descriptors[d + 3] = length;
-    descriptors[d + 4] = fileOffset;
-    lengths[i] = length;
-    offsets[i] = fileOffset;
+  const packed = new Packed(ops.length);
+  for (let from = 0; from < packed.n; from += PREP_SLICE) {
+    if (from > 0) await new Promise(setImmediate);
+    if (signal?.aborted) throw abortError(signal, undefined);
+    const to = Math.min(packed.n, from + PREP_SLICE);
+    for (let i = from; i < to; i++) packOp(packed, client, write, ops[i], i, fileOf);
   }
-
   // Again, now that every op was read: a getter of a later op may have closed a file checked at an
   // earlier one, and its descriptor is being closed on another thread.
-  for (const t of targets) t.checkUsable(write);
+  for (const t of packed.targets) t.checkUsable(write);
   if (signal?.aborted) throw abortError(signal, undefined);
 
-  const results = new Float64Array(2 * n);
-  const crcs = checksums && new Uint32Array(n);
+  const results = new Float64Array(2 * packed.n);
+  const crcs = packed.checksums && new Uint32Array(packed.n);
+  const aborted = await submitAndWait(client, write, packed, results, crcs, options, stopAt);
+  const out = collectResults(packed, write, results, crcs);
+  if (aborted) throw abortError(signal!, out);
+  if (options.failFast) {
+    const first = firstError(results);
+    if (first >= 0) {
+      const error = out[first].error!;
+      error.results = out;
+      throw error;
+    }
+  }
+  return out;
+}
+
+/** Checks op i and writes its descriptor. */
+function packOp(p: Packed, client: NativeClient, write: boolean, op: IoOp, i: number, fileOf: (index: number) => BatchTarget): void {
+  if (op === null || typeof op !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i} must be an object`, { index: i });
+  const target = fileOf(i);
+  p.opTarget[i] = target;
+  let f = p.fileIndex.get(target);
+  if (f === undefined) {
+    target.checkUsable(write);
+    f = p.files.length;
+    p.fileIndex.set(target, f);
+    p.targets.push(target);
+    p.files.push(target.native);
+  }
+  const { fileOffset } = op;
+  const [bufferRef, bufferOffset, available] = bufferOf(p, client, op.buffer, i);
+  const length = op.length ?? available;
+  if (!isWholeNumber(length) || length > available) {
+    throw argError('ERR_OUT_OF_RANGE', `op ${i}: length ${shown(op.length)} must be a whole number no larger than the buffer (${available})`, {
+      index: i,
+      path: target.path,
+    });
+  }
+  if (!isWholeNumber(fileOffset) || fileOffset + length > Number.MAX_SAFE_INTEGER) {
+    throw argError('ERR_OUT_OF_RANGE', `op ${i}: fileOffset ${shown(fileOffset)} must be a whole number, and fileOffset + length at most 2^53 - 1`, {
+      index: i,
+      path: target.path,
+    });
+  }
+  if (op.after !== undefined) {
+    if (!Number.isSafeInteger(op.after) || op.after < 0 || op.after >= i) {
+      throw argError('ERR_OUT_OF_RANGE', `op ${i}: after ${shown(op.after)} must be the index of an earlier op of the batch`, { index: i, path: target.path });
+    }
+    p.after ??= new Int32Array(p.n).fill(-1);
+    p.after[i] = op.after;
+  }
+  if (op.crc32c !== undefined) {
+    p.checksums ??= new Float64Array(3 * p.n).fill(-1);
+    packChecksum(p.checksums, i, op.crc32c, write, length, target.path);
+  }
+  const d = i * STRIDE;
+  p.descriptors[d] = f;
+  p.descriptors[d + 1] = bufferRef;
+  p.descriptors[d + 2] = bufferOffset;
+  p.descriptors[d + 3] = length;
+  p.descriptors[d + 4] = fileOffset;
+  p.lengths[i] = length;
+  p.offsets[i] = fileOffset;
+}
+
+/**
+ * Op i's memory as [bufferRef, bufferOffset, bytes available]: a region id of this client, or
+ * -(v + 1) for view v of memory that is not ours (no copy either way, just not a fixed buffer).
+ */
+function bufferOf(p: Packed, client: NativeClient, buffer: unknown, i: number): [number, number, number] {
+  if (buffer instanceof IoBuffer) {
+    if (buffer.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
+    if (buffer.region.owner !== client) {
+      throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer belongs to another client`, { index: i });
+    }
+    return [buffer.region.id, buffer.byteOffset, buffer.byteLength];
+  }
+  if (!ArrayBuffer.isView(buffer)) {
+    throw argError('ERR_INVALID_ARG_TYPE', `op ${i}: buffer must be an IoBuffer or an ArrayBufferView`, { index: i });
+  }
+  const region = regionOf(buffer.buffer);
+  if (region) {
+    // Its memory may be freed by its own client while ours still uses it: refuse, as for IoBuffers.
+    if (region.owner !== client) throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer views memory of another client`, { index: i });
+    if (region.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
+    return [region.id, buffer.byteOffset, buffer.byteLength];
+  }
+  let v = p.viewIndex.get(buffer.buffer);
+  if (v === undefined) {
+    v = p.views.length;
+    p.views.push(wholeView(buffer, i));
+    p.viewIndex.set(buffer.buffer, v);
+  }
+  return [-(v + 1), buffer.byteOffset, buffer.byteLength];
+}
+
+/**
+ * Submits the batch, cancels it at its deadline or on abort, and waits until the engine has
+ * settled every op. Resolves with whether the signal aborted it.
+ */
+async function submitAndWait(
+  client: NativeClient,
+  write: boolean,
+  p: Packed,
+  results: Float64Array,
+  crcs: Uint32Array | undefined,
+  options: BatchOptions,
+  stopAt: number,
+): Promise<boolean> {
   let submitted: [number, Promise<void>];
   try {
-    submitted = client.submit(write, files, views, descriptors, results, options.failFast === true, checksums, crcs, after);
+    submitted = client.submit(write, p.files, p.views, p.descriptors, results, options.failFast === true, p.checksums, crcs, p.after);
   } catch (e) {
     throw toBatchError(e);
   }
   const [batchId, settled] = submitted;
-  for (const t of targets) t.begin();
-  let timer: NodeJS.Timeout | undefined;
+  for (const t of p.targets) t.begin();
   let aborted = false;
   const onAbort = () => {
     aborted = true;
     client.cancel(batchId, ECANCELED);
   };
-  if (stopAt <= Date.now()) {
-    client.cancel(batchId, ETIMEDOUT); // already due: whatever has not finished fails now
-  } else if (stopAt !== Infinity) {
-    // setTimeout holds at most 2^31-1 ms; a farther deadline re-arms until it is near.
-    const arm = () => {
-      const left = stopAt - Date.now();
-      timer = left > MAX_TIMER ? setTimeout(arm, MAX_TIMER) : setTimeout(() => client.cancel(batchId, ETIMEDOUT), Math.max(0, left));
-    };
-    arm();
-  }
-  signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = armDeadline(stopAt, () => client.cancel(batchId, ETIMEDOUT));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await settled;
   } finally {
-    if (timer) clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
-    for (const t of targets) t.end();
+    timer.stop();
+    options.signal?.removeEventListener('abort', onAbort);
+    for (const t of p.targets) t.end();
   }
+  return aborted;
+}
 
-  const out: OpResult[] = new Array(n);
-  let firstError: ThreeFSError | null = null;
-  for (let i = 0; i < n; i++) {
+/** Calls `due` at `stopAt` (at once if it has passed). setTimeout holds at most 2^31-1 ms: a farther deadline re-arms until it is near. */
+function armDeadline(stopAt: number, due: () => void): { stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const left = stopAt - Date.now();
+    timer = left > MAX_TIMER ? setTimeout(arm, MAX_TIMER) : setTimeout(due, Math.max(0, left));
+  };
+  if (stopAt <= Date.now()) due();
+  else if (stopAt !== Infinity) arm();
+  return { stop: () => clearTimeout(timer) };
+}
+
+/**
+ * One OpResult per op. A failed op's error is made when it is first read: a canceled batch of a
+ * million ops settles without building a million errors nobody may look at.
+ */
+function collectResults(p: Packed, write: boolean, results: Float64Array, crcs: Uint32Array | undefined): OpResult[] {
+  const out: OpResult[] = new Array(p.n);
+  for (let i = 0; i < p.n; i++) {
     const bytes = results[2 * i];
-    const errno = results[2 * i + 1];
-    let error: ThreeFSError | null = null;
-    if (errno !== 0) {
-      error = errnoError(errno, syscall, { path: opTarget[i].path, offset: offsets[i] + bytes, index: i });
-      if (firstError === null || (firstError.errno === -ECANCELED && errno !== ECANCELED)) firstError = error;
+    if (results[2 * i + 1] !== 0) {
+      out[i] = new FailedOp(p, write, results, i);
+      continue;
     }
-    out[i] = { bytes, eof: !write && errno === 0 && bytes < lengths[i], error };
-    if (crcs && !write && checksums![3 * i] !== -1 && errno === 0) out[i].crc32c = crcs[i];
-  }
-  if (aborted) throw abortError(signal!, out);
-  if (options.failFast && firstError) {
-    firstError.results = out;
-    throw firstError;
+    out[i] = { bytes, eof: !write && bytes < p.lengths[i], error: null };
+    if (crcs && !write && p.checksums![3 * i] !== -1) out[i].crc32c = crcs[i];
   }
   return out;
+}
+
+/**
+ * A failed op's result. `error` is an own, enumerable property, as on any other result (spread,
+ * JSON and deep equality see it); its ThreeFSError is made on first read and is the same object after.
+ */
+class FailedOp implements OpResult {
+  declare error: ThreeFSError | null;
+  readonly bytes: number;
+  readonly eof = false;
+  #error: ThreeFSError | null | undefined;
+  #batch: Packed;
+  #write: boolean;
+  #errno: number;
+  #index: number;
+
+  // One descriptor for every instance, so they all share one shape.
+  static readonly #errorProperty: PropertyDescriptor = {
+    get(this: FailedOp) {
+      if (this.#error === undefined) this.#error = this.#make();
+      return this.#error;
+    },
+    set(this: FailedOp, value: ThreeFSError | null) {
+      this.#error = value;
+    },
+    enumerable: true,
+    configurable: true,
+  };
+
+  constructor(batch: Packed, write: boolean, results: Float64Array, index: number) {
+    this.bytes = results[2 * index];
+    this.#batch = batch;
+    this.#write = write;
+    this.#errno = results[2 * index + 1];
+    this.#index = index;
+    Object.defineProperty(this, 'error', FailedOp.#errorProperty);
+  }
+
+  #make(): ThreeFSError {
+    const i = this.#index;
+    const details = { path: this.#batch.opTarget[i].path, offset: this.#batch.offsets[i] + this.bytes, index: i };
+    return errnoError(this.#errno, this.#write ? 'write' : 'read', details);
+  }
+}
+
+/** The op whose error ends a failFast batch: the first that failed of itself, else the first canceled one; -1 if none failed. */
+function firstError(results: Float64Array): number {
+  let first = -1;
+  for (let i = 0; i < results.length / 2; i++) {
+    const errno = results[2 * i + 1];
+    if (errno === 0) continue;
+    if (errno !== ECANCELED) return i;
+    if (first < 0) first = i;
+  }
+  return first;
 }
 
 /** A Uint8Array over all of a view's memory; a detached (transferred) ArrayBuffer has none left. */
