@@ -1,14 +1,6 @@
-// The datasets section: random batches of ffrecord samples (4 KiB, 64 KiB, 1 MiB) read through
-// openDataset() next to the same batches read with node:fs (one FileHandle.read per sample into
-// a reused buffer, the CRC-32 checked with node:zlib), with and without the CRC check; then a
-// safetensors checkpoint loaded with openSafetensors() next to node:fs reading each tensor.
-//
-// Both readers see the files in the page cache (written just before, then read once): this
-// measures what each adds on top of the kernel's copies, not the disk. Ours is opened buffered
-// (direct: 'never') so that it reads the same cached pages; then once more with O_DIRECT from
-// storage (the page cache dropped), which node:fs cannot do. Two batches are in flight at a time,
-// as a loader with prefetch 1 keeps them; a checkpoint load is one at a time, into memory kept for it. Every batch's samples are checked against their CRC in
-// the verify runs; the others check one stamped sample a batch.
+// The datasets section: random ffrecord batches and a safetensors load through this library, next
+// to node:fs readers of the same files, both from the warm page cache (what each adds on top of the
+// kernel's copies), then ours once more with O_DIRECT, which node:fs cannot do.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -56,6 +48,7 @@ export interface DatasetBenchDocument {
   runs: DatasetRun[];
 }
 
+/** Batches in flight: what a loader with prefetch 1 keeps. */
 const IN_FLIGHT = 2;
 const SAMPLE_SIZES = [4 * KiB, 64 * KiB, 1 * MiB];
 /** Samples a batch: a training batch's worth, and at least 8 MiB a batch for the large ones. */
@@ -198,7 +191,7 @@ async function writeSamples(ctx: Ctx, sample: number): Promise<Samples> {
   return { path, sample, n, batch, indices: () => Array.from({ length: batch }, () => Math.floor(pick() * n)), check };
 }
 
-/** 3fs-client: one submission a batch into a registered buffer; CRC-32 in native code. */
+/** 3fs-client: one submission a batch into a registered buffer; buffered, to read the same cached pages as node:fs. */
 async function oursBuffered(ctx: Ctx, s: Samples): Promise<DatasetRun[]> {
   const runs: DatasetRun[] = [];
   await using ds = await openDataset(s.path, { client: ctx.client, direct: 'never' });

@@ -1,8 +1,6 @@
-// `3fs-client bench --fallback`: the portable fallback (the 'threads' engine, pread/pwrite on
-// native threads) beside io_uring and beside fio's psync and libaio engines, on the same O_DIRECT
-// file in the same run, alternating: 4 MiB sequential reads and 4 KiB random reads, the main
-// bench's seq-read and rand-read (qd 64) workloads. What someone whose container blocks io_uring
-// gets, against what the same disk gives io_uring and the two classic fio engines.
+// `3fs-client bench --fallback`: what someone whose container blocks io_uring gets. The 'threads'
+// engine beside io_uring and fio's psync and libaio engines, alternating on one O_DIRECT file, with
+// the main bench's seq-read and rand-read (qd 64) workloads.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkBenchFile, writeBenchFile } from '../support/bench-files';

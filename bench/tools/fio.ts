@@ -75,10 +75,8 @@ export function fioMode(w: Workload, engine: FioEngine = twinEngine(w)): string 
 }
 
 /**
- * Our engine puts buffers of 2 MiB and more on transparent huge pages (MADV_HUGEPAGE). With
- * O_DIRECT that matters a lot on virtio disks: physically contiguous memory lets a 4 MiB read go
- * out as one request instead of several of ~0.5-1 MiB. fio mallocs its buffers; this glibc
- * (>= 2.35) tunable makes malloc ask for huge pages too, so both tools get the same memory.
+ * Our engine puts buffers of 2 MiB and more on transparent huge pages, which lets an O_DIRECT read
+ * go out as fewer, larger requests; this glibc (>= 2.35) tunable gives fio's malloc the same memory.
  */
 function thpEnv(): NodeJS.ProcessEnv {
   const tunable = 'glibc.malloc.hugetlb=1';

@@ -1,9 +1,6 @@
-// The node:fs twin: FileHandle.read / FileHandle.write with the same concurrency, reusing one
-// Buffer per in-flight op. It runs in a child process so its UV_THREADPOOL_SIZE can match the
-// queue depth (libuv's default pool of 4 threads would otherwise cap it at 4 in flight) and so
-// its CPU time is its own. Node cannot do O_DIRECT with its (unaligned) Buffers: always buffered.
-//
-// This file is both the parent's launcher (runNodeFs) and the child's entry point.
+// The node:fs twin: FileHandle.read/write at the same concurrency, always buffered (Node's Buffers
+// are not aligned for O_DIRECT). A child process, so UV_THREADPOOL_SIZE can match the depth and its
+// CPU time is its own; this file is both the launcher (runNodeFs) and the child's entry point.
 import { open } from 'node:fs/promises';
 import { randomFillSync } from 'node:crypto';
 import { runChild } from '../support/children';

@@ -1,8 +1,6 @@
-// The KVCache section: put/get throughput of 64 KiB, 1 MiB and 16 MiB pages through KVCache, next
-// to raw batch writes/reads of the same bytes in the same batch shape through the same client (what
-// KVCache adds on top of the engine), and next to a file-per-key cache written with node:fs (what a
-// user would write otherwise); then lookup keys/s, warm and cold. How each is measured: phases.ts,
-// page-size-run.ts, lookups.ts.
+// The KVCache section: put/get of pages through KVCache next to raw batch I/O of the same bytes on
+// the same client (what KVCache adds on top of the engine) and next to a file per key with node:fs
+// (what a user would write otherwise); then lookup keys/s, warm and cold.
 import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';

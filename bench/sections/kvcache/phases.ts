@@ -49,14 +49,12 @@ export interface PhaseResult {
 export type BatchRunner = (batch: number[], lane: number, index: number) => Promise<{ bytes: number; misses: number }>;
 
 /**
- * Two paths over the same batches, alternating in blocks (A B, B A, A B, ...: each pair the other
- * way round, so a device whose speed drifts during the run favours neither). A block is one batch
- * with one in flight, else 4 x inflight batches (the pipeline fills and drains in each, alike for
- * both paths). With too few batches for two blocks, A runs just before B and again just after
- * (A-B-A), all the batches each time; `a(again)` is told which. Returns A's and B's figures and
- * how they were taken.
+ * Two paths over the same batches, alternating in blocks (A B, B A, ...) so a drifting device
+ * favours neither; with too few batches for two blocks, A-B-A (`a(again)` says which A). Returns
+ * A's and B's figures and how they were taken.
  */
 export async function interleaved(batches: number[][], inflight: number, a: (again: boolean) => Promise<BatchRunner>, b: BatchRunner): Promise<[PhaseResult, PhaseResult, string]> {
+  // A block of 4 x inflight batches: the pipeline fills and drains in each, alike for both paths.
   const block = inflight === 1 ? 1 : 4 * inflight;
   if (batches.length < 2 * block) {
     const first = await timed(batches, inflight, await a(false));
