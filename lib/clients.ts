@@ -11,7 +11,7 @@ import { findHf3fsMount } from './hf3fs/mounts';
 let sharedLocal: Client | undefined;
 const sharedByMount = new Map<string, Client>();
 const fellBack = new Set<string>(); // mounts whose 3FS client could not be made: FUSE it is, without retrying
-let warnedFallback = false;
+let warnedFuse = false;
 
 // Options of 3fs-client.toml for the embedded engine (an engine of 'hf3fs' there is for 3FS mounts only).
 function localOptions(config: ClientOptions): ClientOptions {
@@ -48,8 +48,8 @@ export function clientFor(path: string): Client {
   } catch (e) {
     if (!(e instanceof ThreeFSError) || (e.code !== 'ERR_USRBIO_UNAVAILABLE' && e.code !== 'ERR_NOT_3FS')) throw e;
     fellBack.add(mount.mountPoint);
-    if (!warnedFallback) {
-      warnedFallback = true;
+    if (!warnedFuse) {
+      warnedFuse = true;
       process.emitWarning(`${e.message}. Files on ${mount.mountPoint} go through FUSE with the local engine; run '3fs-client doctor ${mount.mountPoint}'.`, { code: 'THREEFS_CLIENT_NO_USRBIO' });
     }
     return defaultClient();

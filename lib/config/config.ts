@@ -8,6 +8,7 @@ import { argError, type ThreeFSError } from '../core/errors';
 
 /** The client options a config file can set (ClientOptions's names). */
 export interface ConfigClientOptions {
+  /** 'usrbio' in the file is read as 'hf3fs' (its alias). */
   engine?: 'local' | 'io_uring' | 'threads' | 'hf3fs';
   /** The 3FS mount point. */
   mount?: string;
@@ -333,9 +334,12 @@ const oneOf = (...choices: string[]): Check => (value) =>
     ? { ok: true, value }
     : { ok: false, expected: `one of ${choices.map((c) => `"${c}"`).join(', ')}` };
 
+/** The `engine` key: an engine's name, or 'usrbio', the alias of 'hf3fs'. */
+const engine: Check = (value) => oneOf('local', 'io_uring', 'threads', 'hf3fs')(value === 'usrbio' ? 'hf3fs' : value);
+
 /** The keys of 3fs-client.toml: TOML name → [ClientOptions name, check]. */
 const clientKeys: Record<string, [keyof ConfigClientOptions | 'launcher', Check]> = {
-  engine: ['engine', oneOf('local', 'io_uring', 'threads', 'hf3fs')],
+  engine: ['engine', engine],
   mount: ['mount', text],
   library: ['library', text],
   queue_depth: ['queueDepth', whole(1, 32768)],

@@ -1,6 +1,7 @@
 import { availableParallelism, constants } from 'node:os';
 import { runBatch, type BatchOptions, type IoOp } from './batch';
 import { embeddedChoice, ioUringRefusal, type EmbeddedEngine } from './embedded-engine';
+import { engineName, type EngineName } from './engine-name';
 import { argError, fromNative, shown, ThreeFSError, type OpResult } from './errors';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
@@ -10,12 +11,13 @@ import { native, type NativeClient, type NativeClientOptions, type NativeMetrics
 
 export interface ClientOptions {
   /**
-   * 'local' (the default): the embedded engine for local files, io_uring, or the thread pool
-   * ('threads') where io_uring cannot be set up or THREEFS_CLIENT_ENGINE=threads says so.
+   * 'local' (the default): the embedded engine for local files, io_uring, or the 'threads' engine
+   * where io_uring cannot be set up or THREEFS_CLIENT_ENGINE=threads says so.
    * 'io_uring' or 'threads': that embedded engine, whatever the environment says ('io_uring' fails
-   * where it cannot be set up). 'hf3fs': 3FS's USRBIO on a 3FS mount (the default when `mount` is given).
+   * where it cannot be set up). 'hf3fs': 3FS's USRBIO on a 3FS mount (the default when `mount` is
+   * given). 'usrbio', the name info().engine reports for it, is accepted as an alias of 'hf3fs'.
    */
-  engine?: 'local' | EmbeddedEngine | 'hf3fs';
+  engine?: 'local' | EngineName;
   /** hf3fs: a path on the 3FS mount (the mount point is found from it). */
   mount?: string;
   /** hf3fs: path of libhf3fs_api_shared.so. Default: $HF3FS_LIB, then the dynamic linker's search. */
@@ -81,14 +83,19 @@ export interface FileIoOp extends IoOp {
 }
 
 export interface ClientInfo {
-  /** 'io_uring', 'threads' (the portable fallback: pread/pwrite on native threads) or 'usrbio' */
+  /**
+   * 'io_uring', 'threads' (pread/pwrite and AIO on native threads) or 'usrbio' (the 'hf3fs' engine,
+   * under the name earlier versions reported; kept for code that compares it).
+   */
   engine: string;
+  /** The engine as the `engine` option names it: 'io_uring', 'threads' or 'hf3fs'. */
+  engineOption: EngineName;
   /**
    * Why this engine runs and not the default one, e.g. "io_uring_setup: EPERM (seccomp? ...)" or
-   * 'THREEFS_CLIENT_ENGINE=threads'; null when the default runs (io_uring, or usrbio on 3FS).
+   * 'THREEFS_CLIENT_ENGINE=threads'; null when the default runs (io_uring, or hf3fs on 3FS).
    */
   engineReason: string | null;
-  /** threads: the worker threads of the pool, over all rings, and whether O_DIRECT ops go through AIO. */
+  /** threads: the engine's worker threads, over all rings, and whether O_DIRECT ops go through AIO. */
   threads?: number;
   aio?: boolean;
   /** hf3fs: the mount point, the library loaded and the NUMA node used. */
@@ -97,6 +104,7 @@ export interface ClientInfo {
   numa?: number;
   rings: number;
   queueDepth: number;
+  /** Entries of the engine's fixed-buffer table (io_uring); 0 for engines without one. */
   registeredBuffers: number;
   asyncBuffered: boolean;
   closed: boolean;
@@ -109,9 +117,8 @@ const directCode: Record<DirectMode, number> = { auto: 0, always: 1, never: 2 };
 
 const DEFAULT_BOUNCE = 16 * 1024 * 1024;
 /**
- * The thread pool's default size: 4 per core, at most 16. Its threads copy page-cache data; past a
- * few per core they only contend (4 KiB cached reads on 2 cores: 216k IOPS with 8, 152k with 16).
- * O_DIRECT ops need no thread each (AIO), so more threads would only help uncached buffered reads.
+ * The 'threads' engine's default size: 4 per core, at most 16. Its threads copy page-cache data;
+ * past a few per core they only contend, and O_DIRECT ops need no thread each (AIO).
  */
 const DEFAULT_THREADS = Math.min(16, 4 * availableParallelism());
 
@@ -157,8 +164,9 @@ function wholeNumber(value: unknown, name: string, min: number, max: number): nu
 export class Client implements AsyncDisposable {
   readonly #native: NativeClient;
   readonly #asyncBuffered: boolean;
-  readonly #usrbio: boolean;
+  readonly #hf3fs: boolean;
   readonly #engine: string;
+  readonly #engineOption: EngineName;
   readonly #engineReason: string | null;
   readonly #threads: number;
   readonly #aio: boolean;
@@ -166,7 +174,8 @@ export class Client implements AsyncDisposable {
 
   constructor(options: ClientOptions = {}) {
     options ??= {};
-    const engine = options.engine ?? (options.mount !== undefined ? 'hf3fs' : 'local');
+    const asked: string = options.engine ?? (options.mount !== undefined ? 'hf3fs' : 'local');
+    const engine = asked === 'usrbio' ? 'hf3fs' : asked;
     if (engine !== 'local' && engine !== 'io_uring' && engine !== 'threads' && engine !== 'hf3fs') {
       throw argError('ERR_INVALID_ARG_VALUE', `engine must be 'local', 'io_uring', 'threads' or 'hf3fs', got ${JSON.stringify(options.engine)}`);
     }
@@ -175,10 +184,10 @@ export class Client implements AsyncDisposable {
     const registeredSlots = wholeNumber(options.registeredBuffers ?? 1024, 'registeredBuffers', 0, 16384);
     const threads = wholeNumber(options.threads ?? DEFAULT_THREADS, 'threads', 1, 4096);
     this.#asyncBuffered = options.asyncBuffered ?? false;
-    this.#usrbio = engine === 'hf3fs';
+    this.#hf3fs = engine === 'hf3fs';
     const settings: NativeClientOptions = { queueDepth, rings, registeredSlots, asyncBuffered: this.#asyncBuffered };
     let choice: ReturnType<typeof embeddedChoice> | undefined;
-    if (this.#usrbio) {
+    if (this.#hf3fs) {
       const embeddedOnly = (['threads', 'aio'] as const).filter((k) => options[k] !== undefined);
       if (embeddedOnly.length > 0) throw argError('ERR_INVALID_ARG_VALUE', `${embeddedOnly.join(', ')}: only for the embedded engine, not 'hf3fs'`);
       Object.assign(settings, hf3fsSettings(options));
@@ -192,10 +201,11 @@ export class Client implements AsyncDisposable {
     try {
       this.#native = new (native().NativeClient)(settings);
     } catch (e) {
-      throw fromNative(e, this.#usrbio ? { path: options.mount } : {});
+      throw fromNative(e, this.#hf3fs ? { path: options.mount } : {});
     }
     const info = this.#native.info();
     this.#engine = info.engine;
+    this.#engineOption = engineName(info.engine);
     this.#engineReason = info.ioUringErrno !== undefined ? ioUringRefusal(info.ioUringErrno) : (choice?.forcedBy ?? null);
     // As the addon shares them out: each ring gets ceil(threads / rings), at most its share of the queue depth.
     this.#aio = options.aio ?? true;
@@ -208,7 +218,7 @@ export class Client implements AsyncDisposable {
     options ??= {};
     wholeNumber(bytes, 'bytes', 0, Number.MAX_SAFE_INTEGER);
     if (options.blockSize !== undefined) {
-      if (!this.#usrbio) throw argError('ERR_INVALID_ARG_VALUE', `blockSize: only for the 'hf3fs' engine`);
+      if (!this.#hf3fs) throw argError('ERR_INVALID_ARG_VALUE', `blockSize: only for the 'hf3fs' engine`);
       wholeNumber(options.blockSize, 'blockSize', 0, bytes);
     }
     try {
@@ -236,7 +246,7 @@ export class Client implements AsyncDisposable {
     else throw argError('ERR_INVALID_ARG_VALUE', `direct must be 'auto', 'always', 'never' or a boolean`);
     try {
       const handle = await native().open(path, parsed.flags, mode, directCode[direct], this.#native);
-      return new File(this.#native, { engine: this.#engine, engineReason: this.#engineReason }, handle, path, direct);
+      return new File(this.#native, { engine: this.#engine, engineOption: this.#engineOption, engineReason: this.#engineReason }, handle, path, direct);
     } catch (e) {
       const err = fromNative(e, { path });
       if (direct === 'always' && err.errno === -constants.errno.EINVAL) {
@@ -260,7 +270,7 @@ export class Client implements AsyncDisposable {
     const i = this.#native.info();
     const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
     const threads = i.engine === 'threads' ? { threads: this.#threads, aio: this.#aio } : {};
-    return { engine: i.engine, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
+    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
   }
 
   /**
@@ -322,5 +332,5 @@ export function connect(options?: ClientOptions): Client {
  * @internal
  */
 export function allocPacked(client: Client, bytes: number): IoBuffer {
-  return client.alloc(bytes, client.info().engine === 'usrbio' ? { blockSize: 0 } : {});
+  return client.alloc(bytes, client.info().engineOption === 'hf3fs' ? { blockSize: 0 } : {});
 }

@@ -1,5 +1,5 @@
 // Which embedded engine (the one for local files, and for 3FS through FUSE) a client runs, and the
-// words for why: io_uring first; the thread pool (pread/pwrite) when io_uring_setup is refused or
+// words for why: io_uring first; the 'threads' engine (pread/pwrite) when io_uring_setup is refused or
 // when the `engine` option or THREEFS_CLIENT_ENGINE asks for it. Shared by connect() and doctor,
 // so both say the same thing.
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ export const EMBEDDED_ENGINES: readonly EmbeddedEngine[] = ['io_uring', 'threads
 /** Forces the embedded engine of clients that do not name one (engine 'local', the default). */
 export const ENGINE_ENV = 'THREEFS_CLIENT_ENGINE';
 
-/** What a client asks the addon for: io_uring with the fallback ('auto'), or one engine and who forced it. */
+/** What a client asks the addon for: io_uring, else 'threads' ('auto'), or one engine and who forced it. */
 export interface EmbeddedChoice {
   mode: 'auto' | EmbeddedEngine;
   /** e.g. "engine: 'threads'" or 'THREEFS_CLIENT_ENGINE=threads'; absent for 'auto'. */
@@ -21,7 +21,7 @@ export interface EmbeddedChoice {
 /**
  * The choice for a client whose `engine` option is `engine` ('local' means: not named). An engine
  * named in the options wins over the environment. A bad THREEFS_CLIENT_ENGINE is an error, not a
- * silent default: a CI job that means to force the fallback must not test io_uring by mistake.
+ * silent default: a CI job that means to force 'threads' must not test io_uring by mistake.
  */
 export function embeddedChoice(engine: 'local' | EmbeddedEngine, env: NodeJS.ProcessEnv = process.env): EmbeddedChoice {
   if (engine !== 'local') return { mode: engine, forcedBy: `engine: '${engine}'` };
@@ -33,7 +33,7 @@ export function embeddedChoice(engine: 'local' | EmbeddedEngine, env: NodeJS.Pro
   return { mode: forced as EmbeddedEngine, forcedBy: `${ENGINE_ENV}=${forced}` };
 }
 
-/** io_uring_setup's errors that mean "not allowed here" (seccomp, sysctl, LSMs, no io_uring): the thread pool takes over (native/objects/client/client.cc agrees). */
+/** io_uring_setup's errors that mean "not allowed here" (seccomp, sysctl, LSMs, no io_uring): the 'threads' engine takes over (the addon's client agrees). */
 export const IO_URING_REFUSALS: readonly string[] = ['EPERM', 'ENOSYS', 'EACCES'];
 
 /** kernel.io_uring_disabled (0 allowed, 1 only for kernel.io_uring_group, 2 off), or undefined when the kernel has no such knob. */

@@ -2,6 +2,7 @@ import { constants } from 'node:os';
 import { runBatch, type BatchOptions, type BatchTarget, type IoOp } from './batch';
 import { argError, errnoError, fromNative, type OpResult } from './errors';
 import { accessMode } from './flags';
+import type { EngineName } from './engine-name';
 import type { IoBuffer } from './io-buffer';
 import type { NativeClient, NativeFile, RawStat } from './native';
 
@@ -12,6 +13,8 @@ export interface FileStat extends RawStat {
   isFile: boolean;
   /** The client's engine: 'io_uring', 'threads' or 'usrbio' (ClientInfo.engine). */
   engine: string;
+  /** The client's engine as the `engine` option names it: 'io_uring', 'threads' or 'hf3fs'. */
+  engineOption: EngineName;
   /** Why that engine and not the default one (ClientInfo.engineReason); null when the default runs. */
   engineReason: string | null;
   direct: {
@@ -29,14 +32,16 @@ export interface FileStat extends RawStat {
 
 /** Where a file's bytes live, as far as a client can see. */
 export interface FileLayout {
-  /** 'usrbio' (3FS), or 'io_uring' or 'threads' (local) */
+  /** 'usrbio' (3FS), or 'io_uring' or 'threads' (local): ClientInfo.engine. */
   engine: string;
+  /** 'hf3fs', 'io_uring' or 'threads': ClientInfo.engineOption. */
+  engineOption: EngineName;
   /**
    * On 3FS the file's chunk size (st_blksize there): each chunk is replicated on its own CRAQ
    * chain, so ops aligned to chunks touch one chain each. Elsewhere, the file system's block size.
    */
   chunkSize: number;
-  /** The 3FS mount point (usrbio only). */
+  /** The 3FS mount point (hf3fs only). */
   mount?: string;
 }
 
@@ -48,6 +53,7 @@ export class File implements BatchTarget, AsyncDisposable {
   /** @internal */ readonly native: NativeFile;
   readonly #client: NativeClient;
   readonly #engine: string;
+  readonly #engineOption: EngineName;
   readonly #engineReason: string | null;
   readonly #directFd: number;
   readonly #directErrno: number;
@@ -60,9 +66,10 @@ export class File implements BatchTarget, AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /** @internal */
-  constructor(client: NativeClient, engine: { engine: string; engineReason: string | null }, native: NativeFile, path: string, direct: DirectMode) {
+  constructor(client: NativeClient, engine: { engine: string; engineOption: EngineName; engineReason: string | null }, native: NativeFile, path: string, direct: DirectMode) {
     this.#client = client;
     this.#engine = engine.engine;
+    this.#engineOption = engine.engineOption;
     this.#engineReason = engine.engineReason;
     this.native = native;
     this.path = path;
@@ -112,6 +119,7 @@ export class File implements BatchTarget, AsyncDisposable {
       ...raw,
       isFile: (raw.mode & 0o170000) === 0o100000,
       engine: this.#engine,
+      engineOption: this.#engineOption,
       engineReason: this.#engineReason,
       direct: {
         mode: this.direct,
@@ -149,7 +157,7 @@ export class File implements BatchTarget, AsyncDisposable {
   /** Chunk size and mount (see FileLayout). */
   async layout(): Promise<FileLayout> {
     const st = await this.stat();
-    const layout: FileLayout = { engine: this.#engine, chunkSize: st.blksize };
+    const layout: FileLayout = { engine: this.#engine, engineOption: this.#engineOption, chunkSize: st.blksize };
     if (this.#usrbio) layout.mount = this.#client.info().mount;
     return layout;
   }

@@ -8,11 +8,11 @@ export interface NativeClientOptions {
   rings: number;
   registeredSlots: number;
   asyncBuffered: boolean;
-  /** The embedded engine: 'auto' is io_uring, or the thread pool when io_uring_setup is refused. */
+  /** The embedded engine: 'auto' is io_uring, or the 'threads' engine when io_uring_setup is refused. */
   embeddedEngine?: 'auto' | 'io_uring' | 'threads';
-  /** Thread pool workers over all rings. */
+  /** The 'threads' engine's workers over all rings. */
   threads?: number;
-  /** Thread pool: O_DIRECT ops through kernel AIO (io_submit). */
+  /** The 'threads' engine: O_DIRECT ops through kernel AIO (io_submit). */
   aio?: boolean;
   engine?: 'hf3fs';
   mount?: string;
@@ -82,7 +82,7 @@ export interface NativeClient {
     after?: Int32Array,
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
-  /** ioUringErrno: set when io_uring_setup was refused and the thread pool runs instead. */
+  /** ioUringErrno: set when io_uring_setup was refused and the 'threads' engine runs instead. */
   info(): { engine: string; ioUringErrno?: number; rings: number; queueDepth: number; registeredSlots: number; closed: boolean; mount?: string; library?: string; numa?: number };
   metrics(): NativeMetrics;
   /** native/engines/op_histogram.h's distributions, summed over the rings (see Client::Distributions). */

@@ -339,7 +339,7 @@ function checkIoUring(probe: IoUringProbeResult, add: (f: Finding) => void): voi
     add({ id: 'io_uring', status: 'ok', title: 'io_uring available', detail: `kernel ${release()}` });
     return;
   }
-  // A warning, not a failure: the local engine falls back to its thread pool (the 'engine' finding).
+  // A warning, not a failure: the local engine falls back to the 'threads' engine (the 'engine' finding).
   add({ id: 'io_uring', status: 'warn', title: 'io_uring is not available', detail: ioUringRefusal(probe.errno), fix: IO_URING_FIX });
 }
 
@@ -355,9 +355,9 @@ function checkEngine(probe: IoUringProbeResult, config: LoadedConfig | undefined
     return undefined;
   }
   if (inConfig !== undefined) forcedBy = `engine = "${inConfig}" in ${config?.file}`;
-  const fallback = 'the threads engine: pread/pwrite and AIO on a pool of native threads; the same API and results';
+  const threadsEngine = "the 'threads' engine: pread/pwrite and AIO on native threads; the same API and results";
   if (mode === 'threads') {
-    add({ id: 'engine', status: 'info', title: 'local engine: threads (forced)', detail: `${forcedBy}; ${fallback}` });
+    add({ id: 'engine', status: 'info', title: 'local engine: threads (forced)', detail: `${forcedBy}; ${threadsEngine}` });
     return { engine: 'threads', reason: forcedBy ?? null };
   }
   if (probe.available) {
@@ -371,10 +371,10 @@ function checkEngine(probe: IoUringProbeResult, config: LoadedConfig | undefined
   }
   if (!IO_URING_REFUSALS.includes(probe.code ?? '')) {
     // Not a policy refusal (ENOMEM from the memlock limit, EMFILE, ...): connect() reports it rather than hide it.
-    add({ id: 'engine', status: 'fail', title: 'local engine: io_uring cannot be set up', detail: `${refusal}: connect() will fail with it`, fix: 'see the io_uring finding; THREEFS_CLIENT_ENGINE=threads uses the thread pool instead' });
+    add({ id: 'engine', status: 'fail', title: 'local engine: io_uring cannot be set up', detail: `${refusal}: connect() will fail with it`, fix: "see the io_uring finding; THREEFS_CLIENT_ENGINE=threads uses the 'threads' engine instead" });
     return undefined;
   }
-  add({ id: 'engine', status: 'warn', title: 'local engine: threads (io_uring is refused here)', detail: `${refusal}; ${fallback}`, fix: "for io_uring's speed, allow io_uring: see the io_uring finding" });
+  add({ id: 'engine', status: 'warn', title: 'local engine: threads (io_uring is refused here)', detail: `${refusal}; ${threadsEngine}`, fix: "for io_uring's speed, allow io_uring: see the io_uring finding" });
   return { engine: 'threads', reason: refusal };
 }
 

@@ -123,7 +123,7 @@ export class Shards {
  * needs no alignment). Past 4 KiB the payload reads are not aligned either.
  */
 async function headReadOf(file: File): Promise<number> {
-  const { engine, direct } = await file.stat();
-  if (engine !== 'usrbio' && direct.active) return Math.min(HEADER_BYTES, Math.max(HEAD_READ, direct.memoryAlign, direct.offsetAlign));
+  const { engineOption, direct } = await file.stat();
+  if (engineOption !== 'hf3fs' && direct.active) return Math.min(HEADER_BYTES, Math.max(HEAD_READ, direct.memoryAlign, direct.offsetAlign));
   return HEAD_READ;
 }

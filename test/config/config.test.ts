@@ -100,6 +100,10 @@ describe('3fs-client.toml values', () => {
     expect(loadConfig(file, noEnv).client).toEqual({ blockSize: 524288, bounceBuffer: 32 * 1024 ** 2 });
   });
 
+  it("reads engine = \"usrbio\" as 'hf3fs' (its alias)", () => {
+    expect(loadConfig(write('engine = "usrbio"\n'), noEnv).client).toEqual({ engine: 'hf3fs' });
+  });
+
   it('reports a bad value with file, key and line', () => {
     const file = write(['engine = "local"', '', '# depth', 'rings = 2', '', 'async_buffered = false', 'queue_depth = 0'].join('\n'));
     const e = errorOf(() => loadConfig(file, noEnv));

@@ -427,7 +427,7 @@ describe('synchronous-write flags', () => {
 describe('Client', () => {
   it('info() echoes the options', async () => {
     const c = testConnect({ queueDepth: 7, registeredBuffers: 3, asyncBuffered: true });
-    // hf3fs and the thread pool have no fixed-buffer table: registeredBuffers is 0 there.
+    // hf3fs and the 'threads' engine have no fixed-buffer table: registeredBuffers is 0 there.
     expect(c.info()).toMatchObject({ queueDepth: 7, registeredBuffers: ENGINE === 'hf3fs' || THREADS ? 0 : 3, asyncBuffered: true, closed: false });
     expect(c.info().engine).toBe(ENGINE_NAME);
     if (ENGINE === 'hf3fs') {
@@ -441,6 +441,29 @@ describe('Client', () => {
     const d = testConnect({ asyncBuffered: false });
     expect(d.info().asyncBuffered).toBe(false);
     await d.close();
+  });
+
+  // One name per engine: engineOption is what the `engine` option calls it ('hf3fs', not the
+  // 'usrbio' that info().engine keeps reporting), and 'usrbio' is accepted as an alias of 'hf3fs'.
+  it('engineOption: the engine by its option name, in info(), stat() and layout(); usrbio is an alias of hf3fs', async () => {
+    const c = testConnect();
+    const want = ENGINE === 'hf3fs' ? 'hf3fs' : ENGINE_NAME;
+    expect(c.info().engineOption).toBe(want);
+    const p = tmp.path('engine-name');
+    writeFileSync(p, 'x');
+    const f = await c.open(p);
+    expect((await f.stat()).engineOption).toBe(want);
+    expect((await f.layout()).engineOption).toBe(want);
+    await f.close();
+    await c.close();
+    if (ENGINE === 'hf3fs') {
+      const alias = connect({ engine: 'usrbio' as 'hf3fs', mount: HF3FS!.mount });
+      expect(alias.info()).toMatchObject({ engine: 'usrbio', engineOption: 'hf3fs' });
+      await alias.close();
+    } else {
+      // No mount: the alias asks for 3FS like 'hf3fs' does, and fails the same way.
+      expect(() => connect({ engine: 'usrbio' as 'hf3fs' })).toThrow(/the 'hf3fs' engine needs mount/);
+    }
   });
 
   it('any number of rings gives the same bytes: batches go to the least loaded ring, each ring registers every buffer', async () => {
