@@ -316,13 +316,24 @@ export async function writeThenAbort(client: Client, file: File, ops: IoOp[], n:
   return pending;
 }
 
-/** Rejects, naming `what`, if `p` has not settled within `ms`: a hang fails the test instead of stalling it. */
+/**
+ * How much longer things take under npm run test:asan (the sanitizer build of the addon runs 2-4x
+ * slower; vitest.config.ts triples the test timeouts for it), else 1. Hang guards and the
+ * timeouts of child processes are multiplied by it; no assertion on a duration is.
+ */
+export const TIME_SCALE = process.env.THREEFS_CLIENT_ADDON ? 3 : 1;
+
+/**
+ * Rejects, naming `what`, if `p` has not settled within `ms` (times TIME_SCALE): a hang fails the
+ * test instead of stalling it.
+ */
 export function settledWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
+  const limit = ms * TIME_SCALE;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (hang)`)), ms);
+      timer = setTimeout(() => reject(new Error(`${what}: still pending after ${limit} ms (hang)`)), limit);
     }),
   ]);
 }

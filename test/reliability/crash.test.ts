@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KVCache, crc32cSync } from '../../lib/index';
-import { HF3FS, Rng, makeTmpDir, seedFor, testConnect } from '../helpers';
+import { HF3FS, Rng, TIME_SCALE, makeTmpDir, seedFor, testConnect } from '../helpers';
 import { record } from './record';
 
 const { recordOf, validRecord, payloadOf } = createRequire(__filename)('./fixtures/crash-records.cjs') as {
@@ -49,7 +49,7 @@ function crashRound(mode: 'file' | 'kv', options: object, first: number, killAft
       if (!timer && stdout.includes('ready\n')) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const guard = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const guard = setTimeout(() => child.kill('SIGKILL'), 30_000 * TIME_SCALE); // never ready: a hang
     child.on('error', fail);
     child.on('close', (code, signal) => {
       clearTimeout(guard);
