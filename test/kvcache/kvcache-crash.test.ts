@@ -158,7 +158,7 @@ describe('KVCache crash safety', () => {
     expect(totals.flipCorrupt).toBeGreaterThan(0); // flipped bytes were caught (as misses), not served
   });
 
-  it('open does not scan: a 1 TiB cache (sparse shard files) reopens in well under a second and reads nothing', async () => {
+  it('open does not scan: a 1 TiB cache (sparse shard files) reopens without reading, in seconds not minutes', async () => {
     const TiB = 2 ** 40;
     const options = { client, root: tmp.path('big'), namespace: NS, pageBytes: 16 << 20, capacityBytes: TiB, ways: 8, shards: 16 };
     const made = await KVCache.open(options);
@@ -170,7 +170,9 @@ describe('KVCache crash safety', () => {
     const cache = await KVCache.open({ ...options, create: false });
     const ms = performance.now() - t0;
     const after = client.metrics();
-    expect(ms).toBeLessThan(1000);
+    // The client's counters catch a scan through the client; the clock one through anything else
+    // (1 TiB, even of holes, reads for minutes), with room for ASan and a loaded machine.
+    expect(ms).toBeLessThan(10_000);
     expect(cache.stats().bytesRead).toBe(0);
     expect(after.readBytes - before.readBytes).toBe(0);
     expect(after.readOps - before.readOps).toBe(0);
