@@ -1,6 +1,6 @@
 // Builds the test-only USRBIO stand-in (usrbio_standin.cc → libhf3fs_api_shared.so), its C test
 // driver (harness.c) and the seccomp wrapper of the fallback tests (no-io-uring) into
-// build-test/hf3fs/standin/, only when an output is missing or older than its sources or native/hf3fs/usrbio.h. Used from vitest's globalSetup and from test files; parallel test
+// build-test/standin/, only when an output is missing or older than its sources or native/hf3fs/usrbio.h. Used from vitest's globalSetup and from test files; parallel test
 // processes may call it at once, so each compile writes a private temporary file and renames it
 // into place (rename is atomic: nobody ever loads a half-written library).
 import { execFileSync } from 'node:child_process';
@@ -32,7 +32,7 @@ function compile(compiler: string, args: string[], output: string): void {
   }
 }
 
-/** Builds (if needed) build-test/hf3fs/standin/libhf3fs_api_shared.so; returns its absolute path. */
+/** Builds (if needed) build-test/standin/libhf3fs_api_shared.so; returns its absolute path. */
 export function buildStandin(): string {
   const src = join(SRC_DIR, 'usrbio_standin.cc');
   const out = join(OUT_DIR, 'libhf3fs_api_shared.so');
@@ -42,7 +42,7 @@ export function buildStandin(): string {
   return out;
 }
 
-/** Builds (if needed) build-test/hf3fs/standin/harness, the C driver standin.test.ts scripts. */
+/** Builds (if needed) build-test/standin/harness, the C driver standin.test.ts scripts. */
 export function buildHarness(): string {
   const src = join(SRC_DIR, 'harness.c');
   const out = join(OUT_DIR, 'harness');
@@ -53,7 +53,7 @@ export function buildHarness(): string {
 }
 
 /**
- * Builds (if needed) build-test/hf3fs/standin/no-io-uring (test/fixtures/no-io-uring.c): runs a command
+ * Builds (if needed) build-test/standin/no-io-uring (test/fixtures/no-io-uring.c): runs a command
  * with io_uring_setup refused by a seccomp filter, as in a Docker container with the default profile.
  */
 export function buildNoIoUring(): string {

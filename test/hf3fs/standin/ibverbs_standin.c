@@ -2,7 +2,7 @@
  * A stand-in for libibverbs.so.1, for the doctor's tests: it reports one fake RDMA device so the
  * addon's rdmaDevices() and the doctor's findings can be checked on a machine without RDMA.
  * Loaded by the addon through THREEFS_IBVERBS_LIB; built by test/doctor/doctor.test.ts with
- *   gcc -shared -fPIC -o build-test/hf3fs/standin/libibverbs_standin.so test/hf3fs/standin/ibverbs_standin.c
+ *   gcc -shared -fPIC -o build-test/standin/libibverbs_standin.so test/hf3fs/standin/ibverbs_standin.c
  *
  * The structs below follow rdma-core's <infiniband/verbs.h> (IBVERBS_1.1), laid out from its
  * documentation on their own, so that a layout slip on either side shows up as wrong numbers in
