@@ -90,8 +90,9 @@ function documents(): [string, string][] {
 describe('the examples in the docs compile', () => {
   const examples = documents().flatMap(([name, text]) => examplesOf(text, name));
 
-  it('finds the README examples, and checks all but the marked fragments', () => {
-    expect(examples.filter((e) => e.where.startsWith('README.md:')).length).toBeGreaterThanOrEqual(6);
+  it('finds the README example and the docs\' examples, and checks all but the marked fragments', () => {
+    expect(examples.filter((e) => e.where.startsWith('README.md:')).length).toBeGreaterThanOrEqual(1);
+    expect(examples.filter((e) => e.where.startsWith('docs/')).length).toBeGreaterThanOrEqual(6);
     expect(examples.filter((e) => e.context !== null).length).toBeGreaterThanOrEqual(6);
   });
 
