@@ -53,12 +53,12 @@ export interface ClientOptions {
    * has no AIO, pread/pwrite do them anyway.
    */
   aio?: boolean;
-  /** Size of the registered (fixed) buffer table. Default 1024; 0 turns registration off. */
+  /** Entries of io_uring's registered (fixed) buffer table. Default 1024; 0 turns registration off. */
   registeredBuffers?: number;
   /**
    * Force buffered (page cache) I/O onto kernel worker threads (IOSQE_ASYNC). Default false: the
-   * kernel copies cached data inline on the engine's thread, which measured faster for page-cache
-   * reads, and still hands uncached reads to its workers by itself.
+   * kernel copies cached data inline on the engine's thread, the faster way for page-cache reads,
+   * and still hands uncached reads to its workers by itself.
    */
   asyncBuffered?: boolean;
 }

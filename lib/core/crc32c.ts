@@ -83,8 +83,8 @@ let crc32cTable: Int32Array | undefined;
 
 /**
  * CRC32C of bytes[start, end), in JS: for a few dozen bytes (a KV cache slot header, checked on
- * every hit), where the call into the addon and its view cost more than the checksum (about
- * 0.4 us against 0.2 us for 60 bytes). Byte at a time: larger inputs belong to crc32cSync. @internal
+ * every hit), where the call into the addon and its view cost more than the checksum. Byte at a
+ * time: larger inputs belong to crc32cSync. @internal
  */
 export function crc32cBytes(bytes: Uint8Array, start: number, end: number): number {
   const t = (crc32cTable ??= makeCrc32cTable());

@@ -1,5 +1,5 @@
-// Keys of KV-cache pages, byte-compatible with SGLang's HiCache (get_hash_str in
-// python/sglang/srt/mem_cache/hicache_storage.py): key = hex(sha256(bytes of the previous page's
+// Keys of KV-cache pages, byte-compatible with SGLang's HiCache (its get_hash_str):
+// key = hex(sha256(bytes of the previous page's
 // key, if any || each token id as a u32 little-endian)). Each key commits to the whole prefix, so
 // equal keys mean equal prefixes, and an SGLang server and this client find each other's pages.
 import { createHash } from 'node:crypto';

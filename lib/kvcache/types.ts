@@ -24,7 +24,7 @@ export interface KVCacheOptions {
   capacityBytes: number;
   /** Shard files. Default min(16, sets). */
   shards?: number;
-  /** Ways per set (1..100). Default 8. */
+  /** Ways per set (1..102: their directory entries fill one 4 KiB block). Default 8. */
   ways?: number;
   /** Make the cache if it is missing. Default true; false: ENOENT-like ERR_KVCACHE_NOT_FOUND. */
   create?: boolean;
