@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engines/op_histogram.h"
+#include "objects/client/wire.h"
 #include "objects/region/region.h"
 
 namespace tfs {
@@ -75,7 +76,7 @@ struct Op {
 };
 
 // One JS call's worth of ops. Results are written into memory the JS side owns (kept alive by
-// the batch until it settles): results[2*i] = bytes moved, results[2*i+1] = errno or 0.
+// the batch until it settles), laid out as wire.h says: per op, bytes moved and errno or 0.
 struct Batch {
   uint64_t id = 0;
   std::vector<Op> ops;
@@ -120,8 +121,9 @@ template <typename CancelRest>
 bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest) {
   Batch* b = op->batch;
   op->state = Op::State::kDone;
-  b->results[2 * op->index] = static_cast<double>(op->done);
-  b->results[2 * op->index + 1] = err;
+  double* result = b->results + wire::kResultFields * op->index;
+  result[wire::kBytes] = static_cast<double>(op->done);
+  result[wire::kErrno] = err;
   (op->write ? counters.write_ops : counters.read_ops)++;
   counters.distributions.Record(op->write, MonotonicNs() - b->submitted_ns, op->done, err);
   if (err != 0) {

@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->file_class = Napi::Persistent(file);
   exports.Set("NativeClient", client);
   exports.Set("NativeFile", file);
+  exports.Set("wire", Client::Wire(env));
   exports.Set("open", Napi::Function::New<&File::Open>(env, "open"));
   exports.Set("hardlink", Napi::Function::New<&File::Hardlink>(env, "hardlink"));
   exports.Set("usrbioProbe", Napi::Function::New<&UsrbioProbe>(env, "usrbioProbe"));

@@ -7,6 +7,7 @@
 
 #include "hf3fs/hf3fs.h"
 #include "objects/addon/addon.h"
+#include "objects/client/wire.h"
 #include "objects/file/file.h"
 #include "util/errors.h"
 #include "util/promise_worker.h"
@@ -14,9 +15,8 @@
 namespace tfs {
 namespace {
 
-// Per-op descriptor fields, packed by lib/core/batch.ts into one Float64Array.
-enum Field { kFile, kBufferRef, kBufferOffset, kLength, kFileOffset, kStride };
-constexpr double kMaxOffset = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
+using wire::kMaxOffset;
+using wire::kNone;
 
 struct RegionHint {
   std::weak_ptr<RegionTable> table;
@@ -25,19 +25,75 @@ struct RegionHint {
 
 bool IsIndex(double v, double limit) { return v >= 0 && v < limit && std::floor(v) == v; }
 
-// An op's checksum request [from, length, at] (see OpChecksum), checked against its length: the
-// range inside the op, and for writes 4 bytes at `at` inside it too, apart from the range.
-void SetChecksum(Napi::Env env, Op& op, size_t i, bool write, double op_length, const double* sum) {
-  const double from = sum[0], length = sum[1], at = sum[2];
-  const std::string which = "op " + std::to_string(i) + ": crc32c ";
+std::string OpPrefix(size_t i) { return "op " + std::to_string(i) + ": "; }
+
+// The typed array at info[at] if it is one of `type` with `length` elements, else nullptr.
+template <typename T>
+T* TypedData(const Napi::CallbackInfo& info, size_t at, napi_typedarray_type type, size_t length) {
+  if (info.Length() <= at || !info[at].IsTypedArray()) return nullptr;
+  Napi::TypedArray ta = info[at].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != type || ta.ElementLength() != length) return nullptr;
+  return info[at].As<Napi::TypedArrayOf<T>>().Data();
+}
+
+bool Given(const Napi::CallbackInfo& info, size_t at) { return info.Length() > at && !info[at].IsUndefined(); }
+
+// The op's file index, offsets and length: whole numbers the casts below keep exact.
+void CheckOpNumbers(Napi::Env env, const double* d, size_t i, size_t files) {
+  if (!IsIndex(d[wire::kFile], static_cast<double>(files)))
+    throw CodeError(env, "ERR_INVALID_ARG_VALUE", OpPrefix(i) + "no such file");
+  if (!IsIndex(d[wire::kLength], kMaxOffset + 1) || !IsIndex(d[wire::kBufferOffset], kMaxOffset + 1) ||
+      !IsIndex(d[wire::kFileOffset], kMaxOffset + 1) || d[wire::kFileOffset] + d[wire::kLength] > kMaxOffset)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", OpPrefix(i) + "offset or length out of range");
+}
+
+// An op's checksum request, bounded by its length: the engine reads the range and writes 4 bytes
+// at `at`. That `at` lies outside the range is meaning, checked in lib/core/batch.ts.
+void SetChecksum(Napi::Env env, Op& op, size_t i, const double* sum) {
+  const double op_length = static_cast<double>(op.remaining);
+  const double from = sum[wire::kFrom], length = sum[wire::kSpan], at = sum[wire::kAt];
   if (!IsIndex(from, op_length + 1) || !IsIndex(length, op_length + 1) || from + length > op_length)
-    throw CodeError(env, "ERR_OUT_OF_RANGE", which + "range goes past the op's length");
-  if (write && (!IsIndex(at, op_length + 1) || at + 4 > op_length || (at + 4 > from && at < from + length)))
-    throw CodeError(env, "ERR_OUT_OF_RANGE", which + "'at' must leave 4 bytes inside the op, outside the range");
+    throw CodeError(env, "ERR_OUT_OF_RANGE", OpPrefix(i) + "crc32c range goes past the op's length");
+  if (op.write && (!IsIndex(at, op_length + 1) || at + 4 > op_length))
+    throw CodeError(env, "ERR_OUT_OF_RANGE", OpPrefix(i) + "crc32c 'at' must leave 4 bytes inside the op");
   op.checksum.wanted = true;
   op.checksum.from = static_cast<uint64_t>(from);
   op.checksum.length = static_cast<uint64_t>(length);
-  op.checksum.at = write ? static_cast<uint64_t>(at) : 0;
+  op.checksum.at = op.write ? static_cast<uint64_t>(at) : 0;
+}
+
+// Op i waits for op `after`: an earlier op only, so the waits form chains and trees, never a cycle.
+void LinkAfter(Napi::Env env, Batch& batch, size_t i, int32_t after) {
+  if (after < 0 || static_cast<size_t>(after) >= i)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", OpPrefix(i) + "'after' must name an earlier op of the batch");
+  Op& first = batch.ops[static_cast<size_t>(after)];
+  Op& op = batch.ops[i];
+  op.after = after;
+  op.next_waiter = first.first_waiter;
+  first.first_waiter = static_cast<int32_t>(i);
+}
+
+// 3FS refuses an I/O whose memory crosses a block of its iov.
+void CheckIovBlock(Napi::Env env, const Op& op) {
+  if (!op.region || op.region->block_size() == 0 || op.remaining == 0) return;
+  const size_t bs = op.region->block_size(), first = static_cast<size_t>(op.ptr - op.region->data());
+  if (first / bs == (first + op.remaining - 1) / bs) return;
+  Napi::Error e = OpError(env, "EINVAL", op.index, op.file->path,
+                          "the buffer range crosses a " + std::to_string(bs) + "-byte block of its iov (3FS refuses that)");
+  e.Set("errno", Napi::Number::New(env, -EINVAL));
+  throw e;
+}
+
+// A file opened for O_DIRECT only: the kernel would refuse an unaligned op with EINVAL.
+void CheckDirectAlignment(Napi::Env env, const Op& op) {
+  const FileState& f = *op.file;
+  if (f.direct != FileState::Direct::kAlways || op.remaining == 0) return;
+  if (reinterpret_cast<uintptr_t>(op.ptr) % f.dio_mem_align == 0 && op.offset % f.dio_offset_align == 0 &&
+      op.remaining % f.dio_offset_align == 0)
+    return;
+  throw OpError(env, "ERR_UNALIGNED_DIRECT", op.index, f.path,
+                "direct I/O needs memory aligned to " + std::to_string(f.dio_mem_align) +
+                    " and offset and length to " + std::to_string(f.dio_offset_align) + " bytes");
 }
 
 }  // namespace
@@ -54,6 +110,22 @@ Napi::Function Client::Init(Napi::Env env) {
                       InstanceMethod<&Client::Info>("info"), InstanceMethod<&Client::Metrics>("metrics"),
                       InstanceMethod<&Client::Distributions>("distributions"),
                       InstanceMethod<&Client::Close>("close")});
+}
+
+Napi::Object Client::Wire(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  auto fields = [&](std::initializer_list<std::pair<const char*, size_t>> list) {
+    Napi::Object f = Napi::Object::New(env);
+    for (const auto& [name, index] : list) f.Set(name, static_cast<double>(index));
+    return f;
+  };
+  o.Set("op", fields({{"file", wire::kFile}, {"bufferRef", wire::kBufferRef}, {"bufferOffset", wire::kBufferOffset},
+                      {"length", wire::kLength}, {"fileOffset", wire::kFileOffset}, {"stride", wire::kOpFields}}));
+  o.Set("result", fields({{"bytes", wire::kBytes}, {"errno", wire::kErrno}, {"stride", wire::kResultFields}}));
+  o.Set("checksum", fields({{"offset", wire::kFrom}, {"length", wire::kSpan}, {"at", wire::kAt}, {"stride", wire::kChecksumFields}}));
+  o.Set("none", kNone);
+  o.Set("maxOffset", kMaxOffset);
+  return o;
 }
 
 // The 3FS side of `new NativeClient({ engine: 'hf3fs', ... })`: the library, and the mount as
@@ -275,48 +347,54 @@ Napi::Value Client::Free(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// submit(write, files, views, descriptors, results, failFast[, checksums, crcs[, after]]) -> [batchId, Promise<void>]
-// checksums: Float64Array of [from, length, at] per op (from -1: none; at: writes only), crcs: a
-// Uint32Array of one per op, where reads' CRCs land. after: Int32Array, per op the index of an
-// earlier op it waits for (IoOp.after), or -1. Every op is checked before anything is
-// queued: bad input loses nothing.
-Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
+// submit()'s arguments, type-checked: the typed arrays' memory stays JS's, kept alive by JsBatch.
+struct Client::SubmitArgs {
+  bool write = false;
+  bool fail_fast = false;
+  Napi::Array files, views;
+  Napi::Value results_js;
+  double* results = nullptr;
+  const double* descriptors = nullptr;
+  size_t n = 0;
+  const double* checksums = nullptr;  // with crcs, or neither
+  uint32_t* crcs = nullptr;
+  const int32_t* after = nullptr;
+};
+
+Client::SubmitArgs Client::DecodeSubmitArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CheckOpen(env);
   if (info.Length() < 6 || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsTypedArray() ||
       !info[4].IsTypedArray())
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "submit(write, files, views, descriptors, results, failFast)");
-  const bool write = info[0].ToBoolean();
-  Napi::Array files_js = info[1].As<Napi::Array>();
-  Napi::Array views_js = info[2].As<Napi::Array>();
-  Napi::TypedArray desc_ta = info[3].As<Napi::TypedArray>();
-  Napi::TypedArray results_ta = info[4].As<Napi::TypedArray>();
-  if (desc_ta.TypedArrayType() != napi_float64_array || results_ta.TypedArrayType() != napi_float64_array)
+  Napi::TypedArray desc = info[3].As<Napi::TypedArray>(), results = info[4].As<Napi::TypedArray>();
+  if (desc.TypedArrayType() != napi_float64_array || results.TypedArrayType() != napi_float64_array)
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "descriptors and results must be Float64Arrays");
-  const double* desc = desc_ta.As<Napi::Float64Array>().Data();
-  const size_t n = desc_ta.ElementLength() / kStride;
-  if (desc_ta.ElementLength() % kStride != 0 || results_ta.ElementLength() != 2 * n)
+  SubmitArgs args;
+  args.n = desc.ElementLength() / wire::kOpFields;
+  if (desc.ElementLength() % wire::kOpFields != 0 || results.ElementLength() != wire::kResultFields * args.n)
     throw CodeError(env, "ERR_INVALID_ARG_VALUE", "descriptors and results do not match");
-
-  const double* sums = nullptr;
-  uint32_t* crcs = nullptr;
-  if (info.Length() > 6 && !info[6].IsUndefined()) {
-    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        info[6].As<Napi::TypedArray>().ElementLength() != 3 * n || info.Length() < 8 || !info[7].IsTypedArray() ||
-        info[7].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-        info[7].As<Napi::TypedArray>().ElementLength() != n)
+  args.write = info[0].ToBoolean();
+  args.fail_fast = info[5].ToBoolean();
+  args.files = info[1].As<Napi::Array>();
+  args.views = info[2].As<Napi::Array>();
+  args.results_js = results;
+  args.results = results.As<Napi::Float64Array>().Data();
+  args.descriptors = desc.As<Napi::Float64Array>().Data();
+  if (Given(info, 6)) {
+    args.checksums = TypedData<double>(info, 6, napi_float64_array, wire::kChecksumFields * args.n);
+    args.crcs = TypedData<uint32_t>(info, 7, napi_uint32_array, args.n);
+    if (args.checksums == nullptr || args.crcs == nullptr)
       throw CodeError(env, "ERR_INVALID_ARG_TYPE", "checksums must be a Float64Array of 3 per op, crcs a Uint32Array of 1 per op");
-    sums = info[6].As<Napi::Float64Array>().Data();
-    crcs = info[7].As<Napi::Uint32Array>().Data();
   }
-  const int32_t* after = nullptr;
-  if (info.Length() > 8 && !info[8].IsUndefined()) {
-    if (!info[8].IsTypedArray() || info[8].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-        info[8].As<Napi::TypedArray>().ElementLength() != n)
-      throw CodeError(env, "ERR_INVALID_ARG_TYPE", "after must be an Int32Array of 1 per op");
-    after = info[8].As<Napi::Int32Array>().Data();
+  if (Given(info, 8)) {
+    args.after = TypedData<int32_t>(info, 8, napi_int32_array, args.n);
+    if (args.after == nullptr) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "after must be an Int32Array of 1 per op");
   }
+  return args;
+}
 
+// The batch's files: native Files, open, and on 3FS registered with USRBIO (by a 3FS client).
+std::vector<std::shared_ptr<FileState>> Client::DecodeFiles(Napi::Env env, Napi::Array files_js) const {
   std::vector<std::shared_ptr<FileState>> files(files_js.Length());
   for (uint32_t i = 0; i < files.size(); i++) {
     File* f = File::Unwrap(files_js.Get(i));
@@ -329,128 +407,122 @@ Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
       e.Set("path", files[i]->path);
       throw e;
     }
-    // pread/pwrite would say EBADF for the op; 3FS refuses the whole batch (EACCES): say it first, alike.
-    const int mode = files[i]->open_flags & O_ACCMODE;
-    if (write ? mode == O_RDONLY : mode == O_WRONLY) {
-      Napi::Error e = CodeError(env, "EBADF", std::string("file is not open for ") + (write ? "writing" : "reading") +
-                                                  ": " + files[i]->path);
-      e.Set("errno", Napi::Number::New(env, -EBADF));
-      e.Set("path", files[i]->path);
-      throw e;
-    }
   }
-  struct View {
-    uint8_t* data;
-    size_t size;
-  };
+  return files;
+}
+
+// Memory JS passed by view (not allocated by the client): a Uint8Array over each ArrayBuffer.
+struct Client::View {
+  uint8_t* data;
+  size_t size;
+};
+
+std::vector<Client::View> Client::DecodeViews(Napi::Env env, Napi::Array views_js) {
   std::vector<View> views(views_js.Length());
   for (uint32_t i = 0; i < views.size(); i++) {
-    // lib/core/batch.ts passes a Uint8Array over each distinct ArrayBuffer (or SharedArrayBuffer).
     Napi::Value v = views_js.Get(i);
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw CodeError(env, "ERR_INVALID_ARG_TYPE", "views must be Uint8Arrays");
     Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
     views[i] = {bytes.Data(), bytes.ByteLength()};
   }
+  return views;
+}
 
+// Points op i at its memory (a region of this client, or a view) and checks the op fits in it.
+void Client::SetOpMemory(Napi::Env env, Op& op, size_t i, const double* d, const std::vector<View>& views) const {
+  const double ref = d[wire::kBufferRef];
+  uint8_t* base;
+  size_t size;
+  if (ref >= 0) {
+    if (!IsIndex(ref, kMaxOffset + 1))  // 1e300 or 1.5: no region, and a cast would be UB
+      throw CodeError(env, "ERR_INVALID_ARG_VALUE", OpPrefix(i) + "no such buffer");
+    auto it = regions_->regions.find(static_cast<uint64_t>(ref));
+    if (it == regions_->regions.end()) throw CodeError(env, "ERR_BUFFER_FREED", OpPrefix(i) + "buffer was freed");
+    op.region = it->second;
+    base = op.region->data();
+    size = op.region->size();
+  } else {
+    if (!IsIndex(-ref - 1, static_cast<double>(views.size())))
+      throw CodeError(env, "ERR_INVALID_ARG_VALUE", OpPrefix(i) + "no such buffer");
+    const View& v = views[static_cast<size_t>(-ref - 1)];
+    base = v.data;
+    size = v.size;
+  }
+  if (d[wire::kBufferOffset] + d[wire::kLength] > static_cast<double>(size))
+    throw CodeError(env, "ERR_OUT_OF_RANGE", OpPrefix(i) + "length goes past the buffer");
+  op.ptr = base + static_cast<size_t>(d[wire::kBufferOffset]);
+}
+
+// Every op of the batch, decoded and checked before anything is queued: bad input loses nothing.
+std::unique_ptr<Batch> Client::DecodeOps(Napi::Env env, const SubmitArgs& args) const {
+  const std::vector<std::shared_ptr<FileState>> files = DecodeFiles(env, args.files);
+  const std::vector<View> views = DecodeViews(env, args.views);
   auto batch = std::make_unique<Batch>();
-  batch->ops.resize(n);
-  for (size_t i = 0; i < n; i++) {
-    const double* d = desc + i * kStride;
+  batch->ops.resize(args.n);
+  for (size_t i = 0; i < args.n; i++) {
+    const double* d = args.descriptors + i * wire::kOpFields;
+    CheckOpNumbers(env, d, i, files.size());
     Op& op = batch->ops[i];
-    if (!IsIndex(d[kFile], static_cast<double>(files.size())))
-      throw CodeError(env, "ERR_INVALID_ARG_VALUE", "op " + std::to_string(i) + ": no such file");
-    if (!IsIndex(d[kLength], kMaxOffset + 1) || !IsIndex(d[kBufferOffset], kMaxOffset + 1) ||
-        !IsIndex(d[kFileOffset], kMaxOffset + 1) || d[kFileOffset] + d[kLength] > kMaxOffset)
-      throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": offset or length out of range");
-    uint8_t* base;
-    size_t size;
-    const double ref = d[kBufferRef];
-    if (ref >= 0) {
-      if (!IsIndex(ref, kMaxOffset + 1))  // 1e300 or 1.5: no region, and a cast would be UB
-        throw CodeError(env, "ERR_INVALID_ARG_VALUE", "op " + std::to_string(i) + ": no such buffer");
-      auto it = regions_->regions.find(static_cast<uint64_t>(ref));
-      if (it == regions_->regions.end())
-        throw CodeError(env, "ERR_BUFFER_FREED", "op " + std::to_string(i) + ": buffer was freed");
-      op.region = it->second;
-      base = op.region->data();
-      size = op.region->size();
-    } else {
-      if (!IsIndex(-ref - 1, static_cast<double>(views.size())))
-        throw CodeError(env, "ERR_INVALID_ARG_VALUE", "op " + std::to_string(i) + ": no such buffer");
-      const View& v = views[static_cast<size_t>(-ref - 1)];
-      base = v.data;
-      size = v.size;
-    }
-    if (d[kBufferOffset] + d[kLength] > static_cast<double>(size))
-      throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": length goes past the buffer");
-    if (op.region && op.region->block_size() > 0 && d[kLength] > 0) {
-      const size_t bs = op.region->block_size(), first = static_cast<size_t>(d[kBufferOffset]);
-      if (first / bs != (first + static_cast<size_t>(d[kLength]) - 1) / bs) {
-        Napi::Error e = OpError(env, "EINVAL", i, files[static_cast<size_t>(d[kFile])]->path,
-                                "the buffer range crosses a " + std::to_string(bs) + "-byte block of its iov (3FS refuses that)");
-        e.Set("errno", Napi::Number::New(env, -EINVAL));
-        throw e;
-      }
-    }
-    if (sums != nullptr && sums[3 * i] != -1) SetChecksum(env, op, i, write, d[kLength], sums + 3 * i);
-    if (after != nullptr && after[i] != -1) {
-      // An earlier op only: the waits then form chains and trees, never a cycle.
-      if (after[i] < 0 || static_cast<size_t>(after[i]) >= i)
-        throw CodeError(env, "ERR_OUT_OF_RANGE", "op " + std::to_string(i) + ": 'after' must name an earlier op of the batch");
-      Op& first = batch->ops[static_cast<size_t>(after[i])];
-      op.after = after[i];
-      op.next_waiter = first.first_waiter;
-      first.first_waiter = static_cast<int32_t>(i);
-    }
+    SetOpMemory(env, op, i, d, views);
     op.batch = batch.get();
     op.index = static_cast<uint32_t>(i);
-    op.write = write;
-    op.file = files[static_cast<size_t>(d[kFile])];
-    op.ptr = base + static_cast<size_t>(d[kBufferOffset]);
-    op.offset = static_cast<uint64_t>(d[kFileOffset]);
-    op.remaining = static_cast<uint64_t>(d[kLength]);
-    const FileState& f = *op.file;
-    if (f.direct == FileState::Direct::kAlways && op.remaining > 0 &&
-        (reinterpret_cast<uintptr_t>(op.ptr) % f.dio_mem_align || op.offset % f.dio_offset_align ||
-         op.remaining % f.dio_offset_align))
-      throw OpError(env, "ERR_UNALIGNED_DIRECT", i, f.path,
-                      "direct I/O needs memory aligned to " +
-                          std::to_string(f.dio_mem_align) + " and offset and length to " +
-                          std::to_string(f.dio_offset_align) + " bytes");
+    op.write = args.write;
+    op.file = files[static_cast<size_t>(d[wire::kFile])];
+    op.offset = static_cast<uint64_t>(d[wire::kFileOffset]);
+    op.remaining = static_cast<uint64_t>(d[wire::kLength]);
+    CheckIovBlock(env, op);
+    const double* sum = args.checksums ? args.checksums + i * wire::kChecksumFields : nullptr;
+    if (sum != nullptr && sum[wire::kFrom] != kNone) SetChecksum(env, op, i, sum);
+    if (args.after != nullptr && args.after[i] != kNone) LinkAfter(env, *batch, i, args.after[i]);
+    CheckDirectAlignment(env, op);
   }
-  if (!write) CheckReadsApart(env, *batch);
+  if (!args.write) CheckReadsApart(env, *batch);
+  return batch;
+}
 
+// Hands a checked batch to the least loaded ring; JS keeps its arrays (and this client) alive
+// until the batch settles. Returns [batchId, Promise<void>].
+Napi::Value Client::Queue(const Napi::CallbackInfo& info, const SubmitArgs& args, std::unique_ptr<Batch> batch) {
+  Napi::Env env = info.Env();
   auto* js = new JsBatch{Napi::Promise::Deferred::New(env), Napi::Reference<Napi::Array>()};
   Napi::Array keep = Napi::Array::New(env, 5);
-  keep.Set(0u, files_js);
-  keep.Set(1u, views_js);
-  keep.Set(2u, results_ta);
+  keep.Set(0u, args.files);
+  keep.Set(1u, args.views);
+  keep.Set(2u, args.results_js);
   keep.Set(3u, info.This());
-  if (crcs != nullptr) keep.Set(4u, info[7]);
+  if (args.crcs != nullptr) keep.Set(4u, info[7]);
   js->keep = Napi::Persistent(keep);
   batch->id = next_batch_id_++;
-  batch->results = results_ta.As<Napi::Float64Array>().Data();
-  batch->crcs = crcs;
-  batch->unsettled = static_cast<uint32_t>(n);
-  batch->fail_fast = info[5].ToBoolean();
+  batch->results = args.results;
+  batch->crcs = args.crcs;
+  batch->unsettled = static_cast<uint32_t>(args.n);
+  batch->fail_fast = args.fail_fast;
   batch->js = js;
   batch->ring = PickRing();
   batch->submitted_ns = MonotonicNs();
   next_ring_++;
-  ring_load_[batch->ring].fetch_add(n, std::memory_order_relaxed);
+  ring_load_[batch->ring].fetch_add(args.n, std::memory_order_relaxed);
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(batch->id)));
   out.Set(1u, js->deferred.Promise());
   if (outstanding_.empty()) tsfn_.Ref(env);
   Batch* b = batch.release();
   outstanding_[b->id] = b;
-  if (n == 0) {
+  if (args.n == 0) {
     BatchSettled(b);  // nothing to do; settle through the same path as everything else
   } else {
     engines_[b->ring]->Submit(b);
   }
   return out;
+}
+
+// submit(write, files, views, descriptors, results, failFast[, checksums, crcs[, after]])
+//   -> [batchId, Promise<void>]; the arrays' layout is wire.h's.
+Napi::Value Client::Submit(const Napi::CallbackInfo& info) {
+  CheckOpen(info.Env());
+  const SubmitArgs args = DecodeSubmitArgs(info);
+  return Queue(info, args, DecodeOps(info.Env(), args));
 }
 
 // cancel(batchId, errno): unfinished ops settle with errno (ECANCELED for abort, ETIMEDOUT for deadline)

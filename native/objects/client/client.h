@@ -25,6 +25,7 @@ struct RegionTable {
 class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
  public:
   static Napi::Function Init(Napi::Env env);
+  static Napi::Object Wire(Napi::Env env);  // wire.h's constants, for lib/core/wire.ts's test
   explicit Client(const Napi::CallbackInfo& info);
   ~Client() override;
 
@@ -34,6 +35,8 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
 
  private:
   struct JsBatch;
+  struct SubmitArgs;
+  struct View;
   static void Deliver(Napi::Env env, Napi::Function, Client* client, std::nullptr_t*);
   using Tsfn = Napi::TypedThreadSafeFunction<Client, std::nullptr_t, &Client::Deliver>;
 
@@ -51,6 +54,12 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   void DeliverSettled(Napi::Env env);
   void CheckOpen(Napi::Env env);
 
+  static SubmitArgs DecodeSubmitArgs(const Napi::CallbackInfo& info);
+  static std::vector<View> DecodeViews(Napi::Env env, Napi::Array views_js);
+  std::vector<std::shared_ptr<FileState>> DecodeFiles(Napi::Env env, Napi::Array files_js) const;
+  void SetOpMemory(Napi::Env env, Op& op, size_t i, const double* d, const std::vector<View>& views) const;
+  std::unique_ptr<Batch> DecodeOps(Napi::Env env, const SubmitArgs& args) const;
+  Napi::Value Queue(const Napi::CallbackInfo& info, const SubmitArgs& args, std::unique_ptr<Batch> batch);
   size_t PickRing() const;
   static void CheckReadsApart(Napi::Env env, const Batch& batch);
   static std::shared_ptr<const Hf3fsContext> MakeHf3fsContext(Napi::Env env, Napi::Object options);
