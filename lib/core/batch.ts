@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 import { argError, errnoError, shown, ThreeFSError, type OpResult } from './errors';
 import { IoBuffer, regionOf } from './io-buffer';
 import type { NativeClient, NativeFile } from './native';
+import { CHECKSUM, NONE, OP, packDescriptor, RESULT, resultBytes, resultErrno, viewRef } from './wire';
 
 /** One op of a single-file batch. `length` defaults to the buffer's length. */
 export interface IoOp {
@@ -58,7 +59,6 @@ export interface BatchTarget {
   /** @internal */ end(): void;
 }
 
-const STRIDE = 5; // must match native/objects/client/client.cc
 const ECANCELED = constants.errno.ECANCELED;
 const ETIMEDOUT = constants.errno.ETIMEDOUT;
 const MAX_TIMER = 2 ** 31 - 1;
@@ -84,7 +84,7 @@ class Packed {
   after: Int32Array | undefined; // made when an op waits for another
 
   constructor(readonly n: number) {
-    this.descriptors = new Float64Array(n * STRIDE);
+    this.descriptors = new Float64Array(n * OP.stride);
     this.lengths = new Float64Array(n);
     this.offsets = new Float64Array(n);
     this.opTarget = new Array(n);
@@ -127,7 +127,7 @@ export async function runBatch(
   for (const t of packed.targets) t.checkUsable(write);
   if (signal?.aborted) throw abortError(signal, undefined);
 
-  const results = new Float64Array(2 * packed.n);
+  const results = new Float64Array(packed.n * RESULT.stride);
   const crcs = packed.checksums && new Uint32Array(packed.n);
   const aborted = await submitAndWait(client, write, packed, results, crcs, options, stopAt);
   const out = collectResults(packed, write, results, crcs);
@@ -175,26 +175,21 @@ function packOp(p: Packed, client: NativeClient, write: boolean, op: IoOp, i: nu
     if (!Number.isSafeInteger(op.after) || op.after < 0 || op.after >= i) {
       throw argError('ERR_OUT_OF_RANGE', `op ${i}: after ${shown(op.after)} must be the index of an earlier op of the batch`, { index: i, path: target.path });
     }
-    p.after ??= new Int32Array(p.n).fill(-1);
+    p.after ??= new Int32Array(p.n).fill(NONE);
     p.after[i] = op.after;
   }
   if (op.crc32c !== undefined) {
-    p.checksums ??= new Float64Array(3 * p.n).fill(-1);
+    p.checksums ??= new Float64Array(p.n * CHECKSUM.stride).fill(NONE);
     packChecksum(p.checksums, i, op.crc32c, write, length, target.path);
   }
-  const d = i * STRIDE;
-  p.descriptors[d] = f;
-  p.descriptors[d + 1] = bufferRef;
-  p.descriptors[d + 2] = bufferOffset;
-  p.descriptors[d + 3] = length;
-  p.descriptors[d + 4] = fileOffset;
+  packDescriptor(p.descriptors, i, f, bufferRef, bufferOffset, length, fileOffset);
   p.lengths[i] = length;
   p.offsets[i] = fileOffset;
 }
 
 /**
  * Op i's memory as [bufferRef, bufferOffset, bytes available]: a region id of this client, or
- * -(v + 1) for view v of memory that is not ours (no copy either way, just not a fixed buffer).
+ * viewRef(v) for view v of memory that is not ours (no copy either way, just not a fixed buffer).
  */
 function bufferOf(p: Packed, client: NativeClient, buffer: unknown, i: number): [number, number, number] {
   if (buffer instanceof IoBuffer) {
@@ -220,7 +215,7 @@ function bufferOf(p: Packed, client: NativeClient, buffer: unknown, i: number): 
     p.views.push(wholeView(buffer, i));
     p.viewIndex.set(buffer.buffer, v);
   }
-  return [-(v + 1), buffer.byteOffset, buffer.byteLength];
+  return [viewRef(v), buffer.byteOffset, buffer.byteLength];
 }
 
 /**
@@ -280,13 +275,13 @@ function armDeadline(stopAt: number, due: () => void): { stop(): void } {
 function collectResults(p: Packed, write: boolean, results: Float64Array, crcs: Uint32Array | undefined): OpResult[] {
   const out: OpResult[] = new Array(p.n);
   for (let i = 0; i < p.n; i++) {
-    const bytes = results[2 * i];
-    if (results[2 * i + 1] !== 0) {
+    const bytes = resultBytes(results, i);
+    if (resultErrno(results, i) !== 0) {
       out[i] = new FailedOp(p, write, results, i);
       continue;
     }
     out[i] = { bytes, eof: !write && bytes < p.lengths[i], error: null };
-    if (crcs && !write && p.checksums![3 * i] !== -1) out[i].crc32c = crcs[i];
+    if (crcs && !write && p.checksums![i * CHECKSUM.stride + CHECKSUM.offset] !== NONE) out[i].crc32c = crcs[i];
   }
   return out;
 }
@@ -319,10 +314,10 @@ class FailedOp implements OpResult {
   };
 
   constructor(batch: Packed, write: boolean, results: Float64Array, index: number) {
-    this.bytes = results[2 * index];
+    this.bytes = resultBytes(results, index);
     this.#batch = batch;
     this.#write = write;
-    this.#errno = results[2 * index + 1];
+    this.#errno = resultErrno(results, index);
     this.#index = index;
     Object.defineProperty(this, 'error', FailedOp.#errorProperty);
   }
@@ -337,8 +332,8 @@ class FailedOp implements OpResult {
 /** The op whose error ends a failFast batch: the first that failed of itself, else the first canceled one; -1 if none failed. */
 function firstError(results: Float64Array): number {
   let first = -1;
-  for (let i = 0; i < results.length / 2; i++) {
-    const errno = results[2 * i + 1];
+  for (let i = 0; i < results.length / RESULT.stride; i++) {
+    const errno = resultErrno(results, i);
     if (errno === 0) continue;
     if (errno !== ECANCELED) return i;
     if (first < 0) first = i;
@@ -368,9 +363,10 @@ function packChecksum(into: Float64Array, i: number, c: Crc32cRange, write: bool
   } else if (at !== undefined) {
     throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: crc32c.at is for writes; a read's CRC comes back in its result`, { index: i, path });
   }
-  into[3 * i] = offset;
-  into[3 * i + 1] = span;
-  into[3 * i + 2] = write ? at! : -1;
+  const k = i * CHECKSUM.stride;
+  into[k + CHECKSUM.offset] = offset;
+  into[k + CHECKSUM.length] = span;
+  into[k + CHECKSUM.at] = write ? at! : NONE;
 }
 
 function checkTime(value: number, name: string): number {

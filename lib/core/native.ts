@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ThreeFSError } from './errors';
+import type { WireLayout } from './wire';
 
 export interface NativeClientOptions {
   queueDepth: number;
@@ -70,6 +71,7 @@ export interface NativeMetrics {
 export interface NativeClient {
   alloc(bytes: number, register: boolean, blockSize?: number): [number, ArrayBuffer, boolean];
   free(id: number, memory: ArrayBuffer): void;
+  /** The arrays are laid out as lib/core/wire.ts says. */
   submit(
     write: boolean,
     files: NativeFile[],
@@ -148,6 +150,8 @@ export interface RdmaProbeResult {
 
 export interface Binding {
   NativeClient: new (options: NativeClientOptions) => NativeClient;
+  /** native/objects/client/wire.h's layout of submit()'s arrays (lib/core/wire.ts is its twin). */
+  wire: WireLayout;
   open(path: string, flags: number, mode: number, direct: number, client?: NativeClient): Promise<NativeFile>;
   hardlink(target: string, linkPath: string, client?: NativeClient): Promise<void>;
   usrbioProbe(library?: string): UsrbioProbeResult;
