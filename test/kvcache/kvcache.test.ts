@@ -10,7 +10,7 @@ import type { BatchOptions, Client, FileIoOp } from '../../lib/index';
 import { KVCache, type KVCacheOptions, type KVNamespace, type KVPayload } from '../../lib/kvcache/kvcache';
 import { errnoError, ThreeFSError } from '../../lib/core/errors';
 import { native } from '../../lib/core/native';
-import { DIST_LIB, ENGINE, FIXTURES, HF3FS, KiB, Rng, failure, firstDiff, iovMappings, makeTmpDir, seedFor, sleep, testConnect } from '../helpers';
+import { DIST_LIB, ENGINE, FIXTURES, HF3FS, KiB, Rng, failure, firstDiff, iovMappings, makeTmpDir, seedFor, settledWithin, testConnect } from '../helpers';
 
 const tmp = makeTmpDir('kvcache');
 let client: Client;
@@ -820,7 +820,7 @@ describe('KVCache', () => {
     // 400 sets of one way: a call over most of them stages more than the 1 MiB buffers idle.
     const t = await fresh({ client: flaky, pageBytes: 100, ways: 1, shards: 1, capacityBytes: 400 * (4096 + 8192) });
     const keys = Array.from({ length: 2000 }, (_, i) => `many-${i}`);
-    const within = <T,>(p: Promise<T>) => Promise.race([p, sleep(3000).then(() => 'hung' as const)]);
+    const within = <T,>(p: Promise<T>) => settledWithin(p, 3000, 'a call after the failed allocation (a set left locked)');
     fail(1); // the put's directory staging
     await rejectsWith(t.cache.put(keys, keys.map(() => Buffer.alloc(10))), 'ENOMEM');
     expect((await within(t.cache.put(['a'], [Buffer.alloc(10, 1)])))).toEqual([{ status: 'stored' }]);
