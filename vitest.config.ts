@@ -11,7 +11,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // A test in a subfolder of an area (test/core/local/, test/hf3fs/standin/, ...) does not depend on the
 // engine, or picks its own: it runs once, in the local project.
 // Each project tells its test processes the engine through THREEFS_TEST_ENGINE and
-// THREEFS_CLIENT_ENGINE (test/helpers.ts).
+// THREEFS_CLIENT_ENGINE (test/helpers/engine.ts).
 // One engine only: THREEFS_TEST_ENGINE=local|fallback|hf3fs npm test, or npx vitest run --project hf3fs.
 
 /** The suites that run on every engine: the top level of each area that drives an engine. */

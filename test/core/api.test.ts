@@ -1,5 +1,5 @@
 // The public surface: ESM and CommonJS entry points, disposal, IoBuffer views, stat/truncate/sync,
-// direct-I/O reporting, open flags and the default client. Runs on both engines (test/helpers.ts
+// direct-I/O reporting, open flags and the default client. Runs on both engines (test/helpers/engine.ts
 // ENGINE); what concerns only module loading or the local engine runs in the local project.
 import { spawnSync } from 'node:child_process';
 import { constants, fstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';

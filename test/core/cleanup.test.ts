@@ -1,7 +1,7 @@
 // Nothing leaks: 1e5 open/close and alloc/free cycles leave descriptors, threads and memory where
 // they were; buffers, files and clients dropped without free()/close() are reclaimed by the
 // garbage collector; registered-buffer slots are handed back. Runs on both engines
-// (test/helpers.ts ENGINE); on hf3fs every IoBuffer is a USRBIO iov (shared memory registered with
+// (test/helpers/engine.ts ENGINE); on hf3fs every IoBuffer is a USRBIO iov (shared memory registered with
 // the mount), so the iov mappings of the process must come back too.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 // Many batches in flight at once, several clients and several worker threads using the addon at
 // the same time, and closing files and clients while their I/O is still running. Runs on both
-// engines (test/helpers.ts ENGINE); child processes and worker threads connect to the same engine.
+// engines (test/helpers/engine.ts ENGINE); child processes and worker threads connect to the same engine.
 import { spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 // Every bad argument is refused with a ThreeFSError of the right code, before anything runs: the
 // file is unchanged and the engine never saw the batch. Failures from the system carry the fields
 // node:fs gives (code, negative errno, syscall, path) plus the op's offset and index. Runs on both
-// engines (test/helpers.ts ENGINE).
+// engines (test/helpers/engine.ts ENGINE).
 import { constants as osConstants } from 'node:os';
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -1,7 +1,7 @@
 // Byte-for-byte agreement with node:fs (and with an in-memory model of each file) on randomized,
 // seeded workloads: random file sizes, holes, reads at and past the end of the file, interleaved
 // reads and writes, many files per batch, every kind of memory the API takes, and all three
-// direct modes. Runs on both engines (test/helpers.ts ENGINE); on hf3fs the memory that is not an
+// direct modes. Runs on both engines (test/helpers/engine.ts ENGINE); on hf3fs the memory that is not an
 // iov of the client is bounced through the engine's own iov, which the metrics must show.
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 // Global setup of the vitest project 'hf3fs' (vitest.config.ts): where the hf3fs engine's tests
 // put their files, and which USRBIO library they load. Runs once, in vitest's main process, before
-// any test file of the project; test/helpers.ts reads the answer with inject('hf3fs') and exports
+// any test file of the project; test/helpers/engine.ts reads the answer with inject('hf3fs') and exports
 // it to the test processes' environment (HF3FS_LIB, HF3FS_STANDIN_MOUNTS).
 //
 // - THREEFS_TEST_MOUNT=/a/dir/on/3fs: a real 3FS mount. No stand-in; the library is the one

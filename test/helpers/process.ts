@@ -1,0 +1,73 @@
+// What the process holds: open descriptors, threads, USRBIO mappings, memory the sanitizer keeps;
+// for tests that check cleanup and leaks.
+import { readdirSync, readFileSync } from 'node:fs';
+import { eventually } from './waits';
+
+/**
+ * Under npm run test:asan: the MiB of freed memory AddressSanitizer holds back on purpose (its
+ * quarantine, to catch use after free), which RSS checks must allow for; 0 otherwise.
+ */
+export const ASAN_QUARANTINE_MIB = /libasan/.test(process.env.LD_PRELOAD ?? '') ? Number(/quarantine_size_mb=(\d+)/.exec(process.env.ASAN_OPTIONS ?? '')?.[1] ?? 256) : 0;
+
+/** USRBIO iovs (/dev/shm/hf3fs-iov-* shared memory) mapped in this process, each counted once. */
+export function iovMappings(): number {
+  const names = new Set<string>();
+  for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
+    const at = line.indexOf('/hf3fs-iov-');
+    if (at >= 0) names.add(line.slice(at));
+  }
+  return names.size;
+}
+
+/** Open descriptors of this process. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** The names (comm) of this process's threads, one per thread. */
+export function threadNames(): string[] {
+  const names: string[] = [];
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      names.push(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trimEnd());
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return names;
+}
+
+/**
+ * Threads of this process, leaving out the kernel's io_uring workers (iou-wrk-*, iou-sqp-*): the
+ * kernel starts them for punted requests of any ring of the process and reaps them after some
+ * seconds idle, on its own schedule, so they would make every count racy.
+ */
+export function threadCount(): number {
+  return threadNames().filter((n) => !n.startsWith('iou-')).length;
+}
+
+/** Threads of this library's engines (3fs-*) and of the stand-in's rings (hf3fs-daemon). */
+export function engineThreadCount(): number {
+  return threadNames().filter((n) => n.startsWith('3fs-') || n === 'hf3fs-daemon').length;
+}
+
+/**
+ * threadCount() for a baseline taken while no client is open: first the threads of clients closed
+ * just before (by the previous test) have left /proc, else the baseline is one high and a later
+ * count that is exact looks like a thread lost.
+ */
+export async function baselineThreadCount(): Promise<number> {
+  await eventually(engineThreadCount, 0);
+  return threadCount();
+}
+
+/** Lets finalizers and pending callbacks run, then collects, a few times over. */
+export async function collectGarbage(rounds = 4): Promise<boolean> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return false;
+  for (let i = 0; i < rounds; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
