@@ -18,6 +18,7 @@ export { KVCache, namespaceHash } from './kvcache/kvcache';
 export type { KVCacheOptions, KVNamespace, KVGeometry, KVKey, KVPayload, PutResult, GetResult, KVCacheStats } from './kvcache/kvcache';
 export { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from './core/crc32c';
 export { pageKey, pageKeys } from './kvcache/page-keys';
+export type { PageKeyHash, PageKeyOptions } from './kvcache/page-keys';
 export { openDataset, createDatasetWriter, createShardedWriter, FFRecordDataset, FFRecordWriter, ShardedDatasetWriter, SampleBatch } from './datasets/ffrecord';
 export type { OpenDatasetOptions, ReadSamplesOptions, DatasetFile, DatasetWriterOptions, ShardedWriterOptions } from './datasets/ffrecord';
 export { createLoader, Loader, epochOrder } from './datasets/loader';

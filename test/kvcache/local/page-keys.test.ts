@@ -164,3 +164,47 @@ describe.skipIf(!hasPython)('byte-compatible with SGLang (python3)', () => {
     cases.forEach((c, i) => expect(pageKeys(c.tokens, c.pageSize, c.prior ?? undefined), `case ${i}`).toEqual(want[i]));
   });
 });
+
+// XXH3-64 keys (SGLang's _get_hash_str_xxh3, SGLANG_USE_XXH3_HASH=1; NVIDIA Dynamo's): the prior
+// key's bytes then each token as u32 LE, XXH3-64 with seed 1337, as 16 hex digits. The vectors were
+// written down from SGLang's function run by Python with the xxhash package (python3-xxhash).
+describe("pageKeys with hash: 'xxh3'", () => {
+  const SHA_PRIOR = '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
+  const vectors: [string, number[], string | undefined, string][] = [
+    ['no tokens', [], undefined, 'd1f3e77444430ab9'],
+    ['1,2,3,4', [1, 2, 3, 4], undefined, 'cb38e4d7fb2dca5c'],
+    ['5,6,7,8 after 1,2,3,4', [5, 6, 7, 8], 'cb38e4d7fb2dca5c', 'c7c4804afcd7aa2a'],
+    ['the largest id, 0, a Qwen special token', [0xffffffff, 0, 151643], undefined, '74348b6c73803ed2'],
+    ['64 tokens after a SHA-256 key', Array(64).fill(42), SHA_PRIOR, 'be418d7c64af7556'],
+  ];
+  for (const [name, tokens, priorHash, want] of vectors) {
+    it(`one page: ${name}`, () => {
+      expect(pageKey(tokens, { priorHash, hash: 'xxh3' })).toBe(want);
+    });
+  }
+
+  it('chains pages, and leaves out the last partial page', () => {
+    expect(pageKeys([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 4, { hash: 'xxh3' })).toEqual(['7ee2cbedc694ab46', '6e20dac714b4b365']);
+    const long = Array.from({ length: 1000 }, (_, i) => Number((BigInt(i) * 2654435761n) & 0xffffffffn));
+    const keys = pageKeys(new Uint32Array(long), 64, { hash: 'xxh3' });
+    expect(keys).toHaveLength(15);
+    expect([keys[0], keys[14]]).toEqual(['bfbab48eade207ca', '436fc8a152c9b868']);
+    // Page by page with pageKey gives the same chain.
+    let prior: string | undefined;
+    for (let p = 0; p < 15; p++) prior = pageKey(long.slice(p * 64, p * 64 + 64), { priorHash: prior, hash: 'xxh3' });
+    expect(prior).toBe(keys[14]);
+  });
+
+  it("keeps SHA-256 as the default, with the prior key as a string or in the options", () => {
+    const tokens = [1, 2, 3];
+    expect(pageKey(tokens, { hash: 'sha256' })).toBe(oracleKey(tokens));
+    expect(pageKeys(tokens, 1, { priorHash: SHA_PRIOR })).toEqual(pageKeys(tokens, 1, SHA_PRIOR));
+    expect(pageKeys(tokens, 1, SHA_PRIOR)).toEqual(oracleKeys(tokens, 1, SHA_PRIOR));
+  });
+
+  it('refuses an unknown hash or options that are not an object', () => {
+    expect(() => pageKeys([1], 1, { hash: 'md5' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => pageKey([1], 42 as never)).toThrow(ThreeFSError);
+    expect(() => pageKeys([1], 1, { priorHash: 'xyz', hash: 'xxh3' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+  });
+});
