@@ -75,11 +75,32 @@ function strippedEnv(): NodeJS.ProcessEnv {
 }
 
 /** A new project with `tarball` installed by npm in `env` (offline when the npm cache has the dependencies). */
-function installInto(project: string, file: string, env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+function installInto(project: string, file: string, env: NodeJS.ProcessEnv, extra: string[] = []): SpawnSyncReturns<string> {
   mkdirSync(project, { recursive: true });
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'app', private: true }));
-  return npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', file], project, env);
+  return npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', ...extra, file], project, env);
 }
+
+/** Runs a check script in `project` over a file node:fs wrote; the report, and the bytes it read. */
+function runCheck(project: string, name: string, script: string, env: NodeJS.ProcessEnv) {
+  writeFileSync(join(project, name), script);
+  const data = randomFillSync(Buffer.alloc(3 * 4096 + 100));
+  const path = join(project, `${name}.data`);
+  writeFileSync(path, data);
+  const run = spawnSync(process.execPath, [name, path], { cwd: project, env, encoding: 'utf8' });
+  expect(run.status, run.stderr).toBe(0);
+  const report = JSON.parse(run.stdout) as { results: unknown[]; addons: string[]; sameError: boolean };
+  expect(report.results).toEqual([
+    { bytes: 4096, eof: false },
+    { bytes: 4096, eof: false },
+    { bytes: 4096, eof: false },
+    { bytes: 100, eof: true },
+  ]);
+  expect(readFileSync(`${path}.out`).subarray(0, data.length).equals(data)).toBe(true);
+  return report;
+}
+
+const prebuildIn = (project: string) => join(realpathSync(project), 'node_modules', PACKAGE.name, 'prebuilds', `${process.platform}-${process.arch}`, `${PACKAGE.name}.glibc.node`);
 
 // One body for both entry points: a batchRead of a file node:fs wrote, the bytes written back out
 // with node:fs for the test to compare, and the addon file that was loaded.
@@ -161,23 +182,20 @@ describe.skipIf(SKIP !== '')(`npm pack, then npm install without a compiler${SKI
     ['import', 'check.mjs', CHECK_MJS],
   ])('%s loads the prebuild and a batchRead matches node:fs', (_, name, script) => {
     expect(app, 'the install test ran first').not.toBe('');
-    writeFileSync(join(app, name), script);
-    const data = randomFillSync(Buffer.alloc(3 * 4096 + 100));
-    const path = join(work, `${name}.data`);
-    writeFileSync(path, data);
-    const run = spawnSync(process.execPath, [name, path], { cwd: app, env, encoding: 'utf8' });
-    expect(run.status, run.stderr).toBe(0);
-    const report = JSON.parse(run.stdout) as { results: unknown[]; addons: string[]; sameError: boolean };
-    expect(report.results).toEqual([
-      { bytes: 4096, eof: false },
-      { bytes: 4096, eof: false },
-      { bytes: 4096, eof: false },
-      { bytes: 100, eof: true },
-    ]);
-    expect(readFileSync(`${path}.out`).subarray(0, data.length).equals(data)).toBe(true);
-    expect(report.addons).toEqual([join(realpathSync(app), 'node_modules', PACKAGE.name, 'prebuilds', `${process.platform}-${process.arch}`, `${PACKAGE.name}.glibc.node`)]);
+    const report = runCheck(app, name, script, env);
+    expect(report.addons).toEqual([prebuildIn(app)]);
     expect(report.sameError).toBe(true);
   }, 120_000);
+
+  // npm may be told to run no install scripts (--ignore-scripts, an allowScripts policy): the
+  // prebuild needs none.
+  it('installs with install scripts disabled, and the prebuild still loads', () => {
+    const project = join(work, 'app-no-scripts');
+    const install = installInto(project, tarball, env, ['--ignore-scripts']);
+    expect(install.status, install.stderr).toBe(0);
+    const report = runCheck(project, 'check.cjs', CHECK_CJS, env);
+    expect(report.addons).toEqual([prebuildIn(project)]);
+  }, 300_000);
 
   // A prebuild that does not load here stands for one built against a newer glibc, or for musl.
   it.each([
