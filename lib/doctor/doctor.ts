@@ -112,37 +112,11 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   if (config) facts.config = { file: config.file, client: config.client, ...(config.launcher ? { launcher: config.launcher } : {}) };
 
   const path = options.path ?? config?.client.mount ?? process.cwd();
-  // Without /proc (an unusual sandbox) there are no mounts to see; the mount finding says so.
-  const mountinfo = readText('/proc/self/mountinfo') ?? '';
-  const mounts = listMounts(mountinfo);
-  const hf3fs = findHf3fsMount(path, { env, mountinfo });
-  facts.mount = findMount(path, mounts);
-  if (hf3fs) facts.hf3fs = hf3fs;
-  checkMount(path, hf3fs, facts.mount, mounts, config?.client.engine === 'hf3fs', add);
+  const hf3fs = checkPath(path, config, env, facts, add);
 
   // --- the addon's probes
-  let probes: Probes | undefined;
-  try {
-    probes = native() as unknown as Probes;
-  } catch (e) {
-    add({
-      id: 'addon',
-      status: 'fail',
-      title: 'the native addon does not load',
-      detail: (e as Error).message,
-      fix: 'rebuild it: `npm rebuild 3fs-client` (needs liburing-dev and a C++ toolchain: bash deps/install.sh)',
-    });
-  }
-  // A probe that throws is a bug of ours or of a library it loaded: report it and go on.
-  const probe = <T>(id: string, run: (() => T) | undefined): T | undefined => {
-    if (!run) return undefined;
-    try {
-      return run();
-    } catch (e) {
-      add({ id, status: 'warn', title: `the ${id} probe failed`, detail: (e as Error)?.message ?? String(e), fix: 'report this to 3fs-client with the output of `3fs-client doctor --json`' });
-      return undefined;
-    }
-  };
+  const probes = loadProbes(add);
+  const probe = prober(add);
   const library = options.library ?? config?.client.library;
   facts.usrbio = probe('usrbio', probes?.usrbioProbe && (() => probes.usrbioProbe!(library)));
   if (facts.usrbio) checkUsrbio(facts.usrbio, hf3fs !== undefined, add);
@@ -157,7 +131,51 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   facts.aio = checkAio(hf3fs !== undefined, add);
   facts.rdma = probe('rdma', probes?.rdmaDevices && (() => probes.rdmaDevices!()));
   if (facts.rdma) checkRdma(facts.rdma, config, add);
+  return report(path, findings, facts);
+}
 
+/** The mount `path` is on, and whether it is 3FS's (in `facts`); the 3FS mount, if it is one. */
+function checkPath(path: string, config: LoadedConfig | undefined, env: NodeJS.ProcessEnv, facts: DoctorReport['facts'], add: (f: Finding) => void): Hf3fsMount | undefined {
+  // Without /proc (an unusual sandbox) there are no mounts to see; the mount finding says so.
+  const mountinfo = readText('/proc/self/mountinfo') ?? '';
+  const mounts = listMounts(mountinfo);
+  const hf3fs = findHf3fsMount(path, { env, mountinfo });
+  facts.mount = findMount(path, mounts);
+  if (hf3fs) facts.hf3fs = hf3fs;
+  checkMount(path, hf3fs, facts.mount, mounts, config?.client.engine === 'hf3fs', add);
+  return hf3fs;
+}
+
+/** The addon's probes; undefined (and a failed finding) when the addon does not load. */
+function loadProbes(add: (f: Finding) => void): Probes | undefined {
+  try {
+    return native() as unknown as Probes;
+  } catch (e) {
+    add({
+      id: 'addon',
+      status: 'fail',
+      title: 'the native addon does not load',
+      detail: (e as Error).message,
+      fix: 'rebuild it: `npm rebuild 3fs-client` (needs liburing-dev and a C++ toolchain: bash deps/install.sh)',
+    });
+    return undefined;
+  }
+}
+
+/** Runs a probe. One that throws is a bug of ours or of a library it loaded: report it and go on. */
+function prober(add: (f: Finding) => void) {
+  return <T>(id: string, run: (() => T) | undefined): T | undefined => {
+    if (!run) return undefined;
+    try {
+      return run();
+    } catch (e) {
+      add({ id, status: 'warn', title: `the ${id} probe failed`, detail: (e as Error)?.message ?? String(e), fix: 'report this to 3fs-client with the output of `3fs-client doctor --json`' });
+      return undefined;
+    }
+  };
+}
+
+function report(path: string, findings: Finding[], facts: DoctorReport['facts']): DoctorReport {
   const summary: Record<FindingStatus, number> = { ok: 0, warn: 0, fail: 0, info: 0 };
   for (const f of findings) summary[f.status]++;
   return { path: resolve(path), exitCode: summary.fail > 0 ? 1 : 0, summary, findings, facts };
@@ -246,20 +264,27 @@ function checkMount(
     });
     return;
   }
-  if (!hf3fs) {
-    const missing = existsSync(path) ? '' : ' (it does not exist yet)';
-    const on = mount
-      ? `${path}${missing} is on ${mount.fsType} (${mount.source}) mounted at ${mount.mountPoint}`
-      : `${path}${missing}: no mount found for it`;
-    const elsewhere = mounts.filter((m) => m.fsType === HF3FS_FS_TYPE).map((m) => m.mountPoint);
-    add({
-      id: 'mount',
-      status: 'info',
-      title: "not on a 3FS mount: the local engine will be used (see 'engine')",
-      detail: on + (elsewhere.length > 0 ? `; 3FS is mounted at ${elsewhere.join(', ')}` : ''),
-    });
-    return;
-  }
+  if (!hf3fs) checkNotHf3fs(path, mount, mounts, add);
+  else checkHf3fsMount(hf3fs, add);
+}
+
+/** Local files: where the path is, and where 3FS is mounted, if anywhere. */
+function checkNotHf3fs(path: string, mount: Mount | undefined, mounts: Mount[], add: (f: Finding) => void): void {
+  const missing = existsSync(path) ? '' : ' (it does not exist yet)';
+  const on = mount
+    ? `${path}${missing} is on ${mount.fsType} (${mount.source}) mounted at ${mount.mountPoint}`
+    : `${path}${missing}: no mount found for it`;
+  const elsewhere = mounts.filter((m) => m.fsType === HF3FS_FS_TYPE).map((m) => m.mountPoint);
+  add({
+    id: 'mount',
+    status: 'info',
+    title: "not on a 3FS mount: the local engine will be used (see 'engine')",
+    detail: on + (elsewhere.length > 0 ? `; 3FS is mounted at ${elsewhere.join(', ')}` : ''),
+  });
+}
+
+/** A 3FS mount: its 3fs-virt directory and the iovs directory USRBIO registers memory in. */
+function checkHf3fsMount(hf3fs: Hf3fsMount, add: (f: Finding) => void): void {
   add({
     id: 'mount',
     status: 'ok',
@@ -281,7 +306,10 @@ function checkMount(
     return;
   }
   add({ id: 'mount.3fs-virt', status: 'ok', title: '3fs-virt present', detail: hf3fs.virtDir });
-  const iovs = `${hf3fs.virtDir}/iovs`;
+  checkIovs(`${hf3fs.virtDir}/iovs`, add);
+}
+
+function checkIovs(iovs: string, add: (f: Finding) => void): void {
   let problem: string | undefined;
   if (!isDirectory(iovs)) problem = 'is missing';
   else {
@@ -485,51 +513,56 @@ function checkRdma(rdma: RdmaProbeResult, config: LoadedConfig | undefined, add:
     });
     return;
   }
-  for (const d of rdma.devices) {
-    const id = `rdma.${d.name}`;
-    const where = `NUMA node ${d.numaNode >= 0 ? d.numaNode : 'unknown'}`;
-    if (d.error) {
-      add({
-        id,
-        status: 'warn',
-        title: `RDMA device ${d.name} cannot be used`,
-        detail: `${d.error}; GUID ${d.guid}, ${where}`,
-        fix: 'check permissions on /dev/infiniband/uverbs*; in a container pass --device /dev/infiniband (or use an RDMA device plugin) and --ulimit memlock=-1',
-      });
-      continue;
-    }
-    const ports = d.ports.map((p) =>
-      p.error
-        ? `port ${p.port}: ${p.error}`
-        : `port ${p.port}: ${p.state}, ${p.linkLayer === 'Ethernet' ? 'Ethernet (RoCE/eRDMA)' : p.linkLayer}, MTU ${p.activeMtu}` +
-          `${p.gid0 ? `, GID ${p.gid0}` : ''}${p.linkLayer === 'InfiniBand' ? `, LID ${p.lid}` : ''}`,
-    );
-    const active = d.ports.some((p) => p.state === 'ACTIVE');
+  for (const d of rdma.devices) checkRdmaDevice(d, config, add);
+}
+
+function checkRdmaDevice(d: RdmaDeviceInfo, config: LoadedConfig | undefined, add: (f: Finding) => void): void {
+  const id = `rdma.${d.name}`;
+  const where = `NUMA node ${d.numaNode >= 0 ? d.numaNode : 'unknown'}`;
+  if (d.error) {
     add({
       id,
-      status: active ? 'ok' : 'warn',
-      title: `RDMA device ${d.name}${active ? '' : ': no ACTIVE port'}`,
-      detail: [...ports, `firmware ${d.fwVer}${d.nodeType ? `, node type ${d.nodeType}` : ''}, GUID ${d.guid}, ${where}`].join('; '),
-      fix: active
-        ? undefined
-        : 'bring a port up: check the cable and the switch (ibstat, ibv_devinfo; for RoCE, `ip link` on its netdev); ' +
-          "3FS skips inactive ports (skip_inactive_ports in [ib_devices])",
+      status: 'warn',
+      title: `RDMA device ${d.name} cannot be used`,
+      detail: `${d.error}; GUID ${d.guid}, ${where}`,
+      fix: 'check permissions on /dev/infiniband/uverbs*; in a container pass --device /dev/infiniband (or use an RDMA device plugin) and --ulimit memlock=-1',
     });
-    checkLimits(d, add);
-    if (d.numaNode >= 0) {
-      const configured = config?.client.numa;
-      add({
-        id: `${id}.numa`,
-        status: 'info',
-        title: `${d.name} is on NUMA node ${d.numaNode}`,
-        detail:
-          configured === d.numaNode
-            ? `3fs-client.toml sets numa = ${configured}`
-            : 'iovs placed on the NIC\'s node avoid a hop across the socket interconnect for every RDMA transfer',
-        fix: configured === d.numaNode ? undefined : `pass numa: ${d.numaNode} to connect() (or numa = ${d.numaNode} in 3fs-client.toml)`,
-      });
-    }
+    return;
   }
+  const ports = d.ports.map((p) =>
+    p.error
+      ? `port ${p.port}: ${p.error}`
+      : `port ${p.port}: ${p.state}, ${p.linkLayer === 'Ethernet' ? 'Ethernet (RoCE/eRDMA)' : p.linkLayer}, MTU ${p.activeMtu}` +
+        `${p.gid0 ? `, GID ${p.gid0}` : ''}${p.linkLayer === 'InfiniBand' ? `, LID ${p.lid}` : ''}`,
+  );
+  const active = d.ports.some((p) => p.state === 'ACTIVE');
+  add({
+    id,
+    status: active ? 'ok' : 'warn',
+    title: `RDMA device ${d.name}${active ? '' : ': no ACTIVE port'}`,
+    detail: [...ports, `firmware ${d.fwVer}${d.nodeType ? `, node type ${d.nodeType}` : ''}, GUID ${d.guid}, ${where}`].join('; '),
+    fix: active
+      ? undefined
+      : 'bring a port up: check the cable and the switch (ibstat, ibv_devinfo; for RoCE, `ip link` on its netdev); ' +
+        "3FS skips inactive ports (skip_inactive_ports in [ib_devices])",
+  });
+  checkLimits(d, add);
+  if (d.numaNode >= 0) checkNuma(d, config, add);
+}
+
+/** Where the NIC sits, and whether iovs are placed there. */
+function checkNuma(d: RdmaDeviceInfo, config: LoadedConfig | undefined, add: (f: Finding) => void): void {
+  const configured = config?.client.numa;
+  add({
+    id: `rdma.${d.name}.numa`,
+    status: 'info',
+    title: `${d.name} is on NUMA node ${d.numaNode}`,
+    detail:
+      configured === d.numaNode
+        ? `3fs-client.toml sets numa = ${configured}`
+        : 'iovs placed on the NIC\'s node avoid a hop across the socket interconnect for every RDMA transfer',
+    fix: configured === d.numaNode ? undefined : `pass numa: ${d.numaNode} to connect() (or numa = ${d.numaNode} in 3fs-client.toml)`,
+  });
 }
 
 function checkLimits(d: RdmaDeviceInfo, add: (f: Finding) => void): void {
