@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <algorithm>
@@ -359,8 +360,10 @@ class Hf3fsEngine final : public Engine {
       // Reads that these CQEs complete are checksummed before the lock is taken again: a batch's
       // checksums then hold up neither its other completions nor the next submission. (Bounced
       // reads are checksummed in Complete, once their bytes are copied out.)
+      SizeCache sizes;
       for (int i = 0; i < n; i++) {
         Op* op = static_cast<Op*>(const_cast<void*>(cqes[i].userdata));
+        cqes[i].result = FillTrailingHole(*op, cqes[i].result, &sizes);
         if (!op->write && op->bounce < 0 && Completes(*op, cqes[i].result)) TakeChecksum(*op);
       }
       lock.lock();
@@ -378,6 +381,35 @@ class Hf3fsEngine final : public Engine {
         if (CanFill(rings_[0]) || CanFill(rings_[1])) wake_.notify_one();
       }
     }
+  }
+
+  // 3FS's reads stop after the last chunk that holds data (its daemon does not look at the file's
+  // length), so a read that ends in a hole comes back short. Below the file's length the missing
+  // bytes are that hole: zeros, as node:fs reads them, or ENODATA with forbidHoles, as a hole
+  // anywhere else in a read is. Waiting thread, on the op's memory, before the lock is taken.
+  // The lengths of the files one wait's CQEs read, each looked up once (a stat is a round trip).
+  struct SizeCache {
+    std::vector<std::pair<int, int64_t>> sizes;  // fd, st_size (-1: unknown)
+    int64_t Of(int fd) {
+      for (const auto& [f, size] : sizes)
+        if (f == fd) return size;
+      struct stat st;
+      sizes.emplace_back(fd, fstat(fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : -1);
+      return sizes.back().second;
+    }
+  };
+
+  int64_t FillTrailingHole(const Op& op, int64_t result, SizeCache* sizes) const {
+    if (op.write || result < 0 || static_cast<uint64_t>(result) >= op.piece) return result;
+    const int64_t length = sizes->Of(op.file->fd);
+    if (length < 0) return result;
+    const uint64_t data_end = op.offset + static_cast<uint64_t>(result), size = static_cast<uint64_t>(length);
+    if (size <= data_end) return result;  // the end of the file
+    if (context_->read_flags & HF3FS_IOR_FORBID_READ_HOLES) return -ENODATA;
+    const uint64_t fill = std::min<uint64_t>(size - data_end, op.piece - static_cast<uint64_t>(result));
+    uint8_t* at = (op.bounce >= 0 ? bounce_region_->data() + op.bounce : op.ptr) + result;
+    std::memset(at, 0, fill);
+    return result + static_cast<int64_t>(fill);
   }
 
   // True if a CQE with this result finishes the op: all of it moved, or a read that ended short.
