@@ -1,8 +1,9 @@
 // The engine under test: each vitest project names it in THREEFS_TEST_ENGINE (and forces the threads
 // engine with THREEFS_CLIENT_ENGINE); on hf3fs, test/hf3fs/setup.ts provides the mount (a stand-in
-// of 3FS's library, or a real mount named by THREEFS_TEST_MOUNT).
+// of 3FS's library on the test daemon's mount, or a real mount named by THREEFS_TEST_MOUNT).
 import { afterAll, beforeAll, inject } from 'vitest';
 import { connect, type Client, type ClientOptions } from '../../lib/index';
+import { withDaemonFaults } from '../hf3fs/daemon/daemon';
 import type { Hf3fsTestTarget } from '../hf3fs/setup';
 
 export type Engine = 'local' | 'hf3fs';
@@ -14,19 +15,19 @@ function hf3fsTarget(): Hf3fsTestTarget | undefined {
   if (ENGINE !== 'hf3fs') return undefined;
   const target = inject('hf3fs');
   if (!target) throw new Error('THREEFS_TEST_ENGINE=hf3fs: no 3FS mount was provided; run the tests through vitest.config.ts (test/hf3fs/setup.ts)');
-  if (target.standin) {
-    // The stand-in reads these at each call, the addon reads HF3FS_LIB when it loads the library;
-    // child processes and worker threads of the tests inherit them.
-    process.env.HF3FS_LIB = target.library;
-    process.env.HF3FS_STANDIN_MOUNTS = target.standinMounts;
-  }
+  // The stand-in reads HF3FS_STANDIN_MOUNTS at each call, the addon reads HF3FS_LIB when it loads
+  // the library; child processes and worker threads of the tests inherit them.
+  if (target.library) process.env.HF3FS_LIB = target.library;
+  if (target.standin) process.env.HF3FS_STANDIN_MOUNTS = target.standinMounts;
   return target;
 }
 
-/** hf3fs: where the test files go (the mount point of the stand-in, or THREEFS_TEST_MOUNT). */
+/** hf3fs: where the test files go (the test daemon's mount, the stand-in's, or THREEFS_TEST_MOUNT). */
 export const HF3FS: Hf3fsTestTarget | undefined = hf3fsTarget();
-/** hf3fs: true when the target is the test-only stand-in (fault injection and its own checks work). */
+/** hf3fs: true when the library is the test-only stand-in (its own checks and HF3FS_STANDIN_FAIL_PREP work). */
 export const STANDIN = HF3FS?.standin === true;
+/** hf3fs: the test daemon's fault directory when the mount is the test daemon's ('' otherwise). */
+export const DAEMON_CONTROL = HF3FS?.daemonControl ?? '';
 
 /**
  * A client of the engine under test: `connect(options)` plus `mount` on hf3fs. An explicit
@@ -83,4 +84,20 @@ export async function withEnv<T>(vars: Record<string, string>, body: () => Promi
       else process.env[k] = v;
     }
   }
+}
+
+/** hf3fs: true when ring IO can be made to fail or stall (withIoFaults): the test daemon, or the stand-in's in-process mode. */
+export const IO_FAULTS = DAEMON_CONTROL !== '' || STANDIN;
+
+/**
+ * Runs `body` while every ring IO of this process fails with -errno and/or waits delayUs first:
+ * injected by the test daemon (its fault file for this pid), or by the stand-in's in-process mode
+ * (HF3FS_STANDIN_FAIL_IO / HF3FS_STANDIN_DELAY_US). Needs IO_FAULTS.
+ */
+export async function withIoFaults<T>(faults: { errno?: number; delayUs?: number }, body: () => Promise<T>): Promise<T> {
+  if (DAEMON_CONTROL) return withDaemonFaults(DAEMON_CONTROL, { readErrno: faults.errno, writeErrno: faults.errno, delayUs: faults.delayUs }, body);
+  const vars: Record<string, string> = {};
+  if (faults.errno) vars.HF3FS_STANDIN_FAIL_IO = String(faults.errno);
+  if (faults.delayUs) vars.HF3FS_STANDIN_DELAY_US = String(faults.delayUs);
+  return withEnv(vars, body);
 }

@@ -12,7 +12,7 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, IoBuffer, ThreeFSError, type Client, type ClientOptions, type File, type OpResult } from '../../lib/index';
-import { baselineThreadCount, collectGarbage, ENGINE, eventually, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, STANDIN, testConnect, threadCount, withEnv } from '../helpers';
+import { baselineThreadCount, collectGarbage, ENGINE, eventually, failure, fdCount, firstDiff, HF3FS, iovMappings, KiB, makeTmpDir, MiB, Rng, seedFor, settledWithin, DAEMON_CONTROL, IO_FAULTS, STANDIN, testConnect, threadCount, withEnv, withIoFaults } from '../helpers';
 
 const E = constants.errno;
 const tmp = makeTmpDir('hf3fs');
@@ -571,7 +571,11 @@ run('back-pressure and completion order', () => {
 // ---------------------------------------------------------------------------------------------
 
 run('holes and punchHole', () => {
-  it('forbidHoles: a read that touches a punched hole fails with ENODATA; other reads, and reads past the end, do not', async () => {
+  // 3FS's daemon ends a read at the last chunk holding data, and calls missing bytes a hole only
+  // when data follows them in the same read; the engine calls missing bytes below the file's
+  // length a hole too (ENODATA with forbidHoles, zeros without), so a read that ends in the hole
+  // is not cut short.
+  it('forbidHoles: a read that touches a punched hole fails with ENODATA, wherever it ends; other reads, and reads past the end, do not', async () => {
     const c = testConnect({ queueDepth: 8, forbidHoles: true });
     const plainClient = testConnect({ queueDepth: 8 });
     const path = tmp.path('holes');
@@ -591,15 +595,16 @@ run('holes and punchHole', () => {
 
       const ops = [
         { buffer: Buffer.alloc(chunk), fileOffset: 0 }, // before the hole
-        { buffer: Buffer.alloc(100), fileOffset: chunk - 50 }, // into it
-        { buffer: Buffer.alloc(chunk), fileOffset: chunk + 1 }, // inside it
+        { buffer: Buffer.alloc(chunk + 100), fileOffset: chunk - 50 }, // across it
+        { buffer: Buffer.alloc(chunk), fileOffset: chunk + 1 }, // from inside it into chunk 2
         { buffer: Buffer.alloc(2 * chunk), fileOffset: 2 * chunk }, // after it, to the end
         { buffer: Buffer.alloc(100), fileOffset: 4 * chunk + 10 }, // past the end
+        { buffer: Buffer.alloc(100), fileOffset: chunk - 50 }, // into it, ending there
       ];
       const rs = await f.batchRead(ops);
       expect(rs[0]).toEqual({ bytes: chunk, eof: false, error: null });
       expect(ops[0].buffer.equals(content.subarray(0, chunk))).toBe(true);
-      for (const i of [1, 2]) {
+      for (const i of [1, 2, 5]) {
         expect(rs[i].bytes, `op ${i}`).toBe(0);
         expect(rs[i].eof).toBe(false);
         expect(rs[i].error).toMatchObject({ code: 'ENODATA', errno: -E.ENODATA, syscall: 'read', index: i, offset: ops[i].fileOffset, path });
@@ -607,6 +612,7 @@ run('holes and punchHole', () => {
       expect(rs[3]).toEqual({ bytes: 2 * chunk, eof: false, error: null });
       expect(ops[3].buffer.equals(content.subarray(2 * chunk))).toBe(true);
       expect(rs[4]).toEqual({ bytes: 0, eof: true, error: null });
+      expect((await failure(() => f.read(Buffer.alloc(10), 2 * chunk - 5))).code).toBe('ENODATA');
       expect((await failure(() => f.read(Buffer.alloc(10), chunk + 5))).code).toBe('ENODATA');
 
       // Without forbidHoles the hole reads as zeros.
@@ -886,17 +892,18 @@ run('nothing is left behind', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Faults injected through the stand-in's environment variables (read by the library at each call).
+// Faults: IO errors and delays injected by the test daemon (or the stand-in's in-process mode), and
+// prep_io refusals by the stand-in library (HF3FS_STANDIN_FAIL_PREP, read at each call).
 
-run('faults (stand-in)', () => {
-  it.skipIf(!STANDIN)('HF3FS_STANDIN_FAIL_IO=5: every op fails with EIO, bounced or not; the client stays usable', async () => {
+run('faults', () => {
+  it.skipIf(!IO_FAULTS)('every ring IO failing with EIO: every op fails with EIO, bounced or not; the client stays usable', async () => {
     const { path, data } = randomFile('fail-io', 64 * KiB);
     const c = testConnect({ queueDepth: 8 });
     const f = await c.open(path, 'r+');
     const io = c.alloc(16 * KiB);
     try {
       const before = c.metrics();
-      await withEnv({ HF3FS_STANDIN_FAIL_IO: String(E.EIO) }, async () => {
+      await withIoFaults({ errno: E.EIO }, async () => {
         const reads = [
           { buffer: io.subarray(0, 4 * KiB), fileOffset: 0 },
           { buffer: Buffer.alloc(100), fileOffset: 1000 },
@@ -943,12 +950,12 @@ run('faults (stand-in)', () => {
   });
 
   // USRBIO cannot cancel an I/O it was handed: with one slot in the ring, op 0 is in flight (the
-  // stand-in sleeps HF3FS_STANDIN_DELAY_US before running it) while ops 1 and 2 still wait in the
+  // daemon waits before it runs it) while ops 1 and 2 still wait in the
   // engine. Abort, a deadline or close() settles the waiting ones at once; the batch settles only
   // after op 0 has finished, and op 0 reports its bytes, which are on disk. Timing is checked from
   // the submission: the batch cannot settle before op 0's delay is over.
   const DELAY_MS = 500;
-  const delayed = { HF3FS_STANDIN_DELAY_US: String(DELAY_MS * 1000) };
+  const delayed = { delayUs: DELAY_MS * 1000 };
   const L = 16 * KiB;
 
   async function slowClient(name: string) {
@@ -982,13 +989,13 @@ run('faults (stand-in)', () => {
     expect(stoppedAfter, 'the test machine is too slow: the stop came after op 0 was done').toBeLessThan(DELAY_MS / 2);
   }
 
-  it.skipIf(!STANDIN)('abort: waiting ops settle ECANCELED, the op in flight only when it is done; ABORT_ERR after that', async () => {
+  it.skipIf(!IO_FAULTS)('abort: waiting ops settle ECANCELED, the op in flight only when it is done; ABORT_ERR after that', async () => {
     const { c, f, path, src, ops } = await slowClient('delay-abort');
     try {
       const ac = new AbortController();
       let started = 0;
       let abortedAfter = 0;
-      const e = await withEnv(delayed, async () => {
+      const e = await withIoFaults(delayed, async () => {
         const submitCalls = c.metrics().submitCalls;
         started = Date.now();
         const pending = failure(() => f.batchWrite(ops, { signal: ac.signal }));
@@ -1010,14 +1017,14 @@ run('faults (stand-in)', () => {
     }
   });
 
-  it.skipIf(!STANDIN)('timeout and deadline: waiting ops settle ETIMEDOUT, the op in flight completes; the batch resolves', async () => {
+  it.skipIf(!IO_FAULTS)('timeout and deadline: waiting ops settle ETIMEDOUT, the op in flight completes; the batch resolves', async () => {
     const { c, f, path, ops } = await slowClient('delay-timeout');
     try {
       await f.batchWrite(ops); // content to read back
       for (const options of [() => ({ timeout: 50 }), () => ({ deadline: Date.now() + 50 })]) {
         const bufs = [0, 1, 2].map(() => Buffer.alloc(L));
         const started = Date.now();
-        const rs = await withEnv(delayed, () => f.batchRead(bufs.map((buffer, i) => ({ buffer, fileOffset: i * L })), options()));
+        const rs = await withIoFaults(delayed, () => f.batchRead(bufs.map((buffer, i) => ({ buffer, fileOffset: i * L })), options()));
         expect(Date.now() - started, JSON.stringify(options())).toBeGreaterThanOrEqual(DELAY_MS - 20);
         checkOneDone(rs, 'ETIMEDOUT', path, 'read');
         expect(bufs[0].equals(ops[0].buffer)).toBe(true);
@@ -1029,10 +1036,10 @@ run('faults (stand-in)', () => {
     }
   });
 
-  it.skipIf(!STANDIN)('client.close() with an op in flight: waiting ops ECANCELED, close resolves once the op in flight is done', async () => {
+  it.skipIf(!IO_FAULTS)('client.close() with an op in flight: waiting ops ECANCELED, close resolves once the op in flight is done', async () => {
     const { c, f, path, src, ops } = await slowClient('delay-close');
     try {
-      await withEnv(delayed, async () => {
+      await withIoFaults(delayed, async () => {
         const submitCalls = c.metrics().submitCalls;
         const started = Date.now();
         const pending = f.batchWrite(ops);
@@ -1049,10 +1056,10 @@ run('faults (stand-in)', () => {
     }
   });
 
-  it.skipIf(!STANDIN)('file.close() waits for the op in flight (USRBIO still holds the registration)', async () => {
+  it.skipIf(!IO_FAULTS)('file.close() waits for the op in flight (USRBIO still holds the registration)', async () => {
     const { c, f, path, src } = await slowClient('delay-file-close');
     try {
-      await withEnv(delayed, async () => {
+      await withIoFaults(delayed, async () => {
         const submitCalls = c.metrics().submitCalls;
         const started = Date.now();
         const pending = f.write(src[0], 0);

@@ -3,15 +3,19 @@
 // any test file of the project; test/helpers/engine.ts reads the answer with inject('hf3fs') and exports
 // it to the test processes' environment (HF3FS_LIB, HF3FS_STANDIN_MOUNTS).
 //
-// - THREEFS_TEST_MOUNT=/a/dir/on/3fs: a real 3FS mount. No stand-in; the library is the one
+// - THREEFS_TEST_MOUNT=/a/dir/on/3fs: a real 3FS mount. No daemon; the library is the one
 //   HF3FS_LIB (or the dynamic linker) names.
-// - otherwise: builds the test-only stand-in of libhf3fs_api_shared.so (test/hf3fs/standin) and makes a
-//   stand-in mount under os.tmpdir(): a directory holding 3fs-virt/iovs, listed in
-//   HF3FS_STANDIN_MOUNTS. Removed again at the end of the run.
+// - otherwise: starts the test FUSE daemon (test/hf3fs/daemon) on a mount under os.tmpdir(), type
+//   fuse.hf3fs, which plays 3FS's side of USRBIO. The library is the stand-in (test/hf3fs/standin, in
+//   its protocol mode), or HF3FS_LIB=<a real libhf3fs_api_shared.so> (docs/3fs.md). Stopped and
+//   removed at the end of the run.
+// - where the daemon cannot run (not root, no /dev/fuse, no libfuse3): the stand-in's in-process
+//   mode on a plain directory listed in HF3FS_STANDIN_MOUNTS, saying why.
 import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { daemonUnavailable, startDaemon, sweepStaleMounts } from './daemon/daemon';
 import { buildStandin } from './standin/build';
 
 export interface Hf3fsTestTarget {
@@ -19,10 +23,12 @@ export interface Hf3fsTestTarget {
   mount: string;
   /** The USRBIO library to load ('' to let HF3FS_LIB and the dynamic linker decide). */
   library: string;
-  /** True for the stand-in (test/hf3fs/standin), false for a real 3FS mount. */
+  /** True when the library is the stand-in (test/hf3fs/standin), false for a real 3FS library. */
   standin: boolean;
-  /** The stand-in: the value of HF3FS_STANDIN_MOUNTS for the test processes. */
+  /** The value of HF3FS_STANDIN_MOUNTS for the test processes ('' if none). */
   standinMounts: string;
+  /** The test daemon's fault directory, '' when the mount is not the test daemon's. */
+  daemonControl: string;
 }
 
 declare module 'vitest' {
@@ -31,18 +37,32 @@ declare module 'vitest' {
   }
 }
 
-export default function setup(project: TestProject): (() => void) | undefined {
+export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   const real = process.env.THREEFS_TEST_MOUNT;
   if (real) {
-    project.provide('hf3fs', { mount: realpathSync(real), library: process.env.HF3FS_LIB ?? '', standin: false, standinMounts: '' });
+    project.provide('hf3fs', { mount: realpathSync(real), library: process.env.HF3FS_LIB ?? '', standin: false, standinMounts: '', daemonControl: '' });
     return undefined;
   }
-  const library = buildStandin();
-  // realpath: the stand-in compares canonical paths, and os.tmpdir() may be a symlink.
-  const root = realpathSync(mkdtempSync(join(tmpdir(), '3fs-standin-')));
+  const given = process.env.HF3FS_LIB ?? '';
+  const library = given || buildStandin();
+  // realpath: mount points are compared canonically, and os.tmpdir() may be a symlink.
+  const parent = realpathSync(tmpdir());
+  sweepStaleMounts(parent);
+  const root = mkdtempSync(join(parent, '3fs-hf3fs-'));
+  const why = daemonUnavailable();
+  if (why === '') {
+    const daemon = await startDaemon(root);
+    project.provide('hf3fs', { mount: daemon.mount, library, standin: !given, standinMounts: process.env.HF3FS_STANDIN_MOUNTS ?? '', daemonControl: daemon.control });
+    return async () => {
+      await daemon.stop();
+      rmSync(root, { recursive: true, force: true });
+    };
+  }
+  if (given) throw new Error(`HF3FS_LIB runs the hf3fs tests on the test daemon's mount, and ${why}`);
+  console.warn(`[hf3fs] ${why}: the hf3fs project runs on the stand-in's in-process mode instead`);
   const mount = join(root, 'mnt');
   mkdirSync(join(mount, '3fs-virt', 'iovs'), { recursive: true });
   const standinMounts = [mount, process.env.HF3FS_STANDIN_MOUNTS].filter((m) => m).join(':');
-  project.provide('hf3fs', { mount, library, standin: true, standinMounts });
-  return () => rmSync(root, { recursive: true, force: true });
+  project.provide('hf3fs', { mount, library, standin: true, standinMounts, daemonControl: '' });
+  return async () => rmSync(root, { recursive: true, force: true });
 }

@@ -1,15 +1,16 @@
 // Fault injection (issue 5, point 3): failures from below become exact errors and leave no
 // corruption, and every buffer in flight comes back.
 // - ENOSPC while writing: a 1 MiB tmpfs mounted for the test (root only; skipped with the reason
-//   otherwise). On hf3fs the tmpfs is made a second stand-in mount.
+//   otherwise). On hf3fs a second test daemon serves the tmpfs (or, without FUSE, the tmpfs is a
+//   second mount of the stand-in's in-process mode).
 // - EIO on read and write from the kernel itself: /proc/self/mem at an unmapped address (device
 //   mapper's error target needs the dm driver, absent here: see RELIABILITY.md).
 // - a file truncated under a reader: reads come back short with the bytes that were there, never
 //   bytes of something else, and the memory past what they report keeps its canary.
-// - the stand-in 3FS library failing every op with each documented errno, at hf3fs_prep_io and
-//   in the completion (HF3FS_STANDIN_FAIL_PREP / HF3FS_STANDIN_FAIL_IO).
-// - completions slower than a batch's deadline and an AbortSignal mid-batch (HF3FS_STANDIN_DELAY_US
-//   on hf3fs; a FIFO with no writer on the embedded engines).
+// - the stand-in 3FS library failing every op with each documented errno at hf3fs_prep_io
+//   (HF3FS_STANDIN_FAIL_PREP), and the test daemon failing it in the completion (withIoFaults).
+// - completions slower than a batch's deadline and an AbortSignal mid-batch (a delay in the test
+//   daemon on hf3fs, withIoFaults; a FIFO with no writer on the embedded engines).
 // After each: descriptors, iov mappings and registered memory are back where they were.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,8 @@ import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ThreeFSError, connect, type Client } from '../../lib/index';
-import { ENGINE, KiB, MiB, Rng, STANDIN, THREADS, fdCount, firstDiff, iovMappings, makeTmpDir, seedFor, settledWithin, testConnect, withEnv } from '../helpers';
+import { DAEMON_CONTROL, ENGINE, IO_FAULTS, KiB, MiB, Rng, STANDIN, THREADS, fdCount, firstDiff, iovMappings, makeTmpDir, seedFor, settledWithin, testConnect, withEnv, withIoFaults } from '../helpers';
+import { startDaemon, type DaemonMount } from '../hf3fs/daemon/daemon';
 import { record } from './record';
 
 const E = constants.errno;
@@ -62,13 +64,18 @@ function tinyTmpfs(size: number): { dir: string; unmount: () => void } | string 
 describe('ENOSPC while writing (a 1 MiB tmpfs)', () => {
   const fs = tinyTmpfs(1 * MiB);
   const why = typeof fs === 'string' ? fs : '';
-  it.skipIf(why !== '' || (ENGINE === 'hf3fs' && !STANDIN))(`writes past the space fail with ENOSPC, exactly where; what was acknowledged is on disk${why ? ` (skipped: ${why})` : ''}`, async () => {
+  it.skipIf(why !== '' || (ENGINE === 'hf3fs' && !STANDIN && !DAEMON_CONTROL))(`writes past the space fail with ENOSPC, exactly where; what was acknowledged is on disk${why ? ` (skipped: ${why})` : ''}`, async () => {
     const { dir, unmount } = fs as { dir: string; unmount: () => void };
     let mount = dir;
     let client: Client | undefined;
+    let daemon: DaemonMount | undefined;
     const before = resources();
     try {
-      if (ENGINE === 'hf3fs') {
+      if (ENGINE === 'hf3fs' && DAEMON_CONTROL) {
+        daemon = await startDaemon(dir); // a second test daemon, over the tmpfs
+        mount = daemon.mount;
+        client = connect({ mount, queueDepth: 8 });
+      } else if (ENGINE === 'hf3fs') {
         // A second stand-in mount on the tmpfs (the stand-in reads HF3FS_STANDIN_MOUNTS at each call).
         mount = join(dir, 'mnt');
         mkdirSync(join(mount, '3fs-virt', 'iovs'), { recursive: true });
@@ -114,10 +121,13 @@ describe('ENOSPC while writing (a 1 MiB tmpfs)', () => {
       await f.close();
       await client.close();
       client = undefined;
+      await daemon?.stop(); // its pipes are this process's descriptors until then
+      daemon = undefined;
       record('faults-enospc', { operations: 33, faults: enospc, crashes: 0, leaks: await expectReturned(before, 'ENOSPC'), note: `${acknowledged} of 32 64 KiB writes acknowledged and on disk, ${enospc} ENOSPC with exact offsets` });
     } finally {
       await client?.close().catch(() => {});
-      if (ENGINE === 'hf3fs') process.env.HF3FS_STANDIN_MOUNTS = process.env.HF3FS_STANDIN_MOUNTS!.split(':').slice(1).join(':');
+      if (daemon) await daemon.stop();
+      else if (ENGINE === 'hf3fs') process.env.HF3FS_STANDIN_MOUNTS = process.env.HF3FS_STANDIN_MOUNTS!.split(':').slice(1).join(':');
       unmount();
     }
   });
@@ -225,7 +235,7 @@ describe('a file truncated under a reader', () => {
 // USRBIO's documented failures: hf3fs_prep_io's -errno, and the completions' negative results.
 const DOCUMENTED = ['EIO', 'ENOENT', 'EACCES', 'EPERM', 'EINVAL', 'ENOSPC', 'EDQUOT', 'EROFS', 'ETIMEDOUT', 'ENODATA', 'EFAULT', 'EBADF', 'ENOMEM', 'EAGAIN', 'EINTR', 'ECANCELED', 'ENOTCONN', 'EHOSTUNREACH', 'EOVERFLOW', 'EFBIG', 'ESTALE', 'EBADMSG'] as const;
 
-describe.skipIf(!STANDIN)('the stand-in 3FS library failing with each documented errno', () => {
+describe.skipIf(!STANDIN || !IO_FAULTS)('the stand-in 3FS library and the test daemon failing with each documented errno', () => {
   it(`${DOCUMENTED.length} errnos x (prep, completion) x (read, write): each op fails with exactly that code; the file is unchanged; nothing leaks`, async () => {
     const before = resources();
     const client = testConnect({ queueDepth: 8 });
@@ -238,8 +248,9 @@ describe.skipIf(!STANDIN)('the stand-in 3FS library failing with each documented
     let faults = 0;
     for (const code of DOCUMENTED) {
       const errno = E[code];
-      for (const where of ['HF3FS_STANDIN_FAIL_PREP', 'HF3FS_STANDIN_FAIL_IO']) {
-        await withEnv({ [where]: String(errno) }, async () => {
+      for (const where of ['HF3FS_STANDIN_FAIL_PREP', 'completion']) {
+        const inject = (body: () => Promise<void>) => (where === 'completion' ? withIoFaults({ errno }, body) : withEnv({ [where]: String(errno) }, body));
+        await inject(async () => {
           for (const write of [false, true]) {
             io.bytes.fill(0x77);
             const ops = [
@@ -272,7 +283,7 @@ describe.skipIf(!STANDIN)('the stand-in 3FS library failing with each documented
 // ---------------------------------------------------------------------------------------------
 
 describe('completions slower than the deadline, and an abort mid-batch', () => {
-  // hf3fs: the stand-in sleeps before each op. io_uring: reads of a FIFO nobody writes to block
+  // hf3fs: the test daemon (or the stand-in) sleeps before each op. io_uring: reads of a FIFO nobody writes to block
   // until canceled. threads: a blocked pread cannot be interrupted (README "Without io_uring"), so
   // there the batch is 1024 ops through one slot of the queue, and the stop catches those waiting.
   const rounds = ENGINE === 'hf3fs' ? 10 : 20; // USRBIO waits out the ops in flight: each round takes their delay
@@ -298,7 +309,8 @@ describe('completions slower than the deadline, and an abort mid-batch', () => {
       const options = kind === 'timeout' ? { timeout: stopAfter } : kind === 'deadline' ? { deadline: Date.now() + stopAfter } : { signal: ac.signal };
       const reads = Array.from({ length: N }, (_, i) => ({ buffer: io.subarray(i * L, (i + 1) * L), fileOffset: fifo ? 0 : i * L }));
       const start = Date.now();
-      const outcome = await withEnv(ENGINE === 'hf3fs' ? { HF3FS_STANDIN_DELAY_US: '60000' } : {}, async () => {
+      const slow = <T>(body: () => Promise<T>) => (ENGINE === 'hf3fs' ? withIoFaults({ delayUs: 60_000 }, body) : body());
+      const outcome = await slow(async () => {
         const p = f.batchRead(reads, options).then((r) => r, (e: unknown) => e);
         if (kind === 'abort') setTimeout(() => ac.abort(), stopAfter);
         return settledWithin(p, 30_000, `round ${round}`);

@@ -34,10 +34,10 @@ function compile(compiler: string, args: string[], output: string): void {
 
 /** Builds (if needed) build-test/standin/libhf3fs_api_shared.so; returns its absolute path. */
 export function buildStandin(): string {
-  const src = join(SRC_DIR, 'usrbio_standin.cc');
+  const srcs = ['usrbio_standin.cc', 'usrbio_protocol.cc'].map((f) => join(SRC_DIR, f));
   const out = join(OUT_DIR, 'libhf3fs_api_shared.so');
-  if (isStale(out, [src, HEADER])) {
-    compile('g++', ['-O2', '-g', '-std=c++17', '-shared', '-fPIC', '-pthread', '-I', 'native/hf3fs', src], out);
+  if (isStale(out, [...srcs, join(SRC_DIR, 'usrbio_standin.h'), HEADER])) {
+    compile('g++', ['-O2', '-g', '-std=c++17', '-shared', '-fPIC', '-pthread', '-fvisibility=hidden', '-Wall', '-I', 'native/hf3fs', ...srcs], out);
   }
   return out;
 }

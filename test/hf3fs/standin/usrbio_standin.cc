@@ -1,31 +1,30 @@
 // A test-only stand-in for 3FS's USRBIO library (libhf3fs_api_shared.so), built by
-// test/hf3fs/standin/build.ts and never shipped.
+// test/hf3fs/standin/build.ts and never shipped. It implements the C ABI declared in native/hf3fs/usrbio.h in
+// one of two modes, chosen by the mount point each iov or ring is made on:
 //
-// It implements the C ABI declared in native/hf3fs/usrbio.h over local files, and it enforces the
-// documented contract (shared/reference/3fs-usrbio.md, sections 1 and 2) strictly, so tests of the
-// addon fail here the way they would fail on a real 3FS mount: argument checks, return conventions
-// (-errno, positive errno, <= 0 ...), ring capacity, one-preparer / one-waiter threading, completions
-// out of submission order, whole-batch EIO for overlapping read buffers, -ENODATA for holes.
+// Protocol mode (usrbio_protocol.cc), on a fuse.hf3fs mount with 3fs-virt in /proc/self/mountinfo:
+//   what 3FS's own library does, and nothing in-process. The hf3fs test project runs this way, on
+//   the mount of the test daemon (test/hf3fs/daemon), so every test exercises the protocol.
 //
-// What counts as a "mount"
-//   A canonical directory P listed in HF3FS_STANDIN_MOUNTS (colon-separated absolute paths) that
-//   contains a directory P/3fs-virt/iovs. Tests create <tmp>/mnt/3fs-virt/iovs and list <tmp>/mnt.
-//
-// How IO runs
-//   Each ring has two worker threads (3FS runs a ring's batches on many coroutines in parallel). A
-//   worker wakes on hf3fs_submit_ios or every 10 ms (the FUSE daemon's scan, 1 ms there), takes every prepared IO
-//   as one batch (io_depth > 0: exactly io_depth once that many are queued, else none; io_depth < 0:
-//   at most -io_depth), runs them with pread/pwrite on the registered dup'd fd, and posts the CQEs in
-//   REVERSE order of preparation, so callers cannot rely on submission order.
+// In-process mode (this file), on a directory listed in HF3FS_STANDIN_MOUNTS (colon-separated
+//   absolute paths) that contains 3fs-virt/iovs: the library plays the daemon too. Kept only where
+//   a FUSE mount cannot give what a test needs: machines without root or /dev/fuse (the hf3fs
+//   project falls back to it), standin.test.ts (drives this mode through harness.c, with fault
+//   knobs inside the library), doctor.test.ts (fake mounts of no particular file system). In this
+//   mode each ring has two worker threads; a worker wakes on hf3fs_submit_ios or every 10 ms, takes
+//   every prepared IO as one batch (io_depth > 0: exactly io_depth once that many are queued; < 0:
+//   at most -io_depth), runs them with pread/pwrite on the registered dup'd fd, and posts the CQEs
+//   in REVERSE order of preparation, so callers cannot rely on submission order.
 //
 // Environment, read at each call (fault injection for reliability tests):
-//   HF3FS_STANDIN_MOUNTS=<dir>[:<dir>...]  the mount points (see above)
-//   HF3FS_STANDIN_FAIL_PREP=<errno>        every hf3fs_prep_io returns -errno (after the thread check)
-//   HF3FS_STANDIN_FAIL_IO=<errno>          every IO completes with CQE result -errno, moving nothing
-//   HF3FS_STANDIN_DELAY_US=<n>             each IO sleeps n microseconds before it runs
+//   HF3FS_STANDIN_MOUNTS=<dir>[:<dir>...]  the in-process mounts (see above)
+//   HF3FS_STANDIN_FAIL_PREP=<errno>        every hf3fs_prep_io returns -errno (both modes)
+//   HF3FS_STANDIN_FAIL_IO=<errno>          in-process: every IO completes with -errno, moving nothing
+//   HF3FS_STANDIN_DELAY_US=<n>             in-process: each IO sleeps n microseconds before it runs
+// (On the test daemon's mount, the daemon injects IO faults: test/hf3fs/daemon/faults.cc.)
 //
-// Misuse that real 3FS turns into memory corruption or a hang is made loud instead: the stand-in
-// prints "[hf3fs-standin] ..." on stderr and calls abort() when
+// Misuse that real 3FS turns into memory corruption or a hang is made loud instead, in both modes:
+// the stand-in prints "[hf3fs-standin] ..." on stderr and calls abort() when
 //   - two threads run hf3fs_prep_io on one ring at once, or two threads hf3fs_wait_for_ios;
 //   - an iov or ring is used or destroyed after it was destroyed (handles are kept as tombstones,
 //     never freed, so this is detected instead of being a use-after-free);
@@ -35,10 +34,11 @@
 // Extra export for tests: int hf3fs_standin_stats(char* buf, int size) writes
 //   {"prepped":N,"submitted":N,"completed":N,"started":N,"reaped":N,"regFds":N,"iovs":N,"rings":N}
 // (prepped = successful prep_io, submitted = successful submit_ios calls, started = IOs taken by a
-// worker, completed = CQEs posted, reaped = CQEs returned by wait_for_ios; regFds/iovs/rings are
-// live counts) and returns strlen+1, writing only if that fits, like hf3fs_extract_mount_point.
+// worker, completed = CQEs posted, reaped = CQEs returned by wait_for_ios; in protocol mode the
+// daemon's share is counted when the CQEs are reaped; regFds/iovs/rings are live counts) and
+// returns strlen+1, writing only if that fits, like hf3fs_extract_mount_point.
 
-#include "usrbio.h"
+#include "usrbio_standin.h"
 
 #include <pthread.h>
 #include <dirent.h>
@@ -69,9 +69,7 @@
 #include <unordered_map>
 #include <vector>
 
-#define STANDIN_EXPORT extern "C" __attribute__((visibility("default")))
-
-namespace {
+namespace standin {
 
 // ---------------------------------------------------------------------------------------------
 // Small utilities
@@ -87,24 +85,6 @@ namespace {
   std::abort();
 }
 
-// Runs f, turning any C++ exception (std::bad_alloc, std::system_error from std::thread) into
-// `fallback`: nothing may unwind through a C caller.
-template <class R, class F>
-R Guarded(R fallback, F&& f) noexcept {
-  try {
-    return f();
-  } catch (...) {
-    return fallback;
-  }
-}
-template <class F>
-void GuardedVoid(const char* what, F&& f) noexcept {
-  try {
-    f();
-  } catch (...) {
-    std::fprintf(stderr, "[hf3fs-standin] %s: internal error (exception)\n", what);
-  }
-}
 
 // A positive integer from the environment, 0 when unset or not a positive number.
 long EnvPositive(const char* name) {
@@ -115,15 +95,6 @@ long EnvPositive(const char* name) {
   return (end != v && n > 0) ? n : 0;
 }
 
-struct UniqueFd {
-  int fd = -1;
-  explicit UniqueFd(int f) : fd(f) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 std::string RealPath(const std::string& p) {
   std::unique_ptr<char, decltype(&std::free)> r(::realpath(p.c_str(), nullptr), &std::free);
@@ -201,32 +172,6 @@ bool IsMountPoint(const char* mp) {
   return false;
 }
 
-// Boost-style uuid text: lower-case hyphenated 8-4-4-4-12.
-struct Uuid {
-  uint8_t b[16];
-  static Uuid Random() {
-    Uuid u{};
-    size_t got = 0;
-    while (got < sizeof(u.b)) {
-      ssize_t n = ::getrandom(u.b + got, sizeof(u.b) - got, 0);
-      if (n > 0) got += static_cast<size_t>(n);
-      else if (n < 0 && errno != EINTR) Die("getrandom failed: %s", std::strerror(errno));
-    }
-    u.b[6] = static_cast<uint8_t>((u.b[6] & 0x0f) | 0x40);  // version 4
-    u.b[8] = static_cast<uint8_t>((u.b[8] & 0x3f) | 0x80);  // RFC 4122 variant
-    return u;
-  }
-  std::string Text() const {
-    static const char* hex = "0123456789abcdef";
-    std::string s;
-    for (int i = 0; i < 16; i++) {
-      if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-      s += hex[b[i] >> 4];
-      s += hex[b[i] & 15];
-    }
-    return s;
-  }
-};
 
 // ---------------------------------------------------------------------------------------------
 // Statistics (for tests to prove cleanup)
@@ -237,23 +182,7 @@ std::atomic<long long> g_live_iovs{0}, g_live_rings{0};
 // ---------------------------------------------------------------------------------------------
 // Registered file descriptors
 
-// One registration. The dup keeps the file open while IOs that captured it are in flight, even
-// after hf3fs_dereg_fd (3FS keeps the inode referenced the same way).
-struct FdEntry {
-  int orig = -1;
-  int dup = -1;
-  int accmode = 0;
-  ino_t ino = 0;
-  ~FdEntry() {
-    if (dup >= 0) ::close(dup);
-  }
-};
 
-struct FdTable {
-  std::mutex mu;
-  std::unordered_map<int, std::shared_ptr<FdEntry>> by_orig;
-  std::unordered_map<int, int> dup_to_orig;
-};
 
 // Never destroyed: worker threads may still drop FdEntry references during process exit.
 FdTable& Fds() {
@@ -288,8 +217,6 @@ std::shared_ptr<FdEntry> LookupFd(int fd) {
 // ---------------------------------------------------------------------------------------------
 // Iovs
 
-constexpr uint32_t kLive = 0x11fe11fe;
-constexpr uint32_t kDead = 0xdeadd00d;
 
 // Owns what hf3fs_iovcreate made. Never freed after destroy (a tombstone with magic == kDead) so a
 // second destroy or a later prep_io is caught instead of reading freed memory.
@@ -347,21 +274,6 @@ struct Completion {
   const void* userdata;
 };
 
-// Clears `flag` on scope exit; aborts if it was already set (a second thread is in the same role).
-class RoleGuard {
- public:
-  RoleGuard(std::atomic<bool>& flag, const char* who, const void* ior) : flag_(flag) {
-    if (flag_.exchange(true, std::memory_order_acq_rel))
-      Die("%s: two threads used ring %p at once; USRBIO allows one preparing and one waiting thread per ring",
-          who, ior);
-  }
-  ~RoleGuard() { flag_.store(false, std::memory_order_release); }
-  RoleGuard(const RoleGuard&) = delete;
-  RoleGuard& operator=(const RoleGuard&) = delete;
-
- private:
-  std::atomic<bool>& flag_;
-};
 
 struct Ring {
   uint32_t magic = kLive;
@@ -519,6 +431,7 @@ int IorCreate(hf3fs_ior* ior, const char* mp, int entries, bool for_read, int io
   (void)numa;
   if (ior == nullptr || mp == nullptr) return -EINVAL;
   if (std::strlen(mp) >= sizeof(ior->mount_point)) return -EINVAL;
+  if (proto::IsMountPoint(mp)) return proto::IorCreate(ior, mp, entries, for_read, io_depth, priority, timeout, numa, flags);
   if (!IsMountPoint(mp)) return -ENOENT;
   if (entries <= 0 || io_depth > entries || timeout < 0) return -EINVAL;
 
@@ -546,7 +459,9 @@ int IorCreate(hf3fs_ior* ior, const char* mp, int entries, bool for_read, int io
   return 0;
 }
 
-}  // namespace
+}  // namespace standin
+
+using namespace standin;
 
 // =============================================================================================
 // The C ABI
@@ -554,6 +469,7 @@ int IorCreate(hf3fs_ior* ior, const char* mp, int entries, bool for_read, int io
 STANDIN_EXPORT bool hf3fs_is_hf3fs(int fd) {
   return Guarded(false, [&] {
     if (fd < 0) return false;
+    if (proto::IsHf3fs(fd)) return true;
     char target[PATH_MAX + 1];
     std::string proc = "/proc/self/fd/" + std::to_string(fd);
     ssize_t n = ::readlink(proc.c_str(), target, PATH_MAX);
@@ -569,7 +485,10 @@ STANDIN_EXPORT bool hf3fs_is_hf3fs(int fd) {
 STANDIN_EXPORT int hf3fs_extract_mount_point(char* hf3fs_mount_point, int size, const char* path) {
   return Guarded(-1, [&] {
     if (path == nullptr) return -1;
-    std::string mp = MountOf(CanonicalPrefix(path));
+    const std::string canon = CanonicalPrefix(path);
+    std::string mp = MountOf(canon);
+    for (const std::string& m : proto::Mounts())
+      if (IsUnder(canon, m) && m.size() > mp.size()) mp = m;
     if (mp.empty()) return -1;
     int need = static_cast<int>(mp.size()) + 1;
     if (hf3fs_mount_point != nullptr && size >= need) std::memcpy(hf3fs_mount_point, mp.c_str(), mp.size() + 1);
@@ -582,18 +501,20 @@ STANDIN_EXPORT int hf3fs_iovcreate(struct hf3fs_iov* iov, const char* hf3fs_moun
   return Guarded(-ENOMEM, [&]() -> int {
     if (iov == nullptr || hf3fs_mount_point == nullptr) return -EINVAL;
     if (std::strlen(hf3fs_mount_point) >= sizeof(iov->mount_point)) return -EINVAL;
+    if (proto::IsMountPoint(hf3fs_mount_point)) return proto::IovCreate(iov, hf3fs_mount_point, size, block_size, numa);
     if (!IsMountPoint(hf3fs_mount_point)) return -ENOENT;
     if (block_size > size) return -EIO;  // 3FS throws in Shm creation, reported as -EIO
 
     auto h = std::make_unique<IovHandle>();  // releases whatever was made if we return early
     Uuid shm_id = Uuid::Random(), iov_id = Uuid::Random();
     h->shm_name = "/hf3fs-iov-" + shm_id.Text();
+    // 3FS's library reports any failure to make the shared memory as -EIO (its Shm throws).
     UniqueFd fd(::shm_open(h->shm_name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0666));
-    if (fd.fd < 0) return -errno;
+    if (fd.fd < 0) return -EIO;
     h->shm_exists = true;
-    if (::ftruncate(fd.fd, static_cast<off_t>(size)) != 0) return -errno;
+    if (::ftruncate(fd.fd, static_cast<off_t>(size)) != 0) return -EIO;
     void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
-    if (base == MAP_FAILED) return -errno;
+    if (base == MAP_FAILED) return -EIO;
     h->base = static_cast<uint8_t*>(base);
     h->size = size;
     h->link_path = std::string(hf3fs_mount_point) + "/3fs-virt/iovs/" + iov_id.Text();
@@ -639,6 +560,7 @@ STANDIN_EXPORT int hf3fs_iovwrap(struct hf3fs_iov* iov, void* base, const uint8_
 STANDIN_EXPORT void hf3fs_iovunlink(struct hf3fs_iov* iov) {
   GuardedVoid("hf3fs_iovunlink", [&] {
     if (iov == nullptr || iov->iovh == nullptr || IsWrapped(iov)) return;
+    if (proto::OwnsIov(iov)) return proto::IovUnlink(iov);
     IovHandle* h = LiveIov(iov, "hf3fs_iovunlink");
     std::lock_guard<std::mutex> lk(h->mu);
     if (h->shm_exists) ::shm_unlink(h->shm_name.c_str());
@@ -649,6 +571,7 @@ STANDIN_EXPORT void hf3fs_iovunlink(struct hf3fs_iov* iov) {
 STANDIN_EXPORT void hf3fs_iovdestroy(struct hf3fs_iov* iov) {
   GuardedVoid("hf3fs_iovdestroy", [&] {
     if (iov == nullptr || iov->iovh == nullptr || IsWrapped(iov)) return;  // wrapped: not ours to free
+    if (proto::OwnsIov(iov)) return proto::IovDestroy(iov);
     IovHandle* h = LiveIov(iov, "hf3fs_iovdestroy");
     if (int n = h->pending.load())
       Die("hf3fs_iovdestroy: iov %p still has %d IO(s) in flight (destroy the ring or reap first)",
@@ -693,6 +616,7 @@ STANDIN_EXPORT int hf3fs_iorcreate4(struct hf3fs_ior* ior, const char* hf3fs_mou
 STANDIN_EXPORT void hf3fs_iordestroy(struct hf3fs_ior* ior) {
   GuardedVoid("hf3fs_iordestroy", [&] {
     if (ior == nullptr || ior->iorh == nullptr) return;
+    if (proto::OwnsRing(ior)) return proto::IorDestroy(ior);
     Ring* r = LiveRing(ior, "hf3fs_iordestroy");
     if (r->preparing.load() || r->waiting.load())
       Die("hf3fs_iordestroy: ring %p destroyed while another thread is in prep_io or wait_for_ios",
@@ -735,6 +659,7 @@ STANDIN_EXPORT int hf3fs_reg_fd(int fd, uint64_t flags) {
 
 STANDIN_EXPORT void hf3fs_dereg_fd(int fd) {
   GuardedVoid("hf3fs_dereg_fd", [&] {
+    if (!hf3fs_is_hf3fs(fd)) return;  // as 3FS's: a closed descriptor stays registered
     std::shared_ptr<FdEntry> e;  // closed after the lock is released (or when the last IO lets go)
     FdTable& t = Fds();
     std::lock_guard<std::mutex> lk(t.mu);
@@ -748,11 +673,16 @@ STANDIN_EXPORT void hf3fs_dereg_fd(int fd) {
 
 STANDIN_EXPORT int hf3fs_io_entries(const struct hf3fs_ior* ior) {
   if (ior == nullptr || ior->iorh == nullptr) return -EINVAL;
+  if (proto::OwnsRing(ior)) return proto::IoEntries(ior);
   return LiveRing(ior, "hf3fs_io_entries")->entries;
 }
 
 STANDIN_EXPORT int hf3fs_prep_io(const struct hf3fs_ior* ior, const struct hf3fs_iov* iov, bool read, void* ptr,
                                  int fd, size_t off, uint64_t len, const void* userdata) {
+  if (ior != nullptr && ior->iorh != nullptr && proto::OwnsRing(ior)) {
+    if (long e = EnvPositive("HF3FS_STANDIN_FAIL_PREP")) return static_cast<int>(-e);
+    return proto::PrepIo(ior, iov, read, ptr, fd, off, len, userdata);
+  }
   if (ior == nullptr || ior->iorh == nullptr || iov == nullptr || iov->iovh == nullptr) return -EINVAL;
   Ring* r = LiveRing(ior, "hf3fs_prep_io");
   RoleGuard role(r->preparing, "hf3fs_prep_io", ior);
@@ -789,6 +719,7 @@ STANDIN_EXPORT int hf3fs_prep_io(const struct hf3fs_ior* ior, const struct hf3fs
 
 STANDIN_EXPORT int hf3fs_submit_ios(const struct hf3fs_ior* ior) {
   if (ior == nullptr || ior->iorh == nullptr) return -EINVAL;
+  if (proto::OwnsRing(ior)) return proto::SubmitIos(ior);
   Ring* r = LiveRing(ior, "hf3fs_submit_ios");
   {
     std::lock_guard<std::mutex> lk(r->mu);
@@ -801,6 +732,8 @@ STANDIN_EXPORT int hf3fs_submit_ios(const struct hf3fs_ior* ior) {
 
 STANDIN_EXPORT int hf3fs_wait_for_ios(const struct hf3fs_ior* ior, struct hf3fs_cqe* cqes, int cqec, int min_results,
                                       const struct timespec* abs_timeout) {
+  if (ior != nullptr && ior->iorh != nullptr && proto::OwnsRing(ior))
+    return proto::WaitForIos(ior, cqes, cqec, min_results, abs_timeout);
   if (ior == nullptr || ior->iorh == nullptr || cqes == nullptr || cqec <= 0 || min_results < 0 ||
       min_results > cqec)
     return -EINVAL;
@@ -840,13 +773,16 @@ STANDIN_EXPORT int hf3fs_wait_for_ios(const struct hf3fs_ior* ior, struct hf3fs_
 
 STANDIN_EXPORT int hf3fs_hardlink(const char* target, const char* link_name) {
   if (target == nullptr || link_name == nullptr) return EINVAL;
+  const std::string canon = CanonicalPrefix(link_name);
+  for (const std::string& m : proto::Mounts())
+    if (IsUnder(canon, m) && MountOf(canon).size() < m.size()) return proto::Hardlink(target, link_name);
   return ::link(target, link_name) == 0 ? 0 : errno;
 }
 
 STANDIN_EXPORT int hf3fs_punchhole(int fd, int n, const size_t* start, const size_t* end, size_t flags) {
-  (void)flags;
   return Guarded(ENOMEM, [&] {
     if (n < 0 || n > HF3FS_PUNCH_HOLE_MAX) return EINVAL;
+    if (proto::IsHf3fs(fd < 0 ? -fd : fd)) return proto::Punchhole(fd < 0 ? -fd : fd, n, start, end, flags);
     std::shared_ptr<FdEntry> f = LookupFd(fd);
     if (!f) return EBADF;
     if (n == 0) return 0;
