@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { findHf3fsMount, type ClientOptions } from '../lib/index';
 import { writeHtml } from './output/html';
 import { makeProgress, type Progress } from './output/progress';
-import { formatTable, writeJson, type BenchDocument } from './output/report';
+import { formatTable, notRunLines, writeJson, type BenchDocument, type NotRun } from './output/report';
 import { runDatasetBench, type DatasetBenchDocument } from './sections/datasets';
 import { runKvBench, type KvBenchDocument } from './sections/kvcache/kvcache';
 import { planRuns, runPlanned, TOOL_NAMES, WORKLOAD_NAMES, workloads, type Planned } from './sections/matrix';
@@ -117,11 +117,12 @@ export async function runBench(options: BenchOptions = {}): Promise<FullBenchDoc
     await makeFiles(files, log);
     const canDrop = dropPageCache(files.paths[files.needed.has('data') ? 'data' : files.needed.has('write') ? 'write' : 'cached']);
     const ceilings = await measureCeilings(files, s, fio !== null, log);
-    const runs = await runPlan(plan, files, s, { clientOptions, canDrop, progress });
+    const { runs, notRun } = await runPlan(plan, files, s, { clientOptions, canDrop, progress });
     const { quick, size, cachedSize, durationMs, rampMs, repeats: repeat, engine } = s;
     const settings = { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat, busyCpusAtStart: Math.round(busyCpus * 100) / 100, engine };
-    const doc: FullBenchDocument = { version: 1, machine: machineInfo(fio), settings, runs, ceilings };
+    const doc: FullBenchDocument = { version: 1, machine: machineInfo(fio), settings, runs, ceilings, ...(notRun.length > 0 ? { notRun } : {}) };
     out(formatTable(doc, fioMissing));
+    for (const line of notRunLines(notRun)) out(line);
     await runSections(doc, options, dir, files, s, { err, out, log });
     await writeOutputs(doc, options, log);
     log(`done in ${((performance.now() - began) / 1000).toFixed(1)} s`);
@@ -196,9 +197,10 @@ async function measureCeilings(files: Files, s: Settings, fio: boolean, log: Log
   return ceilings;
 }
 
-/** Every planned run in turn, with a line (or bar) each; a failed fio or node:fs run is left out. */
-async function runPlan(plan: Planned[], files: Files, s: Settings, c: { clientOptions: ClientOptions; canDrop: boolean; progress: Progress }): Promise<RunResult[]> {
+/** Every planned run in turn, with a line (or bar) each; a failed fio or node:fs run is left out, and listed in notRun. */
+async function runPlan(plan: Planned[], files: Files, s: Settings, c: { clientOptions: ClientOptions; canDrop: boolean; progress: Progress }): Promise<{ runs: RunResult[]; notRun: NotRun[] }> {
   const runs: RunResult[] = [];
+  const notRun: NotRun[] = [];
   const opts = { rampMs: s.rampMs, durationMs: s.durationMs, seed: SEED };
   for (const [i, p] of plan.entries()) {
     const { w, tool } = p;
@@ -214,12 +216,13 @@ async function runPlan(plan: Planned[], files: Files, s: Settings, c: { clientOp
       c.progress.done(' failed');
       if (tool === '3fs-client') throw e;
       c.progress.log(`warning: the ${tool} run failed and is left out: ${(e as Error).message}`);
+      notRun.push({ tool, workload: workloadLabel(w), reason: (e as Error).message });
       continue;
     }
     runs.push(result);
     c.progress.done(resultTail(runs, result));
   }
-  return runs;
+  return { runs, notRun };
 }
 
 /** What the progress line says of a finished run: its figures, and ours relative to it. */

@@ -30,6 +30,24 @@ export interface BenchDocument {
   ceilings?: Ceiling[];
   /** Per-call overheads (tinybench). */
   micro?: MicroResult[];
+  /** Runs of other tools that failed and are left out of `runs`, with the line that says why. */
+  notRun?: NotRun[];
+}
+
+export interface NotRun {
+  tool: string;
+  /** The workload's label, e.g. 'seq-read 4MiB qd8'. */
+  workload: string;
+  reason: string;
+}
+
+/** One line per tool whose runs failed: how many, which, and the first reason. */
+export function notRunLines(notRun: NotRun[]): string[] {
+  const tools = [...new Set(notRun.map((n) => n.tool))];
+  return tools.map((tool) => {
+    const mine = notRun.filter((n) => n.tool === tool);
+    return `not run: ${tool}, ${mine.length} run${mine.length === 1 ? '' : 's'} (${mine.map((n) => n.workload).join(', ')}): ${mine[0].reason}`;
+  });
 }
 
 /** Ours relative to fio and to node:fs (the run whose thread pool matches the depth), by throughput. */

@@ -22,9 +22,19 @@ export function runChild(label: string, cmd: string, args: string[], env: NodeJS
     child.on('close', (code, signal) => {
       children.delete(child);
       if (code === 0) resolve(out);
-      else reject(new Error(`${label} exited with ${signal ?? `code ${code}`}: ${(err || out).trim().slice(0, 2000)}`));
+      else reject(new Error(`${label} exited with ${signal ?? `code ${code}`}: ${failureLine(err, out)}`));
     });
   });
+}
+
+/**
+ * The one line that says why a child failed: the first of stderr, else of stdout, leaving out a
+ * JSON report (fio prints one, 80 lines of zeros, even for a job that never started).
+ */
+export function failureLine(err: string, out: string): string {
+  const said = (text: string) => text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !/^[{}[\]"]/.test(l));
+  const line = said(err) ?? said(out) ?? '(it printed nothing)';
+  return line.length > 400 ? `${line.slice(0, 400)}...` : line;
 }
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];

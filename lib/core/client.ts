@@ -3,6 +3,7 @@ import { runBatch, type BatchOptions, type IoOp } from './batch';
 import { embeddedChoice, ioUringRefusal, type EmbeddedEngine } from './embedded-engine';
 import { engineName, type EngineName } from './engine-name';
 import { argError, fromNative, shown, ThreeFSError, type OpResult } from './errors';
+import { memlockAdvice } from './memlock';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
 import { lend, type IoBuffer } from './io-buffer';
@@ -201,7 +202,7 @@ export class Client implements AsyncDisposable {
     try {
       this.#native = new (native().NativeClient)(settings);
     } catch (e) {
-      throw fromNative(e, this.#hf3fs ? { path: options.mount } : {});
+      throw withMemlockAdvice(fromNative(e, this.#hf3fs ? { path: options.mount } : {}));
     }
     const info = this.#native.info();
     this.#engine = info.engine;
@@ -318,6 +319,12 @@ function fileOf(ops: readonly FileIoOp[], i: number): File {
   const file = ops[i]?.file;
   if (!(file instanceof File)) throw argError('ERR_INVALID_ARG_TYPE', `op ${i}: file must be a File from open()`, { index: i });
   return file;
+}
+
+/** io_uring's ENOMEM is RLIMIT_MEMLOCK (when 'io_uring' was forced; 'local' falls back): say so, with the limit and how to raise it. */
+function withMemlockAdvice(e: ThreeFSError): ThreeFSError {
+  if (e.code !== 'ENOMEM' || e.syscall !== 'io_uring_setup') return e;
+  return new ThreeFSError('ENOMEM', `${e.message}: ${memlockAdvice()}`, { errno: e.errno, syscall: e.syscall });
 }
 
 /** A new client with its own engine. */

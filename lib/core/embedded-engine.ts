@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { argError } from './errors';
+import { memlockAdvice } from './memlock';
 
 export type EmbeddedEngine = 'io_uring' | 'threads';
 export const EMBEDDED_ENGINES: readonly EmbeddedEngine[] = ['io_uring', 'threads'];
@@ -35,6 +36,8 @@ export function embeddedChoice(engine: 'local' | EmbeddedEngine, env: NodeJS.Pro
 
 /** io_uring_setup's errors that mean "not allowed here" (seccomp, sysctl, LSMs, no io_uring): the 'threads' engine takes over (the addon's client agrees). */
 export const IO_URING_REFUSALS: readonly string[] = ['EPERM', 'ENOSYS', 'EACCES'];
+/** io_uring_setup's errors after which the thread pool takes over: the refusals, and ENOMEM (RLIMIT_MEMLOCK). */
+export const IO_URING_FALLBACKS: readonly string[] = [...IO_URING_REFUSALS, 'ENOMEM'];
 
 /** kernel.io_uring_disabled (0 allowed, 1 only for kernel.io_uring_group, 2 off), or undefined when the kernel has no such knob. */
 export function ioUringSysctl(): string | undefined {
@@ -49,7 +52,8 @@ export function ioUringSysctl(): string | undefined {
 export function ioUringRefusal(errno: number, sysctl: string | undefined = ioUringSysctl()): string {
   const code = getSystemErrorName(-Math.abs(errno));
   let likely: string;
-  if (sysctl !== undefined && sysctl !== '0') likely = `kernel.io_uring_disabled=${sysctl}`;
+  if (code === 'ENOMEM') likely = memlockAdvice();
+  else if (sysctl !== undefined && sysctl !== '0') likely = `kernel.io_uring_disabled=${sysctl}`;
   else if (code === 'EPERM') likely = "seccomp? Docker's default profile and some sandboxes block io_uring";
   else if (code === 'ENOSYS') likely = 'no io_uring in this kernel, or a seccomp filter or sandbox such as gVisor';
   else if (code === 'EACCES') likely = 'a security module (SELinux, AppArmor) refuses it?';

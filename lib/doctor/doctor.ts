@@ -4,7 +4,8 @@
 import { accessSync, constants, existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import { resolve } from 'node:path';
-import { embeddedChoice, IO_URING_FIX, IO_URING_REFUSALS, ioUringRefusal, type EmbeddedEngine } from '../core/embedded-engine';
+import { embeddedChoice, IO_URING_FALLBACKS, IO_URING_FIX, ioUringRefusal, type EmbeddedEngine } from '../core/embedded-engine';
+import { MEMLOCK_FIX, parseMemlock } from '../core/memlock';
 import { CONFIG_KEYS, DEFAULT_LAUNCHER_CONFIG, isConfigError, loadConfig, readLauncherConfig, type LauncherConfig, type LoadedConfig } from '../config/config';
 import { findHf3fsMount, findMount, listMounts, HF3FS_FS_TYPE, type Hf3fsMount, type Mount } from '../hf3fs/mounts';
 import { native, type IoUringProbeResult, type RdmaDeviceInfo, type RdmaProbeResult, type UsrbioProbeResult } from '../core/native';
@@ -397,12 +398,12 @@ function checkEngine(probe: IoUringProbeResult, config: LoadedConfig | undefined
     add({ id: 'engine', status: 'fail', title: 'local engine: io_uring is forced but cannot be set up', detail: `${forcedBy}; ${refusal}: connect() will fail`, fix: `${IO_URING_FIX}; or let the library fall back (remove ${forcedBy})` });
     return undefined;
   }
-  if (!IO_URING_REFUSALS.includes(probe.code ?? '')) {
-    // Not a policy refusal (ENOMEM from the memlock limit, EMFILE, ...): connect() reports it rather than hide it.
+  if (!IO_URING_FALLBACKS.includes(probe.code ?? '')) {
+    // Not a refusal nor the memlock limit (EMFILE, ...): connect() reports it rather than hide it.
     add({ id: 'engine', status: 'fail', title: 'local engine: io_uring cannot be set up', detail: `${refusal}: connect() will fail with it`, fix: "see the io_uring finding; THREEFS_CLIENT_ENGINE=threads uses the 'threads' engine instead" });
     return undefined;
   }
-  add({ id: 'engine', status: 'warn', title: 'local engine: threads (io_uring is refused here)', detail: `${refusal}; ${threadsEngine}`, fix: "for io_uring's speed, allow io_uring: see the io_uring finding" });
+  add({ id: 'engine', status: 'warn', title: `local engine: threads (io_uring is ${probe.code === 'ENOMEM' ? 'over the memlock limit' : 'refused'} here)`, detail: `${refusal}; ${threadsEngine}`, fix: "for io_uring's speed, allow io_uring: see the io_uring finding" });
   return { engine: 'threads', reason: refusal };
 }
 
@@ -439,13 +440,7 @@ function checkDevShm(onHf3fs: boolean, add: (f: Finding) => void): DoctorReport[
   return { size, free };
 }
 
-/** `Max locked memory` of /proc/self/limits: soft and hard, in bytes. */
-export function parseMemlock(limits: string): { soft: number | 'unlimited'; hard: number | 'unlimited' } | undefined {
-  const m = /^Max locked memory\s+(\S+)\s+(\S+)/m.exec(limits);
-  if (!m) return undefined;
-  const value = (v: string) => (v === 'unlimited' ? 'unlimited' : Number(v));
-  return { soft: value(m[1]), hard: value(m[2]) };
-}
+export { parseMemlock };
 
 /** Whether CapEff in /proc/self/status has CAP_IPC_LOCK (bit 14), which lifts RLIMIT_MEMLOCK. */
 export function hasCapIpcLock(status: string): boolean {
@@ -475,8 +470,7 @@ function checkMemlock(add: (f: Finding) => void): DoctorReport['facts']['memlock
       status: 'warn',
       title: `RLIMIT_MEMLOCK is ${shown}`,
       detail: `${why}; below ${bytes(MEMLOCK_WANTED)} large registered buffers fail (ENOMEM)`,
-      fix: 'ulimit -l unlimited before starting node; systemd: LimitMEMLOCK=infinity; Docker: --ulimit memlock=-1; ' +
-        'or `* - memlock unlimited` in /etc/security/limits.conf. Give the 3FS FUSE daemon the same.',
+      fix: `${MEMLOCK_FIX}. Give the 3FS FUSE daemon the same.`,
     });
   }
   return { ...limits, capIpcLock };

@@ -36,10 +36,11 @@ enum class PieceOutcome {
 };
 
 // Counts the piece's bytes and moves the op past them; a read that is done has its checksum taken.
-inline PieceOutcome AdvanceOp(Op* op, uint64_t n, EngineCounters& counters) {
+// `registered`: the piece went through a fixed buffer of the engine.
+inline PieceOutcome AdvanceOp(Op* op, uint64_t n, bool registered, EngineCounters& counters) {
   (op->write ? counters.write_bytes : counters.read_bytes) += n;
   (op->direct ? counters.direct_bytes : counters.buffered_bytes) += n;
-  (op->region ? counters.registered_bytes : counters.unregistered_bytes) += n;
+  (registered ? counters.registered_bytes : counters.unregistered_bytes) += n;
   op->done += n;
   op->ptr += n;
   op->offset += n;

@@ -251,7 +251,7 @@ class ThreadsEngine final : public Engine {
   int Finish(Op* op, int64_t res) {
     if (res == -EINTR || res == -EAGAIN) return -1;
     if (res < 0) return static_cast<int>(-res);
-    switch (AdvanceOp(op, static_cast<uint64_t>(res), counters)) {
+    switch (AdvanceOp(op, static_cast<uint64_t>(res), /*registered=*/false, counters)) {
       case PieceOutcome::kDone:
         return 0;
       case PieceOutcome::kStalled:

@@ -337,7 +337,8 @@ class UringEngine final : public Engine {
       Settle(op, err);
       return;
     }
-    switch (AdvanceOp(op, static_cast<uint64_t>(res), counters)) {
+    const bool fixed = op->region && op->region->slot(options_.index) >= 0;
+    switch (AdvanceOp(op, static_cast<uint64_t>(res), fixed, counters)) {
       case PieceOutcome::kDone:
         Settle(op, 0);
         break;

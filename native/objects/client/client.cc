@@ -154,9 +154,10 @@ std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi
 
 // io_uring_setup refused by policy rather than broken: seccomp (EPERM, or ENOSYS from filters
 // that fake an old kernel), kernel.io_uring_disabled (EPERM) or a kernel without io_uring
-// (ENOSYS), some LSMs (EACCES). The thread pool works there. Other errors (ENOMEM from the
-// memlock limit, EMFILE) are real and reported.
-bool IoUringRefused(int err) { return err == EPERM || err == ENOSYS || err == EACCES; }
+// (ENOSYS), some LSMs (EACCES); or its rings are over RLIMIT_MEMLOCK (ENOMEM; the kernel also
+// frees a closed ring's memory late). The thread pool works there: it locks no memory. Other
+// errors (EMFILE) are real and reported.
+bool IoUringFallsBack(int err) { return err == EPERM || err == ENOSYS || err == EACCES || err == ENOMEM; }
 
 // new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered, embeddedEngine, threads, aio,
 //                    engine?: 'hf3fs', mount, library, numa, blockSize, bounceBytes, forbidHoles, readUncommitted })
@@ -193,8 +194,9 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
   options.queue_depth = (options.queue_depth + rings - 1) / rings;
   options.threads = (threads + rings - 1) / rings;
   ring_load_ = std::make_unique<std::atomic<size_t>[]>(rings);
-  for (unsigned i = 0; i < rings; i++) {
-    options.index = i;
+  // A client runs one kind of engine: when io_uring falls back, the rings made so far go too.
+  while (engines_.size() < rings) {
+    options.index = static_cast<unsigned>(engines_.size());
     int err = 0;
     const char* call = "pthread_create";
     std::unique_ptr<Engine> engine;
@@ -206,12 +208,12 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
     } else {
       call = "io_uring_setup";
       engine = MakeUringEngine(options, this, &err);
-      // Decided on the first ring: a client runs one kind of engine.
-      if (!engine && i == 0 && embedded == "auto" && IoUringRefused(err)) {
+      if (!engine && embedded == "auto" && IoUringFallsBack(err)) {
+        for (auto& e : engines_) e->Close();
+        engines_.clear();
         io_uring_errno_ = err;
         embedded = "threads";
-        call = "pthread_create";
-        engine = MakeThreadsEngine(options, this, &err);
+        continue;
       }
     }
     if (!engine) {
