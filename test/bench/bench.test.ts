@@ -18,7 +18,7 @@ import { GiB, KiB, MiB } from '../../bench/support/units';
 import { writeBenchFile } from '../../bench/support/bench-files';
 import { runOurs } from '../../bench/tools/ours';
 import type { Client } from '../../lib/index';
-import { makeTmpDir } from '../helpers';
+import { makeTmpDir, TIME_SCALE } from '../helpers';
 
 const tmp = makeTmpDir('bench');
 afterAll(() => tmp.cleanup());
@@ -160,7 +160,7 @@ describe('bench command', () => {
     expect(err).not.toContain('\r');
     expect(err).toMatch(/^\[1\/\d+\] seq-read 4MiB qd8: 3fs-client \.\.\. [\d.]+ GB\/s/m);
     expect(readFileSync(html, 'utf8')).toContain('<svg');
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('the KVCache section, small: each path once per setting, bytes add up, raw interleaved with the KVCache phase', async () => {
     let err = '';
@@ -192,7 +192,7 @@ describe('bench command', () => {
     expect(doc.runs.filter((r) => r.path === 'node:fs')).toHaveLength(2);
     expect(err).toContain('interleaved');
     expect(readdirSync(tmp.dir).filter((n) => n.includes('kv'))).toEqual([]);
-  }, 120_000);
+  }, 120_000 * TIME_SCALE);
 
   it('refuses options that do not go together', async () => {
     const run = async (args: string[]) => {
