@@ -3,6 +3,7 @@
 // client agree with the library about what is a 3FS mount.
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
+import { ThreeFSError } from '../core/errors';
 
 /** One line of /proc/self/mountinfo. */
 export interface Mount {
@@ -17,6 +18,8 @@ export interface Mount {
   options: string[];
   /** Options of the file system itself (the last field). */
   superOptions: string[];
+  /** The file system's device, 'major:minor', as stat(2)'s st_dev of files on it. */
+  device: string;
 }
 
 /** A 3FS FUSE mount (or a test stand-in for one). */
@@ -62,6 +65,7 @@ export function parseMountinfo(text: string): Mount[] {
       source: unescapeMountField(fields[dash + 2]),
       options: fields[5].split(','),
       superOptions: (fields[dash + 3] ?? '').split(',').filter(Boolean),
+      device: fields[2],
     });
   }
   return mounts;
@@ -69,7 +73,46 @@ export function parseMountinfo(text: string): Mount[] {
 
 /** The mounts this process sees, in mount order. */
 export function listMounts(mountinfo?: string): Mount[] {
-  return parseMountinfo(mountinfo ?? readFileSync('/proc/self/mountinfo', 'utf8'));
+  return parseMountinfo(mountinfo ?? readFileSync(MOUNTINFO, 'utf8'));
+}
+
+const MOUNTINFO = '/proc/self/mountinfo';
+let cachedMounts: Mount[] | undefined;
+/** Devices whose files stat(2) shows under another number than mountinfo's (btrfs subvolumes): no reason to read it again. */
+const devicesThatDiffer = new Set<string>();
+
+/**
+ * The mount table for a lookup of `path` (canonical): read once, and again only when `path`'s
+ * device is not that of the mount the table puts it on (something was mounted or unmounted since).
+ * A failure to read it (EMFILE) is a ThreeFSError about `path`; a table read before serves instead.
+ */
+function mountsFor(path: string, existing: string): Mount[] {
+  if (cachedMounts) {
+    const device = deviceOf(existing);
+    if (device === undefined || devicesThatDiffer.has(device) || findIn(cachedMounts, path)?.device === device) return cachedMounts;
+  }
+  try {
+    cachedMounts = listMounts();
+  } catch (e) {
+    if (cachedMounts) return cachedMounts;
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new ThreeFSError(code, `${code}: cannot read ${MOUNTINFO} to find the mount of '${path}' (${(e as Error).message})`, { path, syscall: 'open', errno: (e as NodeJS.ErrnoException).errno, cause: e });
+  }
+  const device = deviceOf(existing);
+  if (device !== undefined && findIn(cachedMounts, path)?.device !== device) devicesThatDiffer.add(device);
+  return cachedMounts;
+}
+
+/** 'major:minor' of the file system holding `path` (which exists), as mountinfo writes it. */
+function deviceOf(path: string): string | undefined {
+  try {
+    const dev = statSync(path, { bigint: true }).dev;
+    const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+    const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+    return `${major}:${minor}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -78,14 +121,20 @@ export function listMounts(mountinfo?: string): Mount[] {
  * directory.
  */
 export function canonicalPath(path: string): string {
+  return canonicalParts(path).path;
+}
+
+/** The canonical path, and the canonical form of its longest existing ancestor. */
+function canonicalParts(path: string): { path: string; existing: string } {
   let existing = resolve(path);
   const rest: string[] = [];
   for (;;) {
     try {
-      return join(realpathSync(existing), ...rest);
+      const real = realpathSync(existing);
+      return { path: join(real, ...rest), existing: real };
     } catch {
       const up = dirname(existing);
-      if (up === existing) return resolve(path);
+      if (up === existing) return { path: resolve(path), existing: sep };
       rest.unshift(basename(existing));
       existing = up;
     }
@@ -99,8 +148,12 @@ export function isWithin(path: string, dir: string): boolean {
 }
 
 /** The mount a path is on: the longest mount point containing it; of stacked mounts, the last. */
-export function findMount(path: string, mounts: Mount[] = listMounts()): Mount | undefined {
-  const target = canonicalPath(path);
+export function findMount(path: string, mounts?: Mount[]): Mount | undefined {
+  const { path: target, existing } = canonicalParts(path);
+  return findIn(mounts ?? mountsFor(target, existing), target);
+}
+
+function findIn(mounts: Mount[], target: string): Mount | undefined {
   let best: Mount | undefined;
   for (const m of mounts) {
     if (isWithin(target, m.mountPoint) && (best === undefined || m.mountPoint.length >= best.mountPoint.length)) best = m;
@@ -142,7 +195,8 @@ export function findHf3fsMount(path: string, options: MountLookupOptions = {}): 
     candidates.set(mp, { mountPoint: mp, virtDir: isDirectory(virt) ? virt : undefined, standin, ...(entry ? { mount: entry } : {}) });
   };
 
-  const mounts = listMounts(options.mountinfo);
+  const { path: target, existing } = canonicalParts(path);
+  const mounts = options.mountinfo !== undefined ? listMounts(options.mountinfo) : mountsFor(target, existing);
   for (const m of mounts) {
     if (m.fsType === HF3FS_FS_TYPE) add(m.mountPoint, false, m);
     else if (anyFs) add(m.mountPoint, false, m, true);
@@ -152,7 +206,6 @@ export function findHf3fsMount(path: string, options: MountLookupOptions = {}): 
     add(existsSync(dir) ? realpathSync(dir) : resolve(dir), true);
   }
 
-  const target = canonicalPath(path);
   let best: Hf3fsMount | undefined;
   for (const c of candidates.values()) {
     if (isWithin(target, c.mountPoint) && (best === undefined || c.mountPoint.length > best.mountPoint.length)) best = c;

@@ -20,9 +20,9 @@ describe('parseMountinfo', () => {
       '24 23 0:22 / /dev/shm rw,nosuid,nodev - tmpfs tmpfs rw,size=65536k\n' +
       '50 24 0:45 / /a rw shared:2 master:3 propagate_from:4 - xfs /dev/sdb rw\n';
     expect(parseMountinfo(text)).toEqual([
-      { mountPoint: '/mnt2', root: '/mnt1', fsType: 'ext3', source: '/dev/root', options: ['rw', 'noatime'], superOptions: ['rw', 'errors=continue'] },
-      { mountPoint: '/dev/shm', root: '/', fsType: 'tmpfs', source: 'tmpfs', options: ['rw', 'nosuid', 'nodev'], superOptions: ['rw', 'size=65536k'] },
-      { mountPoint: '/a', root: '/', fsType: 'xfs', source: '/dev/sdb', options: ['rw'], superOptions: ['rw'] },
+      { mountPoint: '/mnt2', root: '/mnt1', fsType: 'ext3', source: '/dev/root', options: ['rw', 'noatime'], superOptions: ['rw', 'errors=continue'], device: '98:0' },
+      { mountPoint: '/dev/shm', root: '/', fsType: 'tmpfs', source: 'tmpfs', options: ['rw', 'nosuid', 'nodev'], superOptions: ['rw', 'size=65536k'], device: '0:22' },
+      { mountPoint: '/a', root: '/', fsType: 'xfs', source: '/dev/sdb', options: ['rw'], superOptions: ['rw'], device: '0:45' },
     ]);
   });
 
