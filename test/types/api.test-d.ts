@@ -18,6 +18,7 @@ import {
   openDataset,
   openRangeReader,
   openSafetensors,
+  pageKeys,
   prometheusText,
   runDoctor,
   SampleBatch,
@@ -40,6 +41,7 @@ import {
   type MetricsInterval,
   type OpenFlags,
   type OpResult,
+  type PageKeyHash,
   type PutResult,
 } from '3fs-client';
 
@@ -214,6 +216,10 @@ describe('KVCache', () => {
     void cache.put(['a', new Uint8Array(16)], [cache.alloc(4096), new Uint8Array(4096)], { ttlMs: 1000 });
     // @ts-expect-error: keys are strings or bytes
     void cache.put([1], [new Uint8Array(4096)]);
+    expectTypeOf<PageKeyHash>().toEqualTypeOf<'sha256' | 'xxh3'>();
+    expectTypeOf(pageKeys([1, 2, 3], 64, { hash: 'xxh3' })).toEqualTypeOf<string[]>();
+    // @ts-expect-error: SGLang's two hashes only
+    pageKeys([1, 2, 3], 64, { hash: 'md5' });
     // @ts-expect-error: a namespace names at least its model and dtype
     void KVCache.open({ root: '/tmp/kv', namespace: { model: 'm' }, pageBytes: 4096, capacityBytes: 1 << 20 });
   });
