@@ -123,6 +123,21 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isS
 
 /** Parses and checks a header (the JSON text) for a file of `fileSize` bytes. @internal */
 export function parseHeader(path: string, json: string, headerBytes: number, fileSize: number): { tensors: Map<string, TensorInfo>; metadata?: Record<string, string> } {
+  const parsed = parseJsonObject(path, json);
+  const dataStart = 8 + headerBytes;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> | undefined;
+  for (const [name, value] of Object.entries(parsed)) {
+    if (name !== '__metadata__') tensors.set(name, tensorInfo(path, name, value, dataStart));
+    else if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'string')) {
+      throw headerError(path, '__metadata__ must map strings to strings');
+    } else metadata = value as Record<string, string>;
+  }
+  checkTiling(path, tensors, dataStart, fileSize);
+  return { tensors, metadata };
+}
+
+function parseJsonObject(path: string, json: string): Record<string, unknown> {
   if (!json.startsWith('{')) throw headerError(path, 'the header is not a JSON object');
   let parsed: unknown;
   try {
@@ -131,35 +146,31 @@ export function parseHeader(path: string, json: string, headerBytes: number, fil
     throw headerError(path, `the header is not valid JSON (${(e as Error).message})`, { cause: e });
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw headerError(path, 'the header is not a JSON object');
-  const dataStart = 8 + headerBytes;
-  const dataLength = fileSize - dataStart;
-  const tensors = new Map<string, TensorInfo>();
-  let metadata: Record<string, string> | undefined;
-  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'string')) {
-        throw headerError(path, '__metadata__ must map strings to strings');
-      }
-      metadata = value as Record<string, string>;
-      continue;
-    }
-    const t = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (t === null || typeof t !== 'object') throw headerError(path, `tensor '${name}' is not an object`);
-    const dtype = typeof t.dtype === 'string' && Object.hasOwn(DTYPES, t.dtype) ? DTYPES[t.dtype] : undefined; // not 'toString' or '__proto__'
-    if (!dtype) throw headerError(path, `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)}`);
-    if (!Array.isArray(t.shape) || !t.shape.every(isCount)) throw headerError(path, `tensor '${name}': shape must be a list of whole numbers`);
-    const offsets = t.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !isCount(offsets[0]) || !isCount(offsets[1]) || offsets[1] < offsets[0]) {
-      throw headerError(path, `tensor '${name}': data_offsets must be [begin, end] with begin <= end`);
-    }
-    const elements = (t.shape as number[]).reduce((a, b) => a * b, 1);
-    const bits = elements * dtype.bits;
-    if (!Number.isSafeInteger(bits) || bits % 8 !== 0 || bits / 8 !== offsets[1] - offsets[0]) {
-      throw headerError(path, `tensor '${name}': ${offsets[1] - offsets[0]} bytes, but a ${t.dtype} tensor of shape [${t.shape}] takes ${bits / 8}`);
-    }
-    tensors.set(name, Object.freeze({ name, dtype: t.dtype as string, shape: Object.freeze([...(t.shape as number[])]), offset: dataStart + offsets[0], byteLength: offsets[1] - offsets[0] }));
+  return parsed as Record<string, unknown>;
+}
+
+/** One tensor's entry, checked: a known dtype, a shape, and data_offsets that fit them. */
+function tensorInfo(path: string, name: string, value: unknown, dataStart: number): TensorInfo {
+  const t = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (t === null || typeof t !== 'object') throw headerError(path, `tensor '${name}' is not an object`);
+  const dtype = typeof t.dtype === 'string' && Object.hasOwn(DTYPES, t.dtype) ? DTYPES[t.dtype] : undefined; // not 'toString' or '__proto__'
+  if (!dtype) throw headerError(path, `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)}`);
+  if (!Array.isArray(t.shape) || !t.shape.every(isCount)) throw headerError(path, `tensor '${name}': shape must be a list of whole numbers`);
+  const offsets = t.data_offsets;
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !isCount(offsets[0]) || !isCount(offsets[1]) || offsets[1] < offsets[0]) {
+    throw headerError(path, `tensor '${name}': data_offsets must be [begin, end] with begin <= end`);
   }
-  // As the reference checks: the tensors tile the data exactly, no overlap, no gap, nothing after.
+  const elements = (t.shape as number[]).reduce((a, b) => a * b, 1);
+  const bits = elements * dtype.bits;
+  if (!Number.isSafeInteger(bits) || bits % 8 !== 0 || bits / 8 !== offsets[1] - offsets[0]) {
+    throw headerError(path, `tensor '${name}': ${offsets[1] - offsets[0]} bytes, but a ${t.dtype} tensor of shape [${t.shape}] takes ${bits / 8}`);
+  }
+  return Object.freeze({ name, dtype: t.dtype as string, shape: Object.freeze([...(t.shape as number[])]), offset: dataStart + offsets[0], byteLength: offsets[1] - offsets[0] });
+}
+
+/** As the reference checks: the tensors tile the data exactly, no overlap, no gap, nothing after. */
+function checkTiling(path: string, tensors: Map<string, TensorInfo>, dataStart: number, fileSize: number): void {
+  const dataLength = fileSize - dataStart;
   const sorted = [...tensors.values()].sort((a, b) => a.offset - b.offset || a.byteLength - b.byteLength);
   let end = dataStart;
   for (const t of sorted) {
@@ -172,7 +183,6 @@ export function parseHeader(path: string, json: string, headerBytes: number, fil
     const code = end - dataStart > dataLength ? 'ERR_SAFETENSORS_TRUNCATED' : 'ERR_SAFETENSORS_BAD_HEADER';
     throw argError(code, `the tensors take ${end - dataStart} bytes of data, the file has ${dataLength}: '${path}'`, { path, offset: fileSize });
   }
-  return { tensors, metadata };
 }
 
 /** Ranges of a part of a tensor: `count` runs of `run` bytes, `stride` apart, from `first`. */
