@@ -152,67 +152,67 @@ std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi
   return context;
 }
 
-// io_uring_setup refused by policy rather than broken: seccomp (EPERM, or ENOSYS from filters
-// that fake an old kernel), kernel.io_uring_disabled (EPERM) or a kernel without io_uring
-// (ENOSYS), some LSMs (EACCES); or its rings are over RLIMIT_MEMLOCK (ENOMEM; the kernel also
-// frees a closed ring's memory late). The thread pool works there: it locks no memory. Other
-// errors (EMFILE) are real and reported.
+// io_uring_setup refused by policy or over RLIMIT_MEMLOCK, where the thread pool (which locks no
+// memory) works: seccomp or io_uring_disabled (EPERM), no io_uring or filters faking an old kernel
+// (ENOSYS), LSMs (EACCES), memlock (ENOMEM; a closed ring's memory is freed late). Others are real.
 bool IoUringFallsBack(int err) { return err == EPERM || err == ENOSYS || err == EACCES || err == ENOMEM; }
 
-// new NativeClient({ queueDepth, rings, registeredSlots, asyncBuffered, embeddedEngine, threads, aio,
-//                    engine?: 'hf3fs', mount, library, numa, blockSize, bounceBytes, forbidHoles, readUncommitted })
-// embeddedEngine: 'auto' (io_uring, else the thread pool when io_uring is refused), 'io_uring' or
-// 'threads'; threads: workers of the thread pool over all rings; aio: its O_DIRECT ops through AIO.
-Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
-  Napi::Env env = info.Env();
-  EngineOptions options;
+// What new NativeClient(options) asks of the engines (NativeClientOptions in lib/core/native.ts).
+struct Client::Config {
+  EngineOptions engine;
   unsigned rings = 2;
-  unsigned threads = 16;  // lib/core/client.ts passes its own default (per core)
-  std::string embedded = "auto";
+  unsigned threads = 16;          // lib/core/client.ts passes its own default (per core)
+  std::string embedded = "auto";  // 'auto': io_uring, else the thread pool where io_uring falls back
+};
+
+Client::Config Client::DecodeConfig(Napi::Env env, const Napi::CallbackInfo& info) {
+  Config c;
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
-    if (o.Has("engine") && o.Get("engine").ToString().Utf8Value() == "hf3fs") hf3fs_ = MakeHf3fsContext(env, o);
-    if (o.Has("embeddedEngine")) embedded = o.Get("embeddedEngine").ToString().Utf8Value();
-    if (o.Has("threads")) threads = o.Get("threads").As<Napi::Number>().Uint32Value();
-    if (o.Has("aio")) options.aio = o.Get("aio").ToBoolean();
-    if (o.Has("rings")) rings = o.Get("rings").As<Napi::Number>().Uint32Value();
-    if (o.Has("queueDepth")) options.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
-    if (o.Has("registeredSlots"))
-      options.registered_slots = o.Get("registeredSlots").As<Napi::Number>().Uint32Value();
-    if (o.Has("asyncBuffered")) options.async_buffered = o.Get("asyncBuffered").ToBoolean();
+    if (o.Has("embeddedEngine")) c.embedded = o.Get("embeddedEngine").ToString().Utf8Value();
+    if (o.Has("threads")) c.threads = o.Get("threads").As<Napi::Number>().Uint32Value();
+    if (o.Has("aio")) c.engine.aio = o.Get("aio").ToBoolean();
+    if (o.Has("rings")) c.rings = o.Get("rings").As<Napi::Number>().Uint32Value();
+    if (o.Has("queueDepth")) c.engine.queue_depth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
+    if (o.Has("registeredSlots")) c.engine.registered_slots = o.Get("registeredSlots").As<Napi::Number>().Uint32Value();
+    if (o.Has("asyncBuffered")) c.engine.async_buffered = o.Get("asyncBuffered").ToBoolean();
   }
-  if (options.queue_depth < 1 || options.queue_depth > 32768)
+  if (c.engine.queue_depth < 1 || c.engine.queue_depth > 32768)
     throw CodeError(env, "ERR_OUT_OF_RANGE", "queueDepth must be between 1 and 32768");
-  if (options.registered_slots > 16384)
+  if (c.engine.registered_slots > 16384)
     throw CodeError(env, "ERR_OUT_OF_RANGE", "registeredSlots must be at most 16384");
-  if (rings < 1 || rings > 64) throw CodeError(env, "ERR_OUT_OF_RANGE", "rings must be between 1 and 64");
-  if (threads < 1 || threads > 4096) throw CodeError(env, "ERR_OUT_OF_RANGE", "threads must be between 1 and 4096");
-  if (embedded != "auto" && embedded != "io_uring" && embedded != "threads")
+  if (c.rings < 1 || c.rings > 64) throw CodeError(env, "ERR_OUT_OF_RANGE", "rings must be between 1 and 64");
+  if (c.threads < 1 || c.threads > 4096) throw CodeError(env, "ERR_OUT_OF_RANGE", "threads must be between 1 and 4096");
+  if (c.embedded != "auto" && c.embedded != "io_uring" && c.embedded != "threads")
     throw CodeError(env, "ERR_INVALID_ARG_VALUE", "embeddedEngine must be 'auto', 'io_uring' or 'threads'");
-  // The queue depth and the pool's threads bound the whole client: each ring gets its share.
-  queue_depth_ = options.queue_depth;
-  options.queue_depth = (options.queue_depth + rings - 1) / rings;
-  options.threads = (threads + rings - 1) / rings;
-  ring_load_ = std::make_unique<std::atomic<size_t>[]>(rings);
-  // A client runs one kind of engine: when io_uring falls back, the rings made so far go too.
-  while (engines_.size() < rings) {
-    options.index = static_cast<unsigned>(engines_.size());
+  return c;
+}
+
+// One engine per ring, all of one kind: when io_uring falls back, the rings made so far go too.
+// The queue depth and the pool's threads are the whole client's, shared out between the rings.
+void Client::StartEngines(Napi::Env env, Config c) {
+  queue_depth_ = c.engine.queue_depth;
+  c.engine.queue_depth = (c.engine.queue_depth + c.rings - 1) / c.rings;
+  c.engine.threads = (c.threads + c.rings - 1) / c.rings;
+  ring_load_ = std::make_unique<std::atomic<size_t>[]>(c.rings);
+  while (engines_.size() < c.rings) {
+    c.engine.index = static_cast<unsigned>(engines_.size());
     int err = 0;
     const char* call = "pthread_create";
     std::unique_ptr<Engine> engine;
     if (hf3fs_) {
       call = "hf3fs_iorcreate4";
-      engine = MakeHf3fsEngine(options, hf3fs_, this, &err);
-    } else if (embedded == "threads") {
-      engine = MakeThreadsEngine(options, this, &err);
+      engine = MakeHf3fsEngine(c.engine, hf3fs_, this, &err);
+    } else if (c.embedded == "threads") {
+      engine = MakeThreadsEngine(c.engine, this, &err);
     } else {
       call = "io_uring_setup";
-      engine = MakeUringEngine(options, this, &err);
-      if (!engine && embedded == "auto" && IoUringFallsBack(err)) {
+      engine = MakeUringEngine(c.engine, this, &err);
+      if (!engine && c.embedded == "auto" && IoUringFallsBack(err)) {
         for (auto& e : engines_) e->Close();
         engines_.clear();
         io_uring_errno_ = err;
-        embedded = "threads";
+        c.embedded = "threads";
         continue;
       }
     }
@@ -222,6 +222,16 @@ Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) 
     }
     engines_.push_back(std::move(engine));
   }
+}
+
+// new NativeClient(options): the engines, and the hand-off of settled batches to the JS thread.
+Client::Client(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Client>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    if (o.Has("engine") && o.Get("engine").ToString().Utf8Value() == "hf3fs") hf3fs_ = MakeHf3fsContext(env, o);
+  }
+  StartEngines(env, DecodeConfig(env, info));
   // Created before the cleanup hook, so the hook (run in reverse order) stops us first.
   tsfn_ = Tsfn::New(env, "3fs-client completions", 0, 1, this);
   tsfn_.Unref(env);
@@ -303,11 +313,9 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   const uint64_t id = regions_->next_id++;
   regions_->regions[id] = region;
   auto* hint = new RegionHint{regions_, id};
-  // napi directly, not Napi::ArrayBuffer::New: when node refuses the buffer (larger than
-  // buffer.constants.MAX_LENGTH, 4 GiB on Node 20) it may call the finalizer itself before it
-  // fails, and node-addon-api then freed its own finalizer data a second time (a double free
-  // found by the fuzzer). The hint is left to the finalizer (at worst, on a node that does not
-  // call it on failure, 16 bytes leak); the region itself is released here.
+  // napi directly: when node refuses the buffer (over buffer.constants.MAX_LENGTH) it may run the
+  // finalizer before failing, and Napi::ArrayBuffer::New would then free its own data twice. The
+  // hint is the finalizer's to free; the region is released here.
   napi_value raw = nullptr;
   const napi_status status = napi_create_external_arraybuffer(
       env, region->data(), region->size(),

@@ -35,6 +35,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
 
  private:
   struct JsBatch;
+  struct Config;
   struct SubmitArgs;
   struct View;
   static void Deliver(Napi::Env env, Napi::Function, Client* client, std::nullptr_t*);
@@ -49,6 +50,8 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   Napi::Value Distributions(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
+  static Config DecodeConfig(Napi::Env env, const Napi::CallbackInfo& info);
+  void StartEngines(Napi::Env env, Config config);
   static void OnEnvCleanup(void* client);
   void Shutdown();
   void DeliverSettled(Napi::Env env);
@@ -67,7 +70,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   std::shared_ptr<const Hf3fsContext> hf3fs_;  // set for the 3FS engine
   std::vector<std::unique_ptr<Engine>> engines_;
   // Ops submitted to each ring and not yet settled: a batch goes to the least loaded ring, so a
-  // ring busy with long copies does not queue work while another idles (round robin did).
+  // ring busy with long copies does not queue work while another idles.
   std::unique_ptr<std::atomic<size_t>[]> ring_load_;
   size_t next_ring_ = 0;
   unsigned queue_depth_ = 0;  // as asked, for the whole client
