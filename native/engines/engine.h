@@ -42,10 +42,9 @@ struct FileState {
 
 struct Batch;
 
-// A CRC32C an op asked for (IoOp.crc32c in lib/core/batch.ts). The engine computes it on its own thread
-// when the op's turn comes, so checksums overlap the rest of the batch's I/O rather than follow it:
-// a write's is sealed into its buffer just before the op first goes out, a read's is taken once
-// its bytes have landed.
+// A CRC32C an op asked for (IoOp.crc32c), computed on the engine's thread when the op's turn comes
+// so checksums overlap the batch's other I/O: a write's is sealed into its buffer just before the
+// op first goes out, a read's is taken once its bytes have landed.
 struct OpChecksum {
   bool wanted = false;
   bool done = false;
@@ -114,9 +113,8 @@ struct EngineCounters {
 };
 
 // Records an op's outcome in its batch's results and the counters, and lets go of its file and
-// memory. A failed op of a fail-fast batch first has `cancel_rest(batch)` stop the others. Returns
-// true when this was the batch's last unsettled op: the caller hands the batch on (and must not
-// touch it after).
+// memory; a failed op of a fail-fast batch first has `cancel_rest(batch)` stop the others. True when
+// this was the batch's last unsettled op: the caller hands the batch on and must not touch it after.
 template <typename CancelRest>
 bool SettleOp(Op* op, int err, EngineCounters& counters, CancelRest cancel_rest) {
   Batch* b = op->batch;
@@ -153,11 +151,9 @@ bool SettleAndHandOn(Op* op, int err, EngineCounters& counters, LiveBatches& liv
 // The ops an engine starts when it accepts a batch: those waiting on no other op.
 inline bool StartsAtOnce(const Op& op) { return op.after < 0; }
 
-// Once an op has settled with `err` (the caller read `first` = its first_waiter before settling
-// it), each op waiting on it either starts, `start(w)`, or, if it failed or the batch is canceled,
-// settles without moving a byte, `settle(w, errno)` (ECANCELED, or the batch's cancel errno). A
-// waiter with nothing to move settles at once. The batch cannot have been handed on while waiters
-// were unsettled, so `b` is still alive here.
+// Once an op settled with `err` (`first`: its first_waiter, read before it settled), each waiter
+// starts, `start(w)`, or settles unstarted, `settle(w, errno)`, if the op failed or the batch was
+// canceled. `b` is still alive: a batch is not handed on while waiters are unsettled.
 template <typename Start, typename Settle>
 void ReleaseWaiters(Batch* b, int32_t first, int err, Start start, Settle settle) {
   for (int32_t i = first; i >= 0;) {

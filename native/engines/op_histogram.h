@@ -1,7 +1,6 @@
-// Per-op distributions the engines record as ops settle: a fixed log-linear histogram of relaxed
-// atomic counters (no lock, no allocation, a handful of instructions per op), and counts of the
-// errnos ops failed with. JS reads the bucket counts out and computes count, mean, min, max and
-// percentiles per interval itself (lib/core/metrics.ts), so the native side stays this small.
+// Per-op distributions the engines record as ops settle: log-linear histograms of relaxed atomic
+// counters (no lock, no allocation) and errno counts. JS reads the buckets out and computes the
+// summaries per interval itself (lib/core/metrics.ts), so the native side stays this small.
 #pragma once
 
 #include <atomic>

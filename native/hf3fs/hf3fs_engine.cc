@@ -1,6 +1,6 @@
 // The 3FS engine: USRBIO rings on a 3FS FUSE mount.
 //
-// USRBIO's rules shape it (../shared/reference/3fs-usrbio.md, 1.4 and 10):
+// USRBIO's rules shape it:
 // - a ring carries reads or writes, never both: each engine has one of each;
 // - one thread prepares and submits on a ring and one thread waits on it: here one preparing
 //   thread serves both rings of the engine, and each ring has its own waiting thread;
@@ -113,7 +113,8 @@ class Hf3fsEngine final : public Engine {
       : options_(options), context_(std::move(context)), lib_(*context_->lib), sink_(sink) {}
   ~Hf3fsEngine() override { Close(); }
 
-  // Runs on the JS thread, like every iov and ring creation of the process (see the reference, 2.3).
+  // Runs on the JS thread, like every iov and ring creation of the process: 3FS cleans up after a
+  // crash by the id of the thread that opened 3fs-virt/iovs: those made on other threads may leak.
   int Start() {
     const int entries = static_cast<int>(std::max(1u, options_.queue_depth));
     for (int d = 0; d < 2; d++) {
@@ -145,9 +146,8 @@ class Hf3fsEngine final : public Engine {
   unsigned registered_slots() const override { return 0; }
   void Register(Region&) override {}  // iovs are registered with 3FS when created
 
-  // JS thread. prep_io only writes into the ring's shared memory and submit_ios only posts a
-  // semaphore, so the batch goes straight into the rings here, under the engine's lock (which keeps
-  // one preparer at a time per ring). The preparing thread takes what does not fit: ops behind a
+  // JS thread: prep_io and submit_ios never block, so the batch goes straight into the rings, under
+  // the lock that keeps one preparer per ring. The preparing thread takes the rest: ops behind a
   // full ring, and bounced writes, whose copy must not run on the JS thread.
   void Submit(Batch* batch) override {
     bool backlog;
@@ -273,8 +273,7 @@ class Hf3fsEngine final : public Engine {
       }
       const int slot = lib_.prep_io(&ring.ior, iov, ring.read, ptr, op->file->fd, op->offset, len, op);
       // The ring is full after all: back-pressure, not an error, while ops in the ring will free
-      // a slot. With none in it no completion ever comes: then EAGAIN is the op's error (a
-      // library refusing every prep hung the batch forever; found by test/reliability/faults).
+      // a slot. With none in it no completion would ever wake us: EAGAIN is then the op's error.
       if (slot == -EAGAIN && ring.in_ring > 0) {
         ReleaseBounce(op, len);
         ring.stalled = true;

@@ -1,8 +1,8 @@
-// 3FS's USRBIO C ABI, declared here from its documented header (hf3fs_usrbio.h, unchanged since
-// 3FS was open-sourced) so the addon builds without 3FS installed and loads the library at run time.
-// The struct layouts are checked at compile time against the sizes and offsets of x86_64 builds.
+// 3FS's USRBIO C ABI, declared from its documented header (hf3fs_usrbio.h) so the addon builds
+// without 3FS installed and loads the library at run time. The struct layouts are checked at
+// compile time against the sizes and offsets of x86_64 builds.
 //
-// Return conventions differ from call to call (see ../shared/reference/3fs-usrbio.md, 1.3):
+// Return conventions differ from call to call:
 //   iovcreate / iorcreate*      0 or -errno
 //   prep_io                     slot index >= 0 or -errno (-EAGAIN: the ring is full)
 //   wait_for_ios                CQEs filled (0 on timeout) or -errno

@@ -34,10 +34,8 @@ std::string ErrnoName(int err) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// libibverbs, opened at run time: the addon must load on machines without rdma-core, and the
-// doctor is the one place that looks at RDMA at all. We declare only what we call, with the
-// layouts of rdma-core's <infiniband/verbs.h> (a stable ABI: these structs are part of
-// IBVERBS_1.1 and have only grown at their ends).
+// libibverbs, opened at run time so the addon loads without rdma-core. Only what we call is
+// declared, with the layouts of <infiniband/verbs.h>: IBVERBS_1.1 structs only grow at their ends.
 
 namespace verbs {
 

@@ -20,10 +20,8 @@ namespace tfs {
 
 namespace {
 
-// Both CRCs here are reflected (least significant bit first), with init and final XOR
-// 0xFFFFFFFF: CRC32C (Castagnoli, polynomial 0x1EDC6F41) for our own pages, and CRC-32
-// (zlib/IEEE 802.3, polynomial 0x04C11DB7) because ffrecord files carry it. They differ only in
-// the polynomial, so one table builder and one software loop serve both.
+// CRC32C (our pages) and CRC-32 (zlib's, in ffrecord files) are both reflected with init and final
+// XOR 0xFFFFFFFF; they differ only in the polynomial, so one table builder and loop serve both.
 constexpr uint32_t kCastagnoli = 0x82F63B78u;  // 0x1EDC6F41 bit-reversed
 constexpr uint32_t kIeee = 0xEDB88320u;        // 0x04C11DB7 bit-reversed
 
@@ -92,13 +90,9 @@ constexpr uint32_t XPowReflected(unsigned e) {
   return r;
 }
 
-// Three streams at once. crc32 takes three cycles to give its result but can start one every
-// cycle, so a single chain of it leaves two thirds of the unit idle. A run of 3 * kStride bytes is
-// checksummed as three stretches side by side, then joined: the register of A||B is that of A
-// moved past |B| zero bytes, xor that of B (from 0), as CRCs without their final XOR are linear.
-// Moving past n bytes is a product by x^(8n) mod P: a carry-less multiplication by x^(8n-33)
-// whose 64-bit product the crc32 instruction itself reduces (it multiplies by x^32, and the
-// reflected product sits one bit off, hence 33).
+// Three crc32 chains side by side (one chain leaves the unit two thirds idle), joined by linearity:
+// reg(A||B) = reg(A) * x^(8|B|) mod P xor reg(B). The product is a carry-less multiply by
+// x^(8n-33), reduced by crc32 itself (it multiplies by x^32; the reflected product is one bit off).
 constexpr size_t kStride = 1024;
 constexpr uint32_t kPastOne = XPowReflected(8 * kStride - 33);   // past kStride bytes
 constexpr uint32_t kPastTwo = XPowReflected(16 * kStride - 33);  // past 2 * kStride bytes
@@ -129,11 +123,9 @@ __attribute__((target("sse4.2,pclmul"))) uint32_t HardwareStreamsRaw(uint32_t cr
   return HardwareRaw(static_cast<uint32_t>(c0), p, n);
 }
 
-// CRC-32 (IEEE) by carry-less multiplication: the state is folded forward over 64 bytes at a time
-// (four 128-bit lanes), then folded to one lane, reduced to 64 bits and, by Barrett reduction, to
-// 32 (Intel's "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ", for the reflected
-// polynomial). Each constant is x^k mod P, bit-reflected and shifted left by one; the tests check
-// the result against node:zlib. Takes n >= 64; the tail under 16 bytes goes to the tables.
+// CRC-32 by carry-less multiplication (Intel's "Fast CRC Computation for Generic Polynomials Using
+// PCLMULQDQ", reflected): four lanes folded over 64-byte blocks, then one, then Barrett to 32 bits.
+// Constants are x^k mod P, reflected and shifted left by one. Takes n >= 64.
 #define TFS_CLMUL __attribute__((target("pclmul,sse4.1")))
 
 TFS_CLMUL inline __m128i Load(const uint8_t* at) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(at)); }

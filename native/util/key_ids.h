@@ -1,7 +1,6 @@
-// KVCache key ids in one call per batch: SHA-256 of the cache's namespace hash followed by each
-// key's bytes (UTF-8 for strings), cut to 16 bytes. The digest is the SHA256 the Node binary itself
-// exports (its OpenSSL), found at run time: where it is missing the export is absent, and
-// lib/kvcache/kvcache.ts hashes with node:crypto instead (the same ids, more slowly).
+// KVCache key ids in one call per batch: SHA-256(namespace hash || key bytes) cut to 16 bytes, with
+// the SHA256 the Node binary exports (its OpenSSL), found at run time. Where it is missing the export
+// is absent and lib/kvcache hashes with node:crypto instead (the same ids).
 #pragma once
 
 #include <napi.h>
