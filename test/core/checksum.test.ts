@@ -4,9 +4,17 @@
 // node:fs sees in the file. Runs on every engine; on hf3fs, memory that is not an iov is bounced.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { IoBuffer } from '../../lib/index';
+import type { Crc32cRange, IoBuffer } from '../../lib/index';
+
 import { native } from '../../lib/core/native';
 import { failure, KiB, makeTmpDir, MiB, Rng, seedFor, withClient } from '../helpers';
+
+/** A batch op with its checksum range always set, as these tests build them. */
+interface CheckedOp {
+  buffer: IoBuffer | Uint8Array;
+  fileOffset: number;
+  crc32c: Crc32cRange;
+}
 
 const tmp = makeTmpDir('checksum');
 afterAll(() => tmp.cleanup());
@@ -26,7 +34,7 @@ describe('IoOp.crc32c', () => {
       const rng = new Rng(seedFor('crc32c writes'));
       const path = tmp.path('writes.bin');
       const f = await client.open(path, 'w+');
-      const ops = [];
+      const ops: CheckedOp[] = [];
       const expected: { at: number; fileOffset: number; crc: number }[] = [];
       let fileOffset = 0;
       for (let i = 0; i < 48; i++) {
@@ -62,7 +70,7 @@ describe('IoOp.crc32c', () => {
       const content = randomBytes(rng, 3 * MiB + 123);
       writeFileSync(path, content);
       const f = await client.open(path, 'r');
-      const ops = [];
+      const ops: CheckedOp[] = [];
       for (let i = 0; i < 64; i++) {
         const length = 1 + Math.floor(rng.next() * (i % 4 === 0 ? MiB : 32 * KiB));
         const fileOffset = Math.floor(rng.next() * (content.length + 4096)); // some past the end

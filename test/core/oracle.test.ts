@@ -330,7 +330,8 @@ describe.each(readConfigs)('random reads agree with node:fs (direct: $direct, as
     }
 
     const after = client.metrics();
-    const d = (k: keyof typeof after) => after[k] - before[k];
+    type Counter = { [K in keyof typeof after]: (typeof after)[K] extends number ? K : never }[keyof typeof after];
+    const d = (k: Counter) => after[k] - before[k];
     expect(d('readOps')).toBe(ops);
     expect(d('readBytes')).toBe(bytes);
     expect(d('errors')).toBe(0);

@@ -6,7 +6,7 @@ import { native } from '../../../lib/core/native';
 import { Rng, seedFor } from '../../helpers';
 
 const oracle = (prefix: Uint8Array, key: string | Uint8Array) =>
-  createHash('sha256').update(prefix).update(key as string, typeof key === 'string' ? 'utf8' : undefined).digest().subarray(0, 16);
+  createHash('sha256').update(prefix).update(typeof key === 'string' ? Buffer.from(key, 'utf8') : key).digest().subarray(0, 16);
 
 const keyIds = native().keyIds!;
 
