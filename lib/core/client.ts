@@ -6,7 +6,7 @@ import { argError, fromNative, shown, ThreeFSError, type OpResult } from './erro
 import { memlockAdvice } from './memlock';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
-import { lend, type IoBuffer } from './io-buffer';
+import { accountOf, IoBuffer, lend, regionOf } from './io-buffer';
 import { decodeDistributions, MetricsSampler, type DistributionCounts, type OpDistributions } from './metrics';
 import { native, type NativeClient, type NativeClientOptions, type NativeMetrics } from './native';
 
@@ -109,10 +109,19 @@ export interface ClientInfo {
   registeredBuffers: number;
   asyncBuffered: boolean;
   closed: boolean;
+  /** IoBuffers of this client not yet freed (by free() or the garbage collector), and their bytes. */
+  ioBuffers: number;
+  ioBufferBytes: number;
 }
 
 /** The counters, and the per-op distributions and errors by code over the client's life (lib/core/metrics.ts). */
-export interface ClientMetrics extends NativeMetrics, OpDistributions {}
+export interface ClientMetrics extends NativeMetrics, OpDistributions {
+  /**
+   * Bytes the library copied on the JS thread out of this client's registered memory into memory
+   * the caller keeps (stream chunks handed out as fresh Buffers, docs/streams.md).
+   */
+  copiedBytes: number;
+}
 
 const directCode: Record<DirectMode, number> = { auto: 0, always: 1, never: 2 };
 
@@ -271,7 +280,8 @@ export class Client implements AsyncDisposable {
     const i = this.#native.info();
     const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
     const threads = i.engine === 'threads' ? { threads: this.#threads, aio: this.#aio } : {};
-    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed };
+    const { buffers: ioBuffers, bufferBytes: ioBufferBytes } = accountOf(this.#native);
+    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed, ioBuffers, ioBufferBytes };
   }
 
   /**
@@ -287,7 +297,7 @@ export class Client implements AsyncDisposable {
   }
 
   metrics(): ClientMetrics {
-    return { ...this.#native.metrics(), ...decodeDistributions(this.#native.distributions()) };
+    return { ...this.#native.metrics(), copiedBytes: accountOf(this.#native).copiedBytes, ...decodeDistributions(this.#native.distributions()) };
   }
 
   /** The engines' raw histogram counts (the layout lib/core/metrics.ts decodes): a copy. */
@@ -298,6 +308,12 @@ export class Client implements AsyncDisposable {
   /** Per-interval metrics: each sample() of the sampler covers the time since its previous one. */
   metricsSampler(): MetricsSampler {
     return new MetricsSampler(this);
+  }
+
+  /** Whether `memory` is this client's (an IoBuffer of it, or a view of one's memory). @internal */
+  owns(memory: IoBuffer | ArrayBufferView): boolean {
+    const region = memory instanceof IoBuffer ? memory.region : regionOf(memory.buffer);
+    return region?.owner === this.#native;
   }
 
   /** Cancels what is still in flight (those ops fail with ECANCELED) and stops the engine. */

@@ -16,10 +16,35 @@ export class Region {
 // IoBuffer's memory still take the registered (zero-copy, fixed-buffer) path.
 const regions = new WeakMap<ArrayBuffer, Region>();
 
+/** A client's memory as JS sees it: IoBuffers not yet freed, and bytes the library copied. @internal */
+export interface MemoryAccount {
+  buffers: number;
+  bufferBytes: number;
+  copiedBytes: number;
+}
+
+const accounts = new WeakMap<NativeClient, MemoryAccount>();
+// A buffer dropped without free() leaves the count when the collector takes its memory.
+const collected = new FinalizationRegistry<{ account: MemoryAccount; bytes: number }>(({ account, bytes }) => {
+  account.buffers--;
+  account.bufferBytes -= bytes;
+});
+
+/** The account of a client's memory (made on first use). @internal */
+export function accountOf(owner: NativeClient): MemoryAccount {
+  let account = accounts.get(owner);
+  if (!account) accounts.set(owner, (account = { buffers: 0, bufferBytes: 0, copiedBytes: 0 }));
+  return account;
+}
+
 /** Wraps memory the native layer just allocated. @internal */
 export function lend(owner: NativeClient, id: number, memory: ArrayBuffer, registered: boolean): IoBuffer {
   const region = new Region(owner, id, memory, registered);
   regions.set(memory, region);
+  const account = accountOf(owner);
+  account.buffers++;
+  account.bufferBytes += memory.byteLength;
+  collected.register(memory, { account, bytes: memory.byteLength }, region);
   return new IoBuffer(region, 0, memory.byteLength);
 }
 
@@ -89,6 +114,10 @@ export class IoBuffer {
     if (this.region.freed) return;
     this.region.freed = true;
     this.#bytes = undefined;
+    const account = accountOf(this.region.owner);
+    account.buffers--;
+    account.bufferBytes -= this.region.memory.byteLength;
+    collected.unregister(this.region);
     this.region.owner.free(this.region.id, this.region.memory);
   }
 
