@@ -49,5 +49,9 @@ export const {
   rmrf,
   MetricsSampler,
   prometheusText,
+  readFile,
+  writeFile,
+  FileReadStream,
+  FileWriteStream,
 } = cjs;
 export default cjs;

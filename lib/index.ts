@@ -31,3 +31,8 @@ export { rmrf } from './hf3fs/rmrf';
 export { MetricsSampler, prometheusText } from './core/metrics';
 export type { DistributionSummary, NamedDistribution, OpDistributions, MetricsInterval } from './core/metrics';
 export type { RmrfResult } from './hf3fs/rmrf';
+export { readFile, writeFile } from './whole-file';
+export type { ReadFileOptions, WriteFileOptions } from './whole-file';
+export { FileReadStream } from './core/streams/read-stream';
+export { FileWriteStream } from './core/streams/write-stream';
+export type { ReadStreamOptions, WriteStreamOptions, WebStreamOptions, ChunksOptions, ReadRangeOptions } from './core/streams/options';

@@ -3,8 +3,14 @@ import { runBatch, type BatchOptions, type BatchTarget, type IoOp } from './batc
 import { argError, errnoError, fromNative, type OpResult } from './errors';
 import { accessMode } from './flags';
 import type { EngineName } from './engine-name';
-import type { IoBuffer } from './io-buffer';
+import { accountOf, lend, type IoBuffer } from './io-buffer';
 import type { NativeClient, NativeFile, RawStat } from './native';
+import { chunks } from './streams/chunks';
+import type { ChunksOptions, ReadStreamOptions, WebStreamOptions, WriteStreamOptions } from './streams/options';
+import { FileReadStream } from './streams/read-stream';
+import type { StreamFile } from './streams/source';
+import { readableWebStream } from './streams/web-stream';
+import { FileWriteStream } from './streams/write-stream';
 
 export type DirectMode = 'auto' | 'always' | 'never';
 
@@ -46,7 +52,7 @@ export interface FileLayout {
 }
 
 /** An open file. Every read and write names its offset; batches of them are one native call each. */
-export class File implements BatchTarget, AsyncDisposable {
+export class File implements BatchTarget, StreamFile, AsyncDisposable {
   readonly path: string;
   readonly fd: number;
   readonly direct: DirectMode;
@@ -202,6 +208,50 @@ export class File implements BatchTarget, AsyncDisposable {
   async datasync(): Promise<void> {
     this.checkOpen('fdatasync');
     await this.#held(() => this.native.sync(true)).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
+  }
+
+  /**
+   * A stream.Readable of the file's bytes from `start` to `end` (inclusive), read ahead by several
+   * batches into registered memory; each chunk is a fresh Buffer. Closes the file when done unless
+   * `autoClose: false`, as node:fs's FileHandle.createReadStream (docs/streams.md).
+   */
+  createReadStream(options?: ReadStreamOptions): FileReadStream {
+    return new FileReadStream(this, options);
+  }
+
+  /** A stream.Writable from `start`: what buffers meanwhile goes out as one batch (docs/streams.md). */
+  createWriteStream(options?: WriteStreamOptions): FileWriteStream {
+    return new FileWriteStream(this, options);
+  }
+
+  /** A ReadableStream of bytes (BYOB-capable) over the same read-ahead as createReadStream. */
+  readableWebStream(options?: WebStreamOptions): ReadableStream<Uint8Array> {
+    return readableWebStream(this, options);
+  }
+
+  /** The range as an async iterable of chunks: `for await (const chunk of file.chunks())`. */
+  chunks(options?: ChunksOptions): AsyncGenerator<Buffer, void, undefined> {
+    return chunks(this, options);
+  }
+
+  /** Registered memory of this file's client, in one iov block on 3FS. @internal */
+  allocBuffer(bytes: number): IoBuffer {
+    try {
+      const [id, memory, registered] = this.#client.alloc(bytes, true, this.#usrbio ? 0 : undefined);
+      return lend(this.#client, id, memory, registered);
+    } catch (e) {
+      throw fromNative(e, { path: this.path });
+    }
+  }
+
+  /** What O_DIRECT needs of offsets and lengths here, at least a page. @internal */
+  get ioAlign(): number {
+    return Math.max(4096, this.#offsetAlign, this.#memoryAlign);
+  }
+
+  /** @internal */
+  countCopy(bytes: number): void {
+    accountOf(this.#client).copiedBytes += bytes;
   }
 
   /** Waits for this file's I/O in flight, then closes it. Further calls resolve at once. */

@@ -15,6 +15,7 @@ const EXPORTS = [
   'crc32Many', 'crc32Ranges', 'crc32Sync', 'openDataset', 'createDatasetWriter', 'createShardedWriter', 'FFRecordDataset', 'FFRecordWriter',
   'ShardedDatasetWriter', 'SampleBatch', 'createLoader', 'Loader', 'epochOrder', 'openRangeReader', 'RangeReader', 'openSafetensors',
   'SafetensorsFile', 'LoadedTensors', 'MAX_HEADER_BYTES', 'rmrf', 'MetricsSampler', 'prometheusText',
+  'readFile', 'writeFile', 'FileReadStream', 'FileWriteStream',
 ].sort();
 const tmp = makeTmpDir('api');
 const rng = new Rng(seedFor('api'));
