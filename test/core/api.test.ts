@@ -82,7 +82,7 @@ describe.skipIf(ENGINE === 'hf3fs')('entry points (engine-independent: local pro
     });
   });
 
-  it("CommonJS: require('/work/main') and require('3fs-client') work", () => {
+  it("CommonJS: require(<the repository>) and require('3fs-client') work", () => {
     const script = `
       const lib = require(${JSON.stringify(ROOT)});
       const self = require('3fs-client');

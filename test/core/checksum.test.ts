@@ -5,7 +5,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Crc32cRange, IoBuffer } from '../../lib/index';
-
 import { native } from '../../lib/core/native';
 import { failure, KiB, makeTmpDir, MiB, Rng, seedFor, withClient } from '../helpers';
 
