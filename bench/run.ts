@@ -1,9 +1,10 @@
 // The default bench: make the bench files in a fresh temporary directory, run every workload with
 // each tool back to back (never two at once), report, run the sections (micro, KVCache, datasets)
 // and delete the files whatever happens. Each phase below is one step.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { makeBenchDir } from './support/bench-dir';
 import { findHf3fsMount, type ClientOptions } from '../lib/index';
 import { writeHtml } from './output/html';
 import { makeProgress, type Progress } from './output/progress';
@@ -108,7 +109,7 @@ export async function runBench(options: BenchOptions = {}): Promise<FullBenchDoc
   const clientOptions = engineOptions(s.engine, base, options.library);
   const files = filesOf(s);
   checkFreeSpace(base, [...files.needed].reduce((a, k) => a + files.sizes[k], 0), 'the bench');
-  const dir = mkdtempSync(join(base, options.dir !== undefined ? '.bench-' : '3fs-client-bench-'));
+  const dir = makeBenchDir(base, options.dir !== undefined ? '.bench-' : '3fs-client-bench-', log);
   const release = removeOnInterrupt(dir);
   try {
     const fsType = fileSystemType(dir);

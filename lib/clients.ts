@@ -6,6 +6,7 @@ import { argError, ThreeFSError } from './core/errors';
 import type { File } from './core/file';
 import type { OpenFlags } from './core/flags';
 import type { IoBuffer } from './core/io-buffer';
+import { pathArg, type PathLike } from './core/path-arg';
 import { findHf3fsMount } from './hf3fs/mounts';
 
 let sharedLocal: Client | undefined;
@@ -35,8 +36,8 @@ export function defaultClient(): Client {
  * loaded, files on the mount go through FUSE with the local engine, after one process warning
  * (`3fs-client doctor` says why).
  */
-export function clientFor(path: string): Client {
-  if (typeof path !== 'string' || path.length === 0) throw argError('ERR_INVALID_ARG_VALUE', 'path must be a non-empty string');
+export function clientFor(pathLike: PathLike): Client {
+  const path = pathArg(pathLike);
   const mount = findHf3fsMount(path);
   if (!mount || fellBack.has(mount.mountPoint)) return defaultClient();
   const known = sharedByMount.get(mount.mountPoint);
@@ -59,7 +60,8 @@ export function clientFor(path: string): Client {
 }
 
 /** Opens a file with the client for its path (see clientFor): USRBIO on a 3FS mount, the embedded engine elsewhere. */
-export async function open(path: string, flags?: OpenFlags, mode?: number, options?: OpenOptions): Promise<File> {
+export async function open(pathLike: PathLike, flags?: OpenFlags, mode?: number, options?: OpenOptions): Promise<File> {
+  const path = pathArg(pathLike);
   return clientFor(path).open(path, flags, mode, options);
 }
 
@@ -67,7 +69,7 @@ export async function open(path: string, flags?: OpenFlags, mode?: number, optio
  * Allocates memory on the default client, or, given `options.for` (a path), on the client for that
  * path: an iov there when it is on 3FS, so I/O on its files needs no bounce copy.
  */
-export function alloc(bytes: number, options?: AllocOptions & { for?: string }): IoBuffer {
+export function alloc(bytes: number, options?: AllocOptions & { for?: PathLike }): IoBuffer {
   const { for: path, ...rest } = options ?? {};
   return (path === undefined ? defaultClient() : clientFor(path)).alloc(bytes, rest);
 }

@@ -1,10 +1,11 @@
 // The datasets section: random ffrecord batches and a safetensors load through this library, next
 // to node:fs readers of the same files, both from the warm page cache (what each adds on top of the
 // kernel's copies), then ours once more with O_DIRECT, which node:fs cannot do.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
+import { makeBenchDir } from '../support/bench-dir';
 import { connect, createDatasetWriter, openDataset, openSafetensors, type Client } from '../../lib/index';
 import { benchBase } from '../support/machine';
 import { dropPageCache, warm } from '../support/page-cache';
@@ -118,7 +119,7 @@ export async function runDatasetBench(options: DatasetBenchOptions = {}): Promis
   const quick = options.quick ?? false;
   const size = options.size ?? (quick ? 64 * MiB : 256 * MiB);
   const durationMs = options.durationMs ?? (quick ? 600 : 2000);
-  const dir = mkdtempSync(join(benchBase(options.dir), '.bench-datasets-'));
+  const dir = makeBenchDir(benchBase(options.dir), '.bench-datasets-');
   const runs: DatasetRun[] = [];
   const client = connect();
   try {

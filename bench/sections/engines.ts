@@ -2,8 +2,9 @@
 // (io_uring) and the 3FS engine (USRBIO), alternating, in one run. On a real 3FS mount this shows
 // what USRBIO buys over io_uring through FUSE; on the test stand-in of 3FS's library (local files
 // under a directory it treats as a mount) it isolates the hf3fs engine's own cost per op.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeBenchDir } from '../support/bench-dir';
 import { connect, findHf3fsMount } from '../../lib/index';
 import { writeBenchFile } from '../support/bench-files';
 import { warm } from '../support/page-cache';
@@ -80,7 +81,7 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
   const hf3fs = { mount: mount.mountPoint, ...(options.library ? { library: options.library } : {}) };
   await connect(hf3fs).close(); // fail early, with the library's own words, if it does not load
 
-  const dir = mkdtempSync(join(options.dir, '.bench-engines-'));
+  const dir = makeBenchDir(options.dir, '.bench-engines-');
   try {
     const path = join(dir, 'cached.bin');
     await writeBenchFile(path, FILE_SIZE, true);

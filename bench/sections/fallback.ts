@@ -1,8 +1,9 @@
 // `3fs-client bench --fallback`: what someone whose container blocks io_uring gets. The 'threads'
 // engine beside io_uring and fio's psync and libaio engines, alternating on one O_DIRECT file, with
 // the main bench's seq-read and rand-read (qd 64) workloads.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeBenchDir } from '../support/bench-dir';
 import { checkBenchFile, writeBenchFile } from '../support/bench-files';
 import { benchBase, checkFreeSpace, fileSystemType, otherCpuUse } from '../support/machine';
 import { toResult, workloadLabel, type Measured, type Workload } from '../support/records';
@@ -62,7 +63,7 @@ export async function runFallbackBench(options: FallbackBenchOptions = {}): Prom
 
   const base = benchBase(options.dir);
   checkFreeSpace(base, size, 'the bench');
-  const dir = mkdtempSync(join(base, options.dir !== undefined ? '.bench-fallback-' : '3fs-client-bench-fallback-'));
+  const dir = makeBenchDir(base, options.dir !== undefined ? '.bench-fallback-' : '3fs-client-bench-fallback-');
   try {
     const path = join(dir, 'data.bin');
     await writeBenchFile(path, size, false);

@@ -62,6 +62,8 @@ export interface BatchTarget {
 const ECANCELED = constants.errno.ECANCELED;
 const ETIMEDOUT = constants.errno.ETIMEDOUT;
 const MAX_TIMER = 2 ** 31 - 1;
+/** What to do about memory of another client: each client registers (and may free) its own. */
+const CROSS_CLIENT_FIX = "allocate it with the file's client, client.alloc(n), or with alloc(n, { for: path }) for the client open(path) uses";
 /** Ops read per turn of the event loop: a batch of a million ops must not hold the JS thread for its whole preparation. */
 const PREP_SLICE = 16384;
 
@@ -195,7 +197,7 @@ function bufferOf(p: Packed, client: NativeClient, buffer: unknown, i: number): 
   if (buffer instanceof IoBuffer) {
     if (buffer.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
     if (buffer.region.owner !== client) {
-      throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer belongs to another client`, { index: i });
+      throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer belongs to another client (${CROSS_CLIENT_FIX})`, { index: i });
     }
     return [buffer.region.id, buffer.byteOffset, buffer.byteLength];
   }
@@ -205,7 +207,7 @@ function bufferOf(p: Packed, client: NativeClient, buffer: unknown, i: number): 
   const region = regionOf(buffer.buffer);
   if (region) {
     // Its memory may be freed by its own client while ours still uses it: refuse, as for IoBuffers.
-    if (region.owner !== client) throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer views memory of another client`, { index: i });
+    if (region.owner !== client) throw argError('ERR_INVALID_ARG_VALUE', `op ${i}: the buffer views memory of another client (${CROSS_CLIENT_FIX})`, { index: i });
     if (region.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
     return [region.id, buffer.byteOffset, buffer.byteLength];
   }

@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { availableParallelism, constants } from 'node:os';
 import { runBatch, type BatchOptions, type IoOp } from './batch';
 import { embeddedChoice, ioUringRefusal, type EmbeddedEngine } from './embedded-engine';
@@ -7,6 +8,7 @@ import { memlockAdvice } from './memlock';
 import { File, type DirectMode } from './file';
 import { parseFlags, type OpenFlags } from './flags';
 import { accountOf, IoBuffer, lend, regionOf } from './io-buffer';
+import { pathArg, type PathLike } from './path-arg';
 import { decodeDistributions, MetricsSampler, type DistributionCounts, type OpDistributions } from './metrics';
 import { native, type NativeClient, type NativeClientOptions, type NativeMetrics } from './native';
 
@@ -126,6 +128,8 @@ export interface ClientMetrics extends NativeMetrics, OpDistributions {
 const directCode: Record<DirectMode, number> = { auto: 0, always: 1, never: 2 };
 
 const DEFAULT_BOUNCE = 16 * 1024 * 1024;
+/** The most one IoBuffer can hold: its memory is one ArrayBuffer. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 /**
  * The 'threads' engine's default size: 4 per core, at most 16. Its threads copy page-cache data;
  * past a few per core they only contend, and O_DIRECT ops need no thread each (AIO).
@@ -165,9 +169,17 @@ function nicNumaNode(): number {
 
 function wholeNumber(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw argError('ERR_OUT_OF_RANGE', `${name} must be a whole number from ${min} to ${max}, got ${shown(value)}`);
+    throw argError('ERR_OUT_OF_RANGE', `${name} must be a whole number from ${min} to ${max}, got ${described(value)}`);
   }
   return value;
+}
+
+/** A value for an error message, with its type when it is not a number: 'the string "4096"'. */
+function described(value: unknown): string {
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (value === null || value === undefined) return String(value);
+  return `${shown(value)} (a ${typeof value})`;
 }
 
 /** An I/O engine with its own ring, completion thread and registered memory. */
@@ -227,6 +239,9 @@ export class Client implements AsyncDisposable {
     this.checkOpen();
     options ??= {};
     wholeNumber(bytes, 'bytes', 0, Number.MAX_SAFE_INTEGER);
+    if (bytes > MAX_LENGTH) {
+      throw argError('ERR_OUT_OF_RANGE', `bytes ${bytes} is more than one IoBuffer can hold: at most ${MAX_LENGTH} (buffer.constants.MAX_LENGTH, Node's limit for one ArrayBuffer); allocate several`);
+    }
     if (options.blockSize !== undefined) {
       if (!this.#hf3fs) throw argError('ERR_INVALID_ARG_VALUE', `blockSize: only for the 'hf3fs' engine`);
       wholeNumber(options.blockSize, 'blockSize', 0, bytes);
@@ -240,12 +255,10 @@ export class Client implements AsyncDisposable {
   }
 
   /** Opens a file. `flags` as in node:fs ('r', 'r+', 'w', 'wx', 'w+', 'wx+') or open(2) numbers. */
-  async open(path: string, flags: OpenFlags = 'r', mode = 0o666, options: OpenOptions = {}): Promise<File> {
+  async open(pathLike: PathLike, flags: OpenFlags = 'r', mode = 0o666, options: OpenOptions = {}): Promise<File> {
     this.checkOpen();
     options ??= {};
-    if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
-      throw argError('ERR_INVALID_ARG_VALUE', 'path must be a non-empty string without NUL bytes');
-    }
+    const path = pathArg(pathLike);
     const parsed = parseFlags(flags);
     wholeNumber(mode, 'mode', 0, 0o7777);
     let direct: DirectMode;

@@ -72,13 +72,16 @@ export class IoBuffer {
   /** @internal */ readonly region: Region;
   readonly byteOffset: number;
   readonly byteLength: number;
+  /** Made by subarray(): its memory is its allocation's, which only the allocation's own IoBuffer frees. */
+  readonly isView: boolean;
   #bytes: Buffer | undefined;
 
   /** @internal */
-  constructor(region: Region, byteOffset: number, byteLength: number) {
+  constructor(region: Region, byteOffset: number, byteLength: number, isView = false) {
     this.region = region;
     this.byteOffset = byteOffset;
     this.byteLength = byteLength;
+    this.isView = isView;
   }
 
   /** A Buffer over this memory: no copy. Throws once the buffer is freed. */
@@ -97,7 +100,7 @@ export class IoBuffer {
     return this.region.freed;
   }
 
-  /** A view of part of this buffer, sharing its memory and registration. */
+  /** A view of part of this buffer, sharing its memory and registration. A view cannot be freed: free the buffer alloc() returned. */
   subarray(start = 0, end = this.byteLength): IoBuffer {
     // As Uint8Array.prototype.subarray: integer part first (NaN is 0), negatives count from the end.
     const clamp = (v: number) => {
@@ -106,11 +109,17 @@ export class IoBuffer {
     };
     const s = clamp(start);
     const e = Math.max(clamp(end), s);
-    return new IoBuffer(this.region, this.byteOffset + s, e - s);
+    return new IoBuffer(this.region, this.byteOffset + s, e - s, true);
   }
 
-  /** Returns the memory now. Ops still in flight keep it mapped until they settle. */
+  /**
+   * Returns the memory now: the whole allocation, so every view of it reads as empty. Ops still in
+   * flight keep it mapped until they settle. Refused on a view (ERR_BUFFER_VIEW).
+   */
   free(): void {
+    if (this.isView) {
+      throw argError('ERR_BUFFER_VIEW', `free() of a view made by subarray() would free the whole allocation (${this.region.memory.byteLength} bytes) under every other view: free the IoBuffer that alloc() returned`);
+    }
     if (this.region.freed) return;
     this.region.freed = true;
     this.#bytes = undefined;
@@ -121,7 +130,8 @@ export class IoBuffer {
     this.region.owner.free(this.region.id, this.region.memory);
   }
 
+  /** Frees the allocation; a view's does nothing (its memory is its allocation's). */
   [Symbol.dispose](): void {
-    this.free();
+    if (!this.isView) this.free();
   }
 }

@@ -2,9 +2,10 @@
 // the same client (what KVCache adds on top of the engine) and next to a file per key with node:fs
 // (what a user would write otherwise); then lookup keys/s, warm and cold.
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeBenchDir } from '../../support/bench-dir';
 import { connect, findHf3fsMount, KVCache, type Client } from '../../../lib/index';
 import { removeOnInterrupt, stopChildren } from '../../support/children';
 import { benchBase, checkFreeSpace, machineInfo } from '../../support/machine';
@@ -87,7 +88,7 @@ export async function runKvBench(options: KvBenchOptions = {}): Promise<KvBenchD
   const base = benchBase(options.dir);
   // At once on disk: one page size's cache, raw file and file-per-key directory.
   checkFreeSpace(base, Math.max(...s.plan.map((p) => 3 * p.pages * (p.pageBytes + 4 * KiB)), s.lookupKeys * 8 * KiB), 'the KVCache bench');
-  const dir = mkdtempSync(join(base, options.dir !== undefined || options.section ? '.bench-kvcache-' : '3fs-client-bench-kvcache-'));
+  const dir = makeBenchDir(base, options.dir !== undefined || options.section ? '.bench-kvcache-' : '3fs-client-bench-kvcache-');
   // Part of the main bench: its handler removes the whole directory.
   const release = options.section ? () => undefined : removeOnInterrupt(dir);
   let client: Client | undefined;
