@@ -11,6 +11,7 @@
 //   settles only ops not yet handed to the ring.
 // Memory that is not an iov of this mount is bounced through the engine's own iov, and counted.
 #include "hf3fs/hf3fs.h"
+#include "hf3fs/ring_key.h"
 
 #include <pthread.h>
 #include <sys/mman.h>
@@ -184,7 +185,11 @@ class Hf3fsEngine final : public Engine {
     for (Ring& ring : rings_) {
       ring.has_work.notify_all();
       if (ring.waiter.joinable()) ring.waiter.join();
-      if (ring.created) lib_.iordestroy(&ring.ior);
+      if (ring.created) {
+        const hf3fs_ior created = ring.ior;  // what iordestroy may clear, for the workaround
+        lib_.iordestroy(&ring.ior);
+        UnlinkLeftoverRingKey(created);
+      }
       ring.created = false;
     }
     bounce_region_.reset();
