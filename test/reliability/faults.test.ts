@@ -284,7 +284,7 @@ describe.skipIf(!STANDIN || !IO_FAULTS)('the stand-in 3FS library and the test d
 
 describe('completions slower than the deadline, and an abort mid-batch', () => {
   // hf3fs: the test daemon (or the stand-in) sleeps before each op. io_uring: reads of a FIFO nobody writes to block
-  // until canceled. threads: a blocked pread cannot be interrupted (README "Without io_uring"), so
+  // until canceled. threads: a blocked pread cannot be interrupted (docs/engines.md, "Without io_uring"), so
   // there the batch is 1024 ops through one slot of the queue, and the stop catches those waiting.
   const rounds = ENGINE === 'hf3fs' ? 10 : 20; // USRBIO waits out the ops in flight: each round takes their delay
   it(`${rounds} rounds each of timeout, deadline and abort: results exact, memory returned, no leak`, async () => {
