@@ -5,8 +5,10 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // - 'fallback': the areas that exercise an engine (test/{core,kvcache,reliability}/*.test.ts) again, on
 //   the local engine's portable fallback (the 'threads' engine), forced with THREEFS_CLIENT_ENGINE=threads;
 // - 'hf3fs': those areas, the datasets and test/hf3fs/*.test.ts, on the hf3fs engine (USRBIO). Its global
-//   setup builds the test-only stand-in of 3FS's library and makes a stand-in mount, or uses a real 3FS
-//   mount when THREEFS_TEST_MOUNT names a directory on one (test/hf3fs/setup.ts).
+//   setup starts the FUSE test daemon (test/hf3fs/daemon: 3FS's side of USRBIO, type fuse.hf3fs) and
+//   loads the stand-in of 3FS's library (test/hf3fs/standin), or HF3FS_LIB=<a real one>; or uses a real
+//   3FS mount when THREEFS_TEST_MOUNT names a directory on one (test/hf3fs/setup.ts, docs/3fs.md).
+//   `npm test` runs in a private mount namespace when root (scripts/in-mount-namespace.mjs).
 // - 'types': test/types/*.test-d.{ts,mts}, type-checked by tsc against the package's declarations.
 // A test in a subfolder of an area (test/core/local/, test/hf3fs/standin/, ...) does not depend on the
 // engine, or picks its own: it runs once, in the local project.
