@@ -758,7 +758,7 @@ run('forceFsync, layout and hardlink', () => {
     const f = await c.open(path, 'r');
     try {
       const layout = await f.layout();
-      expect(layout).toEqual({ engine: 'usrbio', chunkSize: statSync(path).blksize, mount: c.info().mount });
+      expect(layout).toEqual({ engine: 'usrbio', engineOption: 'hf3fs', chunkSize: statSync(path).blksize, mount: c.info().mount });
       expect(layout.chunkSize).toBeGreaterThan(0);
     } finally {
       await closeAll([f], [c]);

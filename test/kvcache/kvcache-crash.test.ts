@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../../lib/index';
 import { KVCache, type KVNamespace } from '../../lib/kvcache/kvcache';
-import { DIST_LIB, ENGINE, FIXTURES, HF3FS, Rng, firstDiff, makeTmpDir, seedFor, sleep, testConnect } from '../helpers';
+import { DIST_LIB, ENGINE, FIXTURES, HF3FS, Rng, TIME_SCALE, firstDiff, makeTmpDir, seedFor, sleep, testConnect } from '../helpers';
 
 const { payloadOf } = createRequire(__filename)('../fixtures/kvcache-payload.cjs') as { payloadOf: (key: string, max: number) => Buffer };
 
@@ -39,8 +39,11 @@ interface Round {
   stderr: string;
 }
 
-/** Runs the child for one round and kills it `killAfterMs` after it has opened the cache. */
-function crashRound(options: object, round: number, seed: number, killAfterMs: number): Promise<Round> {
+/**
+ * Runs the child for one round and kills it `killAfterMs` after its `putsBeforeKill`-th put has
+ * settled: counted in puts, not time, so a slow machine still kills it mid-work with pages stored.
+ */
+function crashRound(options: object, round: number, seed: number, putsBeforeKill: number, killAfterMs: number): Promise<Round> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [join(FIXTURES, 'kvcache-crash-worker.cjs'), libDir, JSON.stringify(options), String(round), String(seed)], {
       env: process.env,
@@ -49,10 +52,12 @@ function crashRound(options: object, round: number, seed: number, killAfterMs: n
     let stdout = '';
     let stderr = '';
     let ready = false;
+    let armed = false;
     child.stdout.on('data', (d) => {
       stdout += d;
-      if (!ready && stdout.startsWith('ready\n')) {
-        ready = true;
+      ready ||= stdout.startsWith('ready\n');
+      if (ready && !armed && (stdout.match(/^p$/gm)?.length ?? 0) >= putsBeforeKill) {
+        armed = true;
         setTimeout(() => child.kill('SIGKILL'), killAfterMs);
       }
     });
@@ -105,7 +110,7 @@ describe('KVCache crash safety', () => {
     let verifyMs = 0;
     for (let round = 0; round < 50; round++) {
       const c0 = Date.now();
-      const r = await crashRound(options, round, rng.int(1, 2 ** 31), rng.int(20, 200));
+      const r = await crashRound(options, round, rng.int(1, 2 ** 31), rng.int(1, 12), rng.int(0, 30));
       expect(r.ready, `round ${round}: child never opened the cache: ${r.stdout} ${r.stderr}`).toBe(true);
       expect(r.stdout, `round ${round}`).not.toMatch(/^error /m);
       if (r.signal === 'SIGKILL') totals.killed++;
@@ -156,7 +161,8 @@ describe('KVCache crash safety', () => {
     expect(totals.hits).toBeGreaterThan(0);
     expect(totals.hitRounds).toBeGreaterThanOrEqual(40);
     expect(totals.flipCorrupt).toBeGreaterThan(0); // flipped bytes were caught (as misses), not served
-  });
+  }, 180_000 * TIME_SCALE); // 50 children, each a Node start: a loaded machine takes minutes
+
 
   it('open does not scan: a 1 TiB cache (sparse shard files) reopens without reading, in seconds not minutes', async () => {
     const TiB = 2 ** 40;
