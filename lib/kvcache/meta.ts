@@ -3,9 +3,10 @@
 // its files exist, and no file another process may already use is shrunk or truncated.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import type { Client } from '../core/client';
-import { argError } from '../core/errors';
+import { argError, fromNative, ThreeFSError } from '../core/errors';
 import { ERR, wholeNumber } from './checks';
 import { DIR_BYTES, MAX_WAYS } from './set-directory';
 import { ALIGN, HEADER_BYTES, KVCACHE_FORMAT, roundUp } from './slot-header';
@@ -59,7 +60,7 @@ export async function readMeta(path: string): Promise<KVGeometry | undefined> {
     text = await fsp.readFile(path, 'utf8');
   } catch (e) {
     if ((e as { code?: string }).code === 'ENOENT') return undefined;
-    throw e;
+    throw fromNative(e, { path });
   }
   let m: Record<string, unknown>;
   try {
@@ -67,6 +68,7 @@ export async function readMeta(path: string): Promise<KVGeometry | undefined> {
   } catch (e) {
     throw argError(ERR.mismatch, `meta.json is not JSON: '${path}'`, { path, cause: e });
   }
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) throw argError(ERR.mismatch, `meta.json is not a JSON object: '${path}'`, { path });
   const g = { format: m.format, pageBytes: m.pageBytes, slotBytes: m.slotBytes, sets: m.sets, ways: m.ways, shards: m.shards };
   for (const [k, v] of Object.entries(g)) {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw argError(ERR.mismatch, `meta.json: ${k} is missing or bad: '${path}'`, { path });
@@ -95,25 +97,53 @@ export async function openMeta(options: KVCacheOptions, ns: Buffer, client: Clie
 function checkAgrees(options: KVCacheOptions, geometry: KVGeometry, metaPath: string): void {
   const asked = geometryOf({ ...options, ways: options.ways ?? geometry.ways, shards: options.shards ?? geometry.shards });
   for (const k of ['format', 'pageBytes', 'slotBytes', 'ways', 'shards', 'sets'] as const) {
-    if (geometry[k] !== asked[k]) {
-      throw argError(ERR.mismatch, `the KV cache in '${options.root}' has ${k} ${geometry[k]}, not ${asked[k]} (meta.json: ${JSON.stringify(geometry)})`, { path: metaPath });
+    if (geometry[k] === asked[k]) continue;
+    if (k === 'sets') {
+      const made = geometry.sets * setBytesOf(geometry);
+      throw argError(ERR.mismatch, `the KV cache in '${options.root}' was made with capacityBytes ${made} (${geometry.sets} sets of ${setBytesOf(geometry)} bytes), not ${options.capacityBytes} (${asked.sets} sets): open it with capacityBytes ${made}, or make a new cache elsewhere`, { path: metaPath });
     }
+    throw argError(ERR.mismatch, `the KV cache in '${options.root}' has ${k} ${geometry[k]}, not ${asked[k]} (meta.json: ${JSON.stringify(geometry)})`, { path: metaPath });
   }
 }
 
 async function makeCache(root: string, g: KVGeometry, ns: Buffer, client: Client): Promise<void> {
+  await checkFreeSpace(root, g.sets * setBytesOf(g));
   // Owner-only, whatever the umask: a cache holds a model's activations.
-  await fsp.mkdir(root, { recursive: true, mode: 0o700 });
+  await fsp.mkdir(root, { recursive: true, mode: 0o700 }).catch((e: unknown) => Promise.reject(fromNative(e, { path: root })));
   for (let s = 0; s < g.shards; s++) await makeShard(join(root, shardName(s)), shardSets(g, s) * setBytesOf(g));
   const meta = { ...g, capacityBytes: g.sets * setBytesOf(g), createdBy: { namespaceHash: ns.toString('hex'), pid: process.pid, at: new Date().toISOString() } };
   await publishMeta(join(root, 'meta.json'), JSON.stringify(meta, null, 2) + '\n', client);
 }
 
+/**
+ * Shard files are sparse: a cache larger than its file system opens, and then every put fails
+ * with ENOSPC. Refused at creation instead, as far as statfs(2) tells (3FS reports its cluster's).
+ */
+async function checkFreeSpace(root: string, bytes: number): Promise<void> {
+  let at = resolve(root);
+  for (;;) {
+    try {
+      const fs = await fsp.statfs(at);
+      const free = fs.bavail * fs.bsize;
+      if (free >= bytes) return;
+      const message = `ENOSPC: the KV cache in '${root}' needs ${bytes} bytes (capacityBytes), and its file system has ${free} free`;
+      throw new ThreeFSError('ENOSPC', message, { path: root, syscall: 'statfs', errno: -osConstants.errno.ENOSPC });
+    } catch (e) {
+      if (e instanceof ThreeFSError) throw e;
+      const up = dirname(at);
+      if ((e as { code?: string }).code !== 'ENOENT' || up === at) return; // the mkdir that follows reports it
+      at = up;
+    }
+  }
+}
+
 /** A shard file at least `size` bytes long (grown, never shrunk). */
 async function makeShard(path: string, size: number): Promise<void> {
-  const fh = await fsp.open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600);
+  const fh = await fsp.open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600).catch((e: unknown) => Promise.reject(fromNative(e, { path })));
   try {
     if ((await fh.stat()).size < size) await fh.truncate(size);
+  } catch (e) {
+    throw fromNative(e, { path });
   } finally {
     await fh.close();
   }
@@ -122,11 +152,11 @@ async function makeShard(path: string, size: number): Promise<void> {
 /** No-clobber publish: a second creator racing us gets EEXIST and then reads what won. */
 async function publishMeta(metaPath: string, text: string, client: Client): Promise<void> {
   const tmp = `${metaPath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  await fsp.writeFile(tmp, text, { flag: 'wx', mode: 0o600 });
   try {
+    await fsp.writeFile(tmp, text, { flag: 'wx', mode: 0o600 }).catch((e: unknown) => Promise.reject(fromNative(e, { path: tmp })));
     await client.hardlink(tmp, metaPath).catch(async (e: unknown) => {
       if ((e as { code?: string }).code === 'EEXIST') return;
-      await fsp.rename(tmp, metaPath); // file systems without hard links: atomic, last writer wins
+      await fsp.rename(tmp, metaPath).catch((r: unknown) => Promise.reject(fromNative(r, { path: metaPath }))); // file systems without hard links: atomic, last writer wins
     });
   } finally {
     await fsp.rm(tmp, { force: true });
