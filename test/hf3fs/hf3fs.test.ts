@@ -61,6 +61,14 @@ run('a 3FS client', () => {
     await d.close();
   });
 
+  // 3FS's hf3fs_extract_mount_point takes boost's canonical() of the path, which throws (and
+  // terminates the process) when it does not exist; the stand-in aborts there the same way.
+  it('a mount option that does not exist yet, on the mount: the mount is found, the process lives', async () => {
+    const c = testConnect({ mount: join(HF3FS!.mount, 'not', 'there', 'yet') });
+    expect(c.info().mount).toBe(HF3FS!.mount);
+    await c.close();
+  });
+
   it('a path that is not on a 3FS mount: ERR_NOT_3FS naming it, nothing left behind', async () => {
     const fds = fdCount();
     const threads = await baselineThreadCount();

@@ -1,6 +1,7 @@
 #include "objects/client/client.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -128,6 +129,20 @@ Napi::Object Client::Wire(Napi::Env env) {
   return o;
 }
 
+// The longest prefix of `path` that exists ("" if none): 3FS's hf3fs_extract_mount_point takes
+// boost's canonical() of its argument, which throws, through the C ABI, for a path that does not
+// exist: the process would terminate. The prefix names the same mount.
+static std::string ExistingPrefix(std::string path) {
+  while (!path.empty()) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0) return path;
+    const size_t slash = path.find_last_of('/');
+    if (slash == std::string::npos) return "";
+    path = slash == 0 ? (path == "/" ? "" : "/") : path.substr(0, slash);
+  }
+  return "";
+}
+
 // The 3FS side of `new NativeClient({ engine: 'hf3fs', ... })`: the library, and the mount as
 // the library sees it (a path that is not on 3FS is refused here, before any ring is made).
 std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi::Object o) {
@@ -138,7 +153,8 @@ std::shared_ptr<const Hf3fsContext> Client::MakeHf3fsContext(Napi::Env env, Napi
   if (!context->lib) throw CodeError(env, "ERR_USRBIO_UNAVAILABLE", error);
   const std::string mount = o.Get("mount").ToString().Utf8Value();
   std::vector<char> found(4096);
-  const int n = context->lib->extract_mount_point(found.data(), static_cast<int>(found.size()), mount.c_str());
+  const std::string existing = ExistingPrefix(mount);
+  const int n = existing.empty() ? -1 : context->lib->extract_mount_point(found.data(), static_cast<int>(found.size()), existing.c_str());
   if (n <= 0 || n > static_cast<int>(found.size()))
     throw CodeError(env, "ERR_NOT_3FS", "'" + mount + "' is not on a 3FS mount with 3fs-virt (hf3fs_extract_mount_point)");
   context->mount = found.data();

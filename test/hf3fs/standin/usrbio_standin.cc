@@ -487,6 +487,11 @@ STANDIN_EXPORT int hf3fs_extract_mount_point(char* hf3fs_mount_point, int size, 
     if (path == nullptr) return -1;
     const std::string canon = CanonicalPrefix(path);
     std::string mp = MountOf(canon);
+    bool on_daemon = false;
+    for (const std::string& m : proto::Mounts()) on_daemon = on_daemon || IsUnder(canon, m);
+    if (mp.empty() && on_daemon && RealPath(path).empty())
+      Die("hf3fs_extract_mount_point(\"%s\"): the path does not exist; 3FS's library takes boost's canonical() of it, "
+          "which throws through the C ABI and terminates the process", path);
     for (const std::string& m : proto::Mounts())
       if (IsUnder(canon, m) && m.size() > mp.size()) mp = m;
     if (mp.empty()) return -1;
