@@ -1,8 +1,20 @@
 // The public types as a user's TypeScript sees them: `3fs-client` resolved through package.json's
 // exports (require condition) to dist/'s declarations. Checked by tsc (vitest's typecheck project
 // 'types'), never run. Each @ts-expect-error is a misuse that must stay a compile error.
+import type { Readable, Writable } from 'node:stream';
 import { describe, expectTypeOf, test } from 'vitest';
 import {
+  FileReadStream,
+  FileWriteStream,
+  readFile,
+  writeFile,
+  type ChunksOptions,
+  type ReadFileOptions,
+  type ReadRangeOptions,
+  type ReadStreamOptions,
+  type WebStreamOptions,
+  type WriteFileOptions,
+  type WriteStreamOptions,
   alloc,
   Client,
   clientFor,
@@ -235,6 +247,43 @@ describe('datasets', () => {
   });
 });
 
-// The streams (file.createReadStream, createWriteStream, readableWebStream, chunks) and readFile /
-// writeFile get their type tests here when they land (issue 22, items 1-2).
-test.todo('streams: Readable/Writable/ReadableStream<Uint8Array> and their options');
+describe('streams and whole files', () => {
+  test('a file gives node streams, a web byte stream and an async iterable of Buffers', async () => {
+    expectTypeOf(file.createReadStream()).toEqualTypeOf<FileReadStream>();
+    expectTypeOf<FileReadStream>().toExtend<Readable>();
+    expectTypeOf(file.createWriteStream({ start: 0, flush: true })).toEqualTypeOf<FileWriteStream>();
+    expectTypeOf<FileWriteStream>().toExtend<Writable>();
+    expectTypeOf(file.readableWebStream()).toEqualTypeOf<ReadableStream<Uint8Array>>();
+    for await (const chunk of file.chunks({ borrow: true })) expectTypeOf(chunk).toEqualTypeOf<Buffer>();
+    expectTypeOf(file.createReadStream).parameter(0).toEqualTypeOf<ReadStreamOptions | undefined>();
+    expectTypeOf(file.createWriteStream).parameter(0).toEqualTypeOf<WriteStreamOptions | undefined>();
+    expectTypeOf(file.readableWebStream).parameter(0).toEqualTypeOf<WebStreamOptions | undefined>();
+    expectTypeOf(file.chunks).parameter(0).toEqualTypeOf<ChunksOptions | undefined>();
+    expectTypeOf<ChunksOptions>().toExtend<ReadRangeOptions>();
+    file.createReadStream({ start: 0, end: 99, highWaterMark: 1 << 20, readAhead: 4, signal: AbortSignal.timeout(1000), autoClose: false, emitClose: true });
+    expectTypeOf(file.createReadStream().bytesRead).toEqualTypeOf<number>();
+    expectTypeOf(file.createWriteStream().bytesWritten).toEqualTypeOf<number>();
+    // @ts-expect-error: start is a number of bytes
+    file.createReadStream({ start: '0' });
+    // @ts-expect-error: borrow is for chunks() only
+    file.createReadStream({ borrow: true });
+  });
+
+  test('readFile gives one IoBuffer; writeFile takes strings, views and IoBuffers', async () => {
+    expectTypeOf(readFile).returns.resolves.toEqualTypeOf<IoBuffer>();
+    expectTypeOf(readFile).parameter(1).toEqualTypeOf<ReadFileOptions | undefined>();
+    expectTypeOf(writeFile).returns.resolves.toEqualTypeOf<void>();
+    await writeFile('/tmp/a', 'text', { encoding: 'utf8', flag: 'wx', mode: 0o600, flush: true, signal: AbortSignal.abort() });
+    await writeFile('/tmp/a', new Uint8Array(4));
+    await writeFile('/tmp/a', memory);
+    expectTypeOf<WriteFileOptions['flag']>().toEqualTypeOf<OpenFlags | undefined>();
+    // @ts-expect-error: numbers are not data
+    await writeFile('/tmp/a', 42);
+  });
+
+  test('client metrics count copies; info counts IoBuffers', () => {
+    expectTypeOf<ClientMetrics['copiedBytes']>().toEqualTypeOf<number>();
+    expectTypeOf<ClientInfo['ioBuffers']>().toEqualTypeOf<number>();
+    expectTypeOf<ClientInfo['ioBufferBytes']>().toEqualTypeOf<number>();
+  });
+});
