@@ -85,7 +85,7 @@ export async function openMeta(options: KVCacheOptions, ns: Buffer, client: Clie
   if (!geometry) {
     if (options.create === false) throw argError(ERR.notFound, `no KV cache in '${root}' (meta.json missing)`, { path: root });
     // The defaults (8 ways, min(16, sets) shards) only for a new cache: an existing one gives its own.
-    await makeCache(root, geometryOf(options), ns, client);
+    await makeCache(root, geometryOf(options), ns, client, options.overcommit === true);
     geometry = await readMeta(metaPath);
     if (!geometry) throw argError(ERR.mismatch, `meta.json in '${root}' vanished while the cache was made`, { path: metaPath });
   }
@@ -106,8 +106,8 @@ function checkAgrees(options: KVCacheOptions, geometry: KVGeometry, metaPath: st
   }
 }
 
-async function makeCache(root: string, g: KVGeometry, ns: Buffer, client: Client): Promise<void> {
-  await checkFreeSpace(root, g.sets * setBytesOf(g));
+async function makeCache(root: string, g: KVGeometry, ns: Buffer, client: Client, overcommit: boolean): Promise<void> {
+  if (!overcommit) await checkFreeSpace(root, g.sets * setBytesOf(g));
   // Owner-only, whatever the umask: a cache holds a model's activations.
   await fsp.mkdir(root, { recursive: true, mode: 0o700 }).catch((e: unknown) => Promise.reject(fromNative(e, { path: root })));
   for (let s = 0; s < g.shards; s++) await makeShard(join(root, shardName(s)), shardSets(g, s) * setBytesOf(g));
@@ -126,7 +126,7 @@ async function checkFreeSpace(root: string, bytes: number): Promise<void> {
       const fs = await fsp.statfs(at);
       const free = fs.bavail * fs.bsize;
       if (free >= bytes) return;
-      const message = `ENOSPC: the KV cache in '${root}' needs ${bytes} bytes (capacityBytes), and its file system has ${free} free`;
+      const message = `ENOSPC: the KV cache in '${root}' needs ${bytes} bytes (capacityBytes), and its file system has ${free} free (overcommit: true makes it anyway)`;
       throw new ThreeFSError('ENOSPC', message, { path: root, syscall: 'statfs', errno: -osConstants.errno.ENOSPC });
     } catch (e) {
       if (e instanceof ThreeFSError) throw e;

@@ -29,6 +29,11 @@ export interface KVCacheOptions {
   /** Make the cache if it is missing. Default true; false: ENOENT-like ERR_KVCACHE_NOT_FOUND. */
   create?: boolean;
   /**
+   * Make a new cache even where the file system reports less free space than capacityBytes (its
+   * shard files are sparse; puts past the space fail with ENOSPC). Default false: refused with ENOSPC.
+   */
+  overcommit?: boolean;
+  /**
    * Idle registered memory that get() (without `into`) keeps for reuse, in bytes (about: whole
    * slabs are given back). Default 1 GiB; at least one slot is always kept.
    */
@@ -47,9 +52,25 @@ export interface KVGeometry {
 export type KVKey = string | Uint8Array;
 export type KVPayload = IoBuffer | ArrayBufferView;
 
+/**
+ * 'stored': this process wrote the slot and its directory entry, and they were whole when the
+ * call returned. Other processes may still evict it (a later put choosing its way) or, racing
+ * this put from an older listing of the set, overwrite it: a later get misses, never returns
+ * other bytes. With `verify`, a put whose way another process took meanwhile is 'lost'.
+ */
 export interface PutResult {
-  status: 'stored' | 'present' | 'failed';
+  status: 'stored' | 'present' | 'failed' | 'lost';
   error?: ThreeFSError;
+}
+
+export interface PutOptions {
+  /** Milliseconds the pages live; 0 or absent: until evicted. */
+  ttlMs?: number;
+  /**
+   * Read the sets' directories again once the pages are written (one 4 KiB read per set): a key
+   * another process's put took the way of meanwhile is 'lost' (ERR_KVCACHE_RACED), not 'stored'.
+   */
+  verify?: boolean;
 }
 
 export interface GetResult {
@@ -77,6 +98,8 @@ export interface KVCacheStats {
   stored: number;
   present: number;
   failed: number;
+  /** put({ verify: true }): keys found overwritten by another process's put once stored. */
+  lost: number;
   evicted: number;
   deleted: number;
   bytesRead: number;

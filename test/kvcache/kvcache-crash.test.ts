@@ -166,7 +166,7 @@ describe('KVCache crash safety', () => {
 
   it('open does not scan: a 1 TiB cache (sparse shard files) reopens without reading, in seconds not minutes', async () => {
     const TiB = 2 ** 40;
-    const options = { client, root: tmp.path('big'), namespace: NS, pageBytes: 16 << 20, capacityBytes: TiB, ways: 8, shards: 16 };
+    const options = { client, root: tmp.path('big'), namespace: NS, pageBytes: 16 << 20, capacityBytes: TiB, ways: 8, shards: 16, overcommit: true };
     const written = client.metrics().writeBytes;
     const made = await KVCache.open(options);
     const g = made.geometry;
