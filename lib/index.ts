@@ -15,7 +15,7 @@ export type { LoadedConfig, LauncherConfig, ConfigClientOptions, ConfigError } f
 export { findMount, findHf3fsMount, listMounts } from './hf3fs/mounts';
 export type { Mount, Hf3fsMount } from './hf3fs/mounts';
 export { KVCache, namespaceHash } from './kvcache/kvcache';
-export type { KVCacheOptions, KVNamespace, KVGeometry, KVKey, KVPayload, PutResult, GetResult, KVCacheStats } from './kvcache/kvcache';
+export type { KVCacheOptions, KVNamespace, KVGeometry, KVKey, KVPayload, PutOptions, PutResult, GetResult, KVCacheStats } from './kvcache/kvcache';
 export { crc32c, crc32cMany, crc32cSync, crc32Many, crc32Ranges, crc32Sync } from './core/crc32c';
 export { pageKey, pageKeys } from './kvcache/page-keys';
 export type { PageKeyHash, PageKeyOptions } from './kvcache/page-keys';

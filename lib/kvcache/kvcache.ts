@@ -32,12 +32,12 @@ import { EpochClock, HEADER_BYTES, slotSpan } from './slot-header';
 import { SlotPool } from './slot-pool';
 import { Staging } from './staging';
 import { newCounters } from './stats';
-import type { GetResult, KVCacheOptions, KVCacheStats, KVGeometry, KVKey, KVPayload, PutResult } from './types';
+import type { GetResult, KVCacheOptions, KVCacheStats, KVGeometry, KVKey, KVPayload, PutOptions, PutResult } from './types';
 import { Writing } from './writing';
 
 export { namespaceHash } from './meta';
 export { KVCACHE_FORMAT } from './slot-header';
-export type { GetResult, KVCacheOptions, KVCacheStats, KVGeometry, KVKey, KVNamespace, KVPayload, PutResult } from './types';
+export type { GetResult, KVCacheOptions, KVCacheStats, KVGeometry, KVKey, KVNamespace, KVPayload, PutOptions, PutResult } from './types';
 
 /**
  * A shared KV-cache page store. Open with KVCache.open(); every method takes a batch of keys and
@@ -119,7 +119,7 @@ export class KVCache {
    * any). A directory entry that the header contradicts is stale (a crash or a lost race) and the
    * key is stored.
    */
-  put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number } = {}): Promise<PutResult[]> {
+  put(keys: readonly KVKey[], buffers: readonly KVPayload[], options: PutOptions = {}): Promise<PutResult[]> {
     return this.#track(() => put(this.#parts, keys, buffers, options));
   }
 

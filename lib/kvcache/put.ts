@@ -16,7 +16,7 @@ import type { Lock } from './set-locks';
 import type { DirWay } from './shards';
 import { checkHeader, HEAD_AT, HEADER_BYTES, PAYLOAD_CRC_AT, slotSpan, writeHeader } from './slot-header';
 import { countPuts } from './stats';
-import type { KVKey, KVPayload, PutResult } from './types';
+import type { KVKey, KVPayload, PutOptions, PutResult } from './types';
 import type { Claim } from './writing';
 
 /** A key of a put: where it goes and, once chosen, its way; its slot's memory (header room, then payload). */
@@ -40,7 +40,7 @@ type SetDirs = { bySet: Map<number, SetDirectory | null>; errorOf: Map<number, T
 /** The keys with a way to store them in, and other entries to write (stale listings cleared). */
 type Plan = { keys: PutKey[]; changed: Map<number, SetDirectory> };
 
-export async function put(parts: CacheParts, keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number }): Promise<PutResult[]> {
+export async function put(parts: CacheParts, keys: readonly KVKey[], buffers: readonly KVPayload[], options: PutOptions): Promise<PutResult[]> {
   const { records, payloads, ttl } = checkPutArgs(parts, keys, buffers, options);
   const results: PutResult[] = records.map(() => ({ status: 'failed' }));
   const now = Date.now();
@@ -57,6 +57,7 @@ export async function put(parts: CacheParts, keys: readonly KVKey[], buffers: re
     lock.release();
     lock = undefined;
     if (plan.keys.length > 0) await writeSlots(call, plan, dirs.bySet);
+    if (options?.verify === true && plan.keys.length > 0) await verifyStored(call, plan);
     return countPuts(parts.stats, results);
   } finally {
     lock?.release();
@@ -66,7 +67,7 @@ export async function put(parts: CacheParts, keys: readonly KVKey[], buffers: re
   }
 }
 
-function checkPutArgs(parts: CacheParts, keys: readonly KVKey[], buffers: readonly KVPayload[], options: { ttlMs?: number }) {
+function checkPutArgs(parts: CacheParts, keys: readonly KVKey[], buffers: readonly KVPayload[], options: PutOptions) {
   const records = parts.keys.records(keys); // id and hex of each key
   if (!Array.isArray(buffers) || buffers.length !== records.length) throw argError('ERR_INVALID_ARG_VALUE', 'buffers must be an array with one payload per key');
   options ??= {};
@@ -211,7 +212,7 @@ function chooseWays(call: PutCall, dirs: SetDirs, presentAt: Map<number, number>
       dir.clear(stale);
       plan.changed.set(t.set * W + stale, dir);
     }
-    const way = chooseWay(parts, t.set, dir, taken, call.now);
+    const way = chooseWay(parts, t, dir, taken, call.now);
     if (way < 0) {
       results[t.i] = { status: 'failed', error: noWayError(t, taken, W) };
       continue;
@@ -245,14 +246,18 @@ function noWayError(t: PutKey, taken: Set<number>, W: number): ThreeFSError {
  * Free way, else an expired one, else the oldest epoch; never one pinned here or taken in this
  * call. A way another call of this process is writing comes last: taking it costs that call's
  * page (a miss later, never wrong data), which only a set full of concurrent puts should do.
+ * The free ways are tried from one the key's id picks: two processes that read a set's directory
+ * at once and store different keys rarely pick the same free way (first-free, they always did).
  */
-function chooseWay(parts: CacheParts, set: number, dir: SetDirectory, taken: Set<number>, now: number): number {
+function chooseWay(parts: CacheParts, t: PutKey, dir: SetDirectory, taken: Set<number>, now: number): number {
   const W = parts.geometry.ways;
+  const start = t.id.readUInt16LE(6) % W; // bytes 0-5 pick the set
   let best = -1;
   let bestRank = Infinity;
-  for (let w = 0; w < W; w++) {
-    if (taken.has(set * W + w) || parts.pins.isPinned(set, w)) continue;
-    const rank = parts.writing.way(set, w) ? Number.MAX_VALUE : !dir.valid(w) ? -2 : !dir.alive(w, now) ? -1 : dir.epoch(w);
+  for (let k = 0; k < W; k++) {
+    const w = (start + k) % W;
+    if (taken.has(t.set * W + w) || parts.pins.isPinned(t.set, w)) continue;
+    const rank = parts.writing.way(t.set, w) ? Number.MAX_VALUE : !dir.valid(w) ? -2 : !dir.alive(w, now) ? -1 : dir.epoch(w);
     if (rank === -2) return w; // a free way: nothing ranks before it
     if (rank < bestRank) {
       bestRank = rank;
@@ -260,6 +265,25 @@ function chooseWay(parts: CacheParts, set: number, dir: SetDirectory, taken: Set
     }
   }
   return best;
+}
+
+/**
+ * put({ verify: true }): reads the directories of the sets written again. A key whose way now lists
+ * another key was overwritten by another process's put that chose the same way from an older
+ * listing: it is reported 'lost' (stats().lost), not 'stored'.
+ */
+async function verifyStored(call: PutCall, plan: Plan): Promise<void> {
+  const stored = plan.keys.filter((t) => call.results[t.i].status === 'stored');
+  const sets = [...new Set(stored.map((t) => t.set))];
+  if (sets.length === 0) return;
+  const dirs = await call.parts.shards.readDirs(sets, call.dirBuf);
+  for (const t of stored) {
+    const dir = dirs[sets.indexOf(t.set)];
+    if (!dir || dir.holds(t.way, t.id)) continue; // unread: what the write said stands
+    const e = argError(ERR.raced, `set ${t.set}, way ${t.way}: another process's put took this way after this one stored it`);
+    call.results[t.i] = { status: 'lost', error: forKey(e, t.i) };
+    call.parts.index.delete(t.hex);
+  }
 }
 
 /**

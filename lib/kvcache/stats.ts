@@ -9,6 +9,7 @@ export type Counters = {
   stored: number;
   present: number;
   failed: number;
+  lost: number;
   evicted: number;
   deleted: number;
   bytesRead: number;
@@ -20,11 +21,11 @@ export type Counters = {
 };
 
 export function newCounters(): Counters {
-  return { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, poolAllocs: 0 };
+  return { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, lost: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, poolAllocs: 0 };
 }
 
 export function countPuts(stats: Counters, results: PutResult[]): PutResult[] {
-  for (const r of results) stats[r.status === 'stored' ? 'stored' : r.status === 'present' ? 'present' : 'failed']++;
+  for (const r of results) stats[r.status === 'stored' ? 'stored' : r.status === 'present' ? 'present' : r.status === 'lost' ? 'lost' : 'failed']++;
   return results;
 }
 

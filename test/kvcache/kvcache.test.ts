@@ -125,6 +125,13 @@ function flakyAlloc(): { flaky: Client; fail: (n: number) => number } {
   return { flaky, fail: (n) => (n > 0 ? (left = n) : left) };
 }
 
+
+/** The way holding `id` in the first set of a shard file: the place of its 40-byte directory entry (id in its first 16 bytes). */
+function wayIn(shard: Buffer, id: Uint8Array, ways: number): number {
+  for (let w = 0; w < ways; w++) if (shard.subarray(w * 40, w * 40 + 16).equals(id)) return w;
+  throw new Error('the key is not listed in the set');
+}
+
 describe('KVCache', () => {
   it('put/get round trip: byte-exact for random sizes up to pageBytes, with and without `into`', async () => {
     const t = await fresh({ capacityBytes: 64 << 20, ways: 8 });
@@ -666,10 +673,10 @@ describe('KVCache', () => {
     await t.cache.put(keys, pages);
     const shard = join(t.o.root, 'shard-0000.kv');
     const data = readFileSync(shard);
-    const slot = (w: number) => 4096 + w * (4096 + 20480);
-    // Free ways are taken in order: key i is in way i. Damage way 0's payload, way 1's length
-    // field, way 2's header CRC (the header's fields are the last 512 bytes of its 4 KiB block);
-    // way 3 stays whole.
+    // Each key's slot, from its directory entry (free ways are tried in an order from the key's id).
+    const slot = (i: number) => 4096 + wayIn(data, t.cache.idOf(keys[i]), 4) * (4096 + 20480);
+    // Damage key 0's payload, key 1's length field, key 2's header CRC (the header's fields are
+    // the last 512 bytes of its 4 KiB block); key 3 stays whole.
     const fields = 4096 - 512;
     data[slot(0) + 4096 + 500] ^= 0x40;
     data[slot(1) + fields + 24] ^= 0x01;
@@ -707,7 +714,7 @@ describe('KVCache', () => {
     await t.cache.put(['k'], [pageOf('k')]);
     const shard = join(t.o.root, 'shard-0000.kv');
     const data = readFileSync(shard);
-    data[3] ^= 0x55; // inside way 0's directory entry: its id
+    data[wayIn(data, t.cache.idOf('k'), 2) * 40 + 3] ^= 0x55; // inside k's directory entry: its id
     writeFileSync(shard, data);
     const other = await t.again();
     expect((await other.get(['k']))[0].status).toBe('miss');
@@ -723,7 +730,7 @@ describe('KVCache', () => {
     const whole = readFileSync(shard);
     for (const into of [undefined, 'alloc', 'plain'] as const) {
       const data = Buffer.from(whole);
-      data.writeUInt32LE(PAGE + 50_000, 16); // way 0's entry (k, the first free way): its length field
+      data.writeUInt32LE(PAGE + 50_000, wayIn(whole, t.cache.idOf('k'), 2) * 40 + 16); // k's directory entry: its length field
       writeFileSync(shard, data);
       const other = await t.again();
       const bufs = into === 'alloc' ? [other.alloc(PAGE), other.alloc(PAGE)] : into === 'plain' ? [Buffer.alloc(PAGE + 50_000), Buffer.alloc(PAGE)] : undefined;
