@@ -9,3 +9,4 @@ export { WORKLOAD_NAMES, TOOL_NAMES } from './sections/matrix';
 export type { BenchDocument } from './output/report';
 export type { Tool } from './support/records';
 export { parseDuration, parseSize } from './support/units';
+export { runHttpBench, formatHttpTable, type HttpBenchOptions, type HttpRun } from './sections/http';
