@@ -2,7 +2,7 @@
 // The daemon runs as a supervisor and a FUSE server; the mount goes away when stop() is called,
 // when this process dies (the supervisor sees its stdin close), or when the server dies (the
 // supervisor unmounts). Under `npm test` the whole run is in a private mount namespace as well
-// (scripts/in-mount-namespace.js), so not even a killed supervisor leaves a mount behind.
+// (scripts/in-mount-namespace.mjs), so not even a killed supervisor leaves a mount behind.
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
