@@ -30,7 +30,6 @@ export interface WriteFileOptions {
 
 /** The bytes of one op: 4 MiB, a multiple of every O_DIRECT alignment and of 3FS's common chunk sizes. */
 const OP_BYTES = 4 * 1024 * 1024;
-const PAGE = 4096;
 
 /**
  * The whole file in one registered buffer of the client for `path` (an iov on 3FS, so it can be
@@ -52,22 +51,32 @@ export async function readFile(path: string, options?: ReadFileOptions): Promise
 }
 
 async function readSized(client: Client, file: File, size: number, signal: AbortSignal | undefined): Promise<IoBuffer> {
-  // Whole pages, so every op, the last one too, can go through O_DIRECT.
-  const io = allocPacked(client, Math.ceil(size / PAGE) * PAGE);
+  // Exactly the file's size (an IoBuffer is freed whole, never through a view): every op but the
+  // last is a multiple of the page size, so only the last may miss O_DIRECT.
+  const io = allocPacked(client, size);
   try {
     const ops: IoOp[] = [];
-    for (let at = 0; at < io.byteLength; at += OP_BYTES) ops.push({ buffer: io.subarray(at, at + OP_BYTES), fileOffset: at });
+    for (let at = 0; at < size; at += OP_BYTES) ops.push({ buffer: io.subarray(at, at + OP_BYTES), fileOffset: at });
     const results = await inParallel(file, false, ops, client.info().rings, signal);
     let bytes = 0;
     for (const r of results) {
       bytes += r.bytes;
       if (r.eof) break;
     }
-    return io.subarray(0, Math.min(bytes, size));
+    return bytes === size ? io : shrunk(client, file, io, bytes);
   } catch (e) {
     io.free();
     throw e;
   }
+}
+
+// The file shrank between stat and read: what is left, in a buffer of its own size (copied, counted).
+function shrunk(client: Client, file: File, io: IoBuffer, bytes: number): IoBuffer {
+  const out = allocPacked(client, bytes);
+  io.bytes.copy(out.bytes, 0, 0, bytes);
+  file.countCopy(bytes);
+  io.free();
+  return out;
 }
 
 // Files whose size stat does not know (procfs, some FUSE files): read until a read comes back empty.
