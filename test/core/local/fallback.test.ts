@@ -260,9 +260,12 @@ describe.skipIf(!gcc)('the automatic fallback, where io_uring_setup is refused',
     expect(out.aligned).toEqual({ ok: true, submitCalls: 16, directBytes: 16 * 4096 });
   });
 
-  it('an error that is not a refusal (ENOMEM, e.g. the memlock limit) is reported, not hidden behind the fallback', () => {
+  it('ENOMEM (the memlock limit): the thread pool runs and says why, naming RLIMIT_MEMLOCK; forcing io_uring fails saying the same', () => {
     const out = underSeccomp(12, path);
-    expect(out.failed).toMatchObject({ code: 'ENOMEM' });
-    expect(out.failed.message).toContain('io_uring_setup');
+    expect(out.failed).toBeUndefined();
+    expect(out.info).toMatchObject({ engine: 'threads', engineReason: expect.stringMatching(/RLIMIT_MEMLOCK/) });
+    expect(out.same).toBe(true);
+    expect(out.forced).toMatchObject({ threeFSError: true, code: 'ENOMEM', syscall: 'io_uring_setup' });
+    expect(out.forced.message).toMatch(/RLIMIT_MEMLOCK/);
   });
 });
