@@ -15,7 +15,7 @@
 import { clientFor } from '../clients';
 import { allocPacked, type Client } from '../core/client';
 import { argError } from '../core/errors';
-import type { IoBuffer } from '../core/io-buffer';
+import { IoBuffer } from '../core/io-buffer';
 import { ERR, wholeNumber } from './checks';
 import type { CacheParts } from './context';
 import { del } from './delete';
@@ -91,7 +91,8 @@ export class KVCache {
     const whole = allocPacked(this.#parts.client, slotSpan(Math.max(bytes, 1)));
     // The header room's page is touched now, not by the first put (a page fault per page there).
     whole.bytes.fill(0, 0, HEADER_BYTES);
-    const payload = whole.subarray(HEADER_BYTES, HEADER_BYTES + bytes);
+    // The payload owns the allocation (not a view of it): its free() returns the header room too.
+    const payload = new IoBuffer(whole.region, whole.byteOffset + HEADER_BYTES, bytes);
     this.#parts.payloadOf.set(payload, whole);
     return payload;
   }

@@ -220,7 +220,7 @@ describe('KVCache', () => {
     const cache = await KVCache.open({ root: '/tmp/kv', namespace: { model: 'm', dtype: 'bf16' }, pageBytes: 4096, capacityBytes: 1 << 20 });
     expectTypeOf<KVKey>().toEqualTypeOf<string | Uint8Array>();
     expectTypeOf(cache.put).returns.resolves.toEqualTypeOf<PutResult[]>();
-    expectTypeOf<PutResult['status']>().toEqualTypeOf<'stored' | 'present' | 'failed'>();
+    expectTypeOf<PutResult['status']>().toEqualTypeOf<'stored' | 'present' | 'failed' | 'lost'>();
     expectTypeOf(cache.get).returns.resolves.toEqualTypeOf<GetResult[]>();
     expectTypeOf<GetResult['status']>().toEqualTypeOf<'hit' | 'miss'>();
     expectTypeOf<GetResult['buffer']>().toEqualTypeOf<Buffer | undefined>();
