@@ -1,24 +1,8 @@
 // The KVCache's counters: each call adds to them, stats() reads them with the pool's and index's sizes.
-import type { GetResult, PutResult } from './types';
+import type { GetResult, KVCacheStats, PutResult } from './types';
 
-export type Counters = {
-  hits: number;
-  misses: number;
-  corrupt: number;
-  raced: number;
-  stored: number;
-  present: number;
-  failed: number;
-  lost: number;
-  evicted: number;
-  deleted: number;
-  bytesRead: number;
-  bytesWritten: number;
-  bytesCopied: number;
-  repaired: number;
-  unlisted: number;
-  poolAllocs: number;
-};
+/** What the calls count: the stats less the sizes stats() reads from the pool and the index. */
+export type Counters = Omit<KVCacheStats, 'lent' | 'poolBytes' | 'indexSize' | 'pinned'>;
 
 export function newCounters(): Counters {
   return { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, lost: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, poolAllocs: 0 };
