@@ -3,6 +3,7 @@
 // addon exports these constants (Client::Wire) so test/core/local/wire.test.ts can compare them.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 
 namespace tfs {
@@ -24,6 +25,10 @@ enum ChecksumField : size_t { kFrom, kSpan, kAt, kChecksumFields };
 constexpr double kNone = -1;
 // Offsets, lengths and their sums stay exact doubles: Number.MAX_SAFE_INTEGER.
 constexpr double kMaxOffset = 9007199254740991.0;
+
+
+// A whole number in [0, limit): an index or offset the casts that follow keep exact.
+inline bool IsIndex(double v, double limit) { return v >= 0 && v < limit && std::floor(v) == v; }
 
 }  // namespace wire
 }  // namespace tfs
