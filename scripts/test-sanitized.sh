@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite on a sanitizer build of the addon (issue 5, point 1):
-#   npm run test:asan               # AddressSanitizer + UBSan, every project (what CI runs)
-#   npm run test:asan -- --project local test/core/oracle.test.ts    # vitest arguments narrow it
+#   npm run test:asan               # AddressSanitizer + UBSan: the suites that drive the addon (CI)
+#   npm run test:asan -- --project local test/core/oracle.test.ts    # vitest arguments pick others
 #   npm run test:tsan               # ThreadSanitizer: scripts/tsan-completion.cjs [rounds]
 # Builds the addon (cmake-js, offline) when it is missing or older than native/, loads it through
 # THREEFS_CLIENT_ADDON with the sanitizer's runtime preloaded (scripts/sanitize-env.sh), and
@@ -16,6 +16,15 @@ if [ ! -f "$addon" ] || [ -n "$(find native CMakeLists.txt -newer "$addon" -prin
 fi
 npx tsc -p tsconfig.json
 eval "$(bash scripts/sanitize-env.sh "$kind")"
+# By default, the suites that drive the addon, on every engine: not the packaging, doctor, bench,
+# house and type tests, nor the crash tests (they kill processes; a sanitizer adds nothing there),
+# which the plain `npm test` runs. The soak's million ops are the plain run's; here 200,000.
+partial=$([ $# -gt 0 ] && echo -partial)
+if [ "$kind" = asan ] && [ $# -eq 0 ]; then
+  set -- test/core/ test/datasets/ test/hf3fs/ test/kvcache/kvcache.test.ts \
+    test/reliability/{big-batches,faults,fuzz,rough-edges,soak}.test.ts
+  export THREEFS_SOAK_OPS="${THREEFS_SOAK_OPS:-200000}"
+fi
 start=$(date +%s)
 set +e
 if [ "$kind" = tsan ]; then
@@ -28,5 +37,5 @@ rc=$?
 set -e
 mkdir -p build-test/reliability
 printf '{ "kind": "%s", "exitCode": %d, "seconds": %d, "args": "%s", "at": "%s" }\n' \
-  "$kind" "$rc" "$(( $(date +%s) - start ))" "$*" "$(date -u +%FT%TZ)" > "build-test/reliability/suite.$kind$([ "$kind" = asan ] && [ $# -gt 0 ] && echo -partial).json"
+  "$kind" "$rc" "$(( $(date +%s) - start ))" "$*" "$(date -u +%FT%TZ)" > "build-test/reliability/suite.$kind$([ "$kind" = asan ] && echo "$partial").json"
 exit $rc
