@@ -19,13 +19,13 @@ const gcc = spawnSync('gcc', ['--version']).status === 0;
 beforeAll(() => {
   // bin/3fs-client.js runs dist/; compile it. tsc may report errors in files being edited
   // elsewhere, and emits anyway, so only the output files are checked.
-  spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
+  spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
   expect(existsSync(join(ROOT, 'dist', 'lib', 'doctor', 'doctor.js'))).toBe(true);
   mkdirSync(STANDIN_DIR, { recursive: true });
   if (!gcc) return;
   // Into a private file, then renamed: a doctor running elsewhere never loads a half-written library.
   const partial = `${STANDIN}.tmp-${process.pid}`;
-  const cc = spawnSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Werror', '-o', partial, join(ROOT, 'test', 'hf3fs', 'standin', 'ibverbs_standin.c')], { encoding: 'utf8' });
+  const cc = spawnSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Werror', '-o', partial, join(ROOT, 'test', 'hf3fs', 'standin', 'ibverbs_standin.c')], { encoding: 'utf8', timeout: 300_000 });
   if (cc.status !== 0) throw new Error(`the ibverbs stand-in does not compile:\n${cc.stderr}`);
   renameSync(partial, STANDIN);
 }, 120_000);

@@ -641,7 +641,7 @@ run('holes and punchHole', () => {
     // Listed by another process: when a thread closes an iovs directory it opened, 3FS's daemon
     // drops everything that thread registered (its crash cleanup), and this thread made the rings.
     const iovs = join(HF3FS!.mount, '3fs-virt', 'iovs');
-    const rings = () => execFileSync('ls', ['-1', iovs], { encoding: 'utf8' }).split('\n').filter((k) => /\.r\d+(\.p[hl])?\.t\d+\.f10$/.test(k));
+    const rings = () => execFileSync('ls', ['-1', iovs], { encoding: 'utf8', timeout: 60_000 }).split('\n').filter((k) => /\.r\d+(\.p[hl])?\.t\d+\.f10$/.test(k));
     const before = rings();
     for (let i = 0; i < 3; i++) {
       const c = testConnect({ queueDepth: 4, forbidHoles: true });

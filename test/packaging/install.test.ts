@@ -23,6 +23,8 @@ function onPath(command: string): string | undefined {
 }
 
 // npm's own script when the tests run under npm, else the npm on PATH.
+// A synchronous npm cannot be stopped by the test's timeout: past this, spawnSync kills it.
+const NPM_LIMIT_MS = 600_000;
 const NPM_CLI = process.env.npm_execpath?.endsWith('npm-cli.js') ? process.env.npm_execpath : onPath('npm') && realpathSync(onPath('npm')!);
 const LIBURING = ['/usr/include/liburing.h', '/usr/local/include/liburing.h'].some((h) => existsSync(h));
 const missing = [...['g++', 'make', 'readelf', 'tar'].filter((c) => !onPath(c)), ...(LIBURING ? [] : ['liburing.h']), ...(NPM_CLI ? [] : ['npm'])];
@@ -43,7 +45,7 @@ function ownEnv(): NodeJS.ProcessEnv {
 }
 
 function npm(args: string[], cwd: string, env: NodeJS.ProcessEnv = ownEnv()): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [NPM_CLI!, ...args], { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 });
+  return spawnSync(process.execPath, [NPM_CLI!, ...args], { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20, timeout: NPM_LIMIT_MS });
 }
 
 /** The sources as a fresh clone has them (no build, dist, prebuilds or tests), with our node_modules. */
@@ -87,7 +89,7 @@ function runCheck(project: string, name: string, script: string, env: NodeJS.Pro
   const data = randomFillSync(Buffer.alloc(3 * 4096 + 100));
   const path = join(project, `${name}.data`);
   writeFileSync(path, data);
-  const run = spawnSync(process.execPath, [name, path], { cwd: project, env, encoding: 'utf8' });
+  const run = spawnSync(process.execPath, [name, path], { cwd: project, env, encoding: 'utf8', timeout: 60_000 });
   expect(run.status, run.stderr).toBe(0);
   const report = JSON.parse(run.stdout) as { results: unknown[]; addons: string[]; sameError: boolean };
   expect(report.results).toEqual([

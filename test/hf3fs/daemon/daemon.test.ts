@@ -12,6 +12,9 @@ import { daemonUnavailable, startDaemon, type DaemonMount } from './daemon';
 const why = daemonUnavailable();
 const root = mkdtempSync(join(tmpdir(), '3fs-daemon-test-'));
 const CHUNK = 64 * 1024;
+// A command on the mount blocks its caller, and a test's timeout cannot stop a synchronous call:
+// a daemon that stops answering fails the test here instead of hanging the run.
+const FS_LIMIT_MS = 60_000;
 let d: DaemonMount;
 const shm: string[] = [];
 
@@ -40,7 +43,7 @@ function register(target: string, key: string): string {
 
 /** The iovs directory listed by another process (a listing by this one is a cleanup: see below). */
 function listIovs(): string[] {
-  return execFileSync('ls', ['-1', join(d.mount, '3fs-virt', 'iovs')], { encoding: 'utf8' }).split('\n').filter((k) => k);
+  return execFileSync('ls', ['-1', join(d.mount, '3fs-virt', 'iovs')], { encoding: 'utf8', timeout: FS_LIMIT_MS }).split('\n').filter((k) => k);
 }
 
 const UUID = '0123456789abcdef0123456789abcdef';
@@ -129,7 +132,7 @@ describe.skipIf(why !== '')(`the test daemon${why ? ` (skipped: ${why})` : ''}`,
   });
 
   it('rm-rf removes a tree on this mount by symlink; paths elsewhere are refused', () => {
-    execFileSync('mkdir', ['-p', join(d.mount, 'tree', 'a', 'b')]);
+    execFileSync('mkdir', ['-p', join(d.mount, 'tree', 'a', 'b')], { timeout: FS_LIMIT_MS });
     writeFileSync(join(d.mount, 'tree', 'a', 'b', 'f'), 'x');
     symlinkSync(join(d.mount, 'tree'), join(d.mount, '3fs-virt', 'rm-rf', 'tree'));
     expect(existsSync(join(d.backing, 'tree'))).toBe(false);
@@ -145,7 +148,7 @@ describe.skipIf(why !== '')('no mount outlives the daemon', () => {
     await a.stop();
     expect(mounted(a.mount)).toBe(false);
     const b = await startDaemon(join(parent, 'b'));
-    const server = Number(execFileSync('pgrep', ['-P', String(b.pid)], { encoding: 'utf8' }).trim());
+    const server = Number(execFileSync('pgrep', ['-P', String(b.pid)], { encoding: 'utf8', timeout: FS_LIMIT_MS }).trim());
     process.kill(server, 'SIGKILL');
     await b.stop(); // returns once the supervisor is gone, which it is only after unmounting
     expect(mounted(b.mount)).toBe(false);

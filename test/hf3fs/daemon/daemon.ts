@@ -102,7 +102,7 @@ export function sweepStaleMounts(parent: string): void {
     try {
       statSync(mp);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOTCONN') spawnSync('umount', ['-l', mp]);
+      if ((e as NodeJS.ErrnoException).code === 'ENOTCONN') spawnSync('umount', ['-l', mp], { timeout: 60_000 });
     }
   }
 }

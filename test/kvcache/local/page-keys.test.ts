@@ -157,7 +157,7 @@ describe.skipIf(!hasPython)('byte-compatible with SGLang (python3)', () => {
       { tokens: [0, 0xffffffff, 0x80000000, 7], pageSize: 2, prior: '' },
       { tokens: randomTokens(4096), pageSize: 1, prior: null },
     ];
-    const run = spawnSync('python3', ['-c', SGLANG], { input: JSON.stringify(cases), encoding: 'utf8', maxBuffer: 64 << 20 });
+    const run = spawnSync('python3', ['-c', SGLANG], { input: JSON.stringify(cases), encoding: 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const want = JSON.parse(run.stdout) as string[][];
