@@ -9,10 +9,13 @@ import { findHf3fsMount, type ClientOptions } from '../lib/index';
 import { writeHtml } from './output/html';
 import { makeProgress, type Progress } from './output/progress';
 import { formatTable, notRunLines, writeJson, type BenchDocument, type NotRun } from './output/report';
-import { runDatasetBench, type DatasetBenchDocument } from './sections/datasets';
+import { judgeDatasets, runDatasetBench, type DatasetBenchDocument } from './sections/datasets';
 import { runKvBench, type KvBenchDocument } from './sections/kvcache/kvcache';
 import { planRuns, runPlanned, TOOL_NAMES, WORKLOAD_NAMES, workloads, type Planned } from './sections/matrix';
 import { formatMicro, microUnavailable, runMicro } from './sections/micro';
+import { judgeMain, judgeMicro, type Absent } from './sections/targets';
+import { formatTargets } from './output/targets';
+import type { Judged } from './support/targets';
 import { checkBenchFile, writeBenchFile } from './support/bench-files';
 import { removeOnInterrupt, stopChildren } from './support/children';
 import { benchBase, checkFreeSpace, fileSystemType, machineInfo, otherCpuUse } from './support/machine';
@@ -41,7 +44,7 @@ export interface BenchOptions {
   library?: string;
   /** A short smoke run: small files, 1 s runs, fewer workloads. */
   quick?: boolean;
-  /** Run each workload's tools this many times (the table shows the median run). Default 1. */
+  /** Run each workload's tools this many times (the table shows the median run). Default 3; 1 with quick. */
   repeat?: number;
   /** Only these workloads (by name: seq-read, rand-read, cached-read, seq-write). */
   workloads?: string[];
@@ -122,9 +125,12 @@ export async function runBench(options: BenchOptions = {}): Promise<FullBenchDoc
     const { quick, size, cachedSize, durationMs, rampMs, repeats: repeat, engine } = s;
     const settings = { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat, busyCpusAtStart: Math.round(busyCpus * 100) / 100, engine };
     const doc: FullBenchDocument = { version: 1, machine: machineInfo(fio), settings, runs, ceilings, ...(notRun.length > 0 ? { notRun } : {}) };
+    doc.targets = judgeMain(runs, absentOf(plan, notRun, s, fio !== null));
     out(formatTable(doc, fioMissing));
     for (const line of notRunLines(notRun)) out(line);
     await runSections(doc, options, dir, files, s, { err, out, log });
+    out('\n' + formatTargets(allTargets(doc)));
+    doc.targets = allTargets(doc);
     await writeOutputs(doc, options, log);
     log(`done in ${((performance.now() - began) / 1000).toFixed(1)} s`);
     return doc;
@@ -149,7 +155,8 @@ function settingsOf(options: BenchOptions, log: Log): Settings {
   for (const n of names) if (!WORKLOAD_NAMES.includes(n)) throw new Error(`unknown workload '${n}' (known: ${WORKLOAD_NAMES.join(', ')})`);
   const tools = options.tools ?? TOOL_NAMES;
   for (const t of tools) if (!TOOL_NAMES.includes(t)) throw new Error(`unknown tool '${t}' (known: ${TOOL_NAMES.join(', ')})`);
-  const repeats = options.repeat ?? 1;
+  // The targets are medians of 3 runs (issue 18); --quick is a smoke run of one.
+  const repeats = options.repeat ?? (quick ? 1 : 3);
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 100) throw new Error('--repeat must be a whole number from 1 to 100');
   const selected = workloads(quick).filter((w) => names.includes(w.name));
   return { quick, durationMs, rampMs, size, cachedSize: Math.min(64 * MiB, size), repeats, selected, tools, engine: options.engine ?? 'local' };
@@ -235,21 +242,28 @@ function resultTail(runs: RunResult[], r: RunResult): string {
   return tail;
 }
 
+/** Why a target's row has no figure: what the plan left out, and fio's runs that failed. */
+function absentOf(plan: Planned[], notRun: NotRun[], s: Settings, fioInstalled: boolean): Absent {
+  const noFio = !s.tools.includes('fio') ? 'fio not selected (--tools)' : !fioInstalled ? 'fio is not installed' : undefined;
+  const failed = new Map(notRun.filter((n) => n.tool === 'fio').map((n) => [n.workload, `fio failed: ${n.reason}`]));
+  return { planned: new Set(plan.map((p) => workloadLabel(p.w))), noFio, quick: s.quick, failed };
+}
+
+/** Every section's targets in one list: the main table's and micro's, then each section's own. */
+function allTargets(doc: FullBenchDocument): Judged[] {
+  const sections = [doc.kvcache, doc.datasets].map((d) => (d as { targets?: Judged[] } | undefined)?.targets ?? []);
+  const own = (doc.targets ?? []).filter((j) => j.section === 'main' || j.section === 'micro');
+  const datasets = doc.datasets ? [] : judgeDatasets([], 'skipped (--no-datasets)');
+  return [...own, ...sections.flat(), ...datasets];
+}
+
 /** The sections after the main table, each in the bench directory once the main files are gone. */
 async function runSections(doc: FullBenchDocument, options: BenchOptions, dir: string, files: Files, s: Settings, io: { err: (t: string) => void; out: (t: string) => void; log: Log }): Promise<void> {
   const { err, out, log } = io;
   const removeFiles = () => {
     for (const p of Object.values(files.paths)) if (p) rmSync(p, { force: true });
   };
-  if (options.micro !== false) {
-    const why = await microUnavailable();
-    if (why) log(`note: ${why}; skipped`);
-    else {
-      log('micro-benchmarks (tinybench) ...');
-      doc.micro = await runMicro({ dir });
-      out('\n' + formatMicro(doc.micro));
-    }
-  }
+  await microSection(doc, options.micro !== false, dir, out, log);
   if (options.kvcache !== false) {
     removeFiles();
     out('\n');
@@ -261,8 +275,20 @@ async function runSections(doc: FullBenchDocument, options: BenchOptions, dir: s
     removeFiles();
     out('\n');
     // Its short form (64 MiB of samples per size, 0.6 s per reader) keeps the default run under two minutes.
-    doc.datasets = await runDatasetBench({ dir, quick: s.quick, size: 64 * MiB, durationMs: 600, err, out });
+    doc.datasets = await runDatasetBench({ dir, quick: s.quick, size: 64 * MiB, durationMs: 600, repeat: s.repeats, err, out });
   }
+}
+
+/** The micro-benchmarks (tinybench), judged against their targets, or why they did not run. */
+async function microSection(doc: FullBenchDocument, wanted: boolean, dir: string, out: (t: string) => void, log: Log): Promise<void> {
+  const why = wanted ? await microUnavailable() : 'skipped (--no-micro)';
+  if (why && wanted) log(`note: ${why}; skipped`);
+  if (!why) {
+    log('micro-benchmarks (tinybench) ...');
+    doc.micro = await runMicro({ dir });
+  }
+  doc.targets = [...(doc.targets ?? []), ...judgeMicro(doc.micro, why ?? 'no run')];
+  if (doc.micro) out('\n' + formatMicro(doc.micro, doc.targets));
 }
 
 async function writeOutputs(doc: FullBenchDocument, options: BenchOptions, log: Log): Promise<void> {

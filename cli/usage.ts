@@ -5,7 +5,8 @@ export const USAGE = `Usage: 3fs-client <command> [options]
 
 Commands:
   bench            Measure 3fs-client against fio and node:fs on this machine (with the device
-                   and memory ceilings), then per-call overheads, KVCache and datasets
+                   and memory ceilings), then per-call overheads, KVCache and datasets; each
+                   target (issue 18's) is printed with its verdict, and a table of them at the end
   doctor [path]    Check this machine and path for 3fs-client and 3FS, and say what to change
                    (path: default the config's mount, else the current directory)
   help             Show this help
@@ -23,7 +24,8 @@ Options of bench:
   --quick          a short smoke run: a smaller file and fewer workloads (one depth per block size)
   --workloads L    only these, comma-separated: seq-read,rand-read,cached-read,seq-write
   --tools L        only these, comma-separated: 3fs-client,fio,node:fs
-  --repeat N       run each workload N times; the table shows the median (default 1)
+  --repeat N       run each workload N times; the table shows the median, the verdicts judge the
+                   median ratio (default 3; with --quick 1)
   --engines        instead: the local engine (io_uring) and the 3FS engine (USRBIO) side by side,
                    4 KiB and 1 MiB batches on one warm file; --dir must be on a 3FS mount (or a
                    test stand-in mount, HF3FS_STANDIN_MOUNTS); takes --duration, --ramp, --repeat

@@ -4,7 +4,9 @@ import type { Machine } from '../support/machine';
 import type { Ceiling, MicroResult, RunResult } from '../support/records';
 import { median } from '../support/stats';
 import { formatSize } from '../support/units';
+import type { Judged } from '../support/targets';
 import { markdownTable } from './markdown';
+import { rowTargetCells } from './targets';
 
 export interface BenchSettings {
   dir: string;
@@ -32,6 +34,8 @@ export interface BenchDocument {
   micro?: MicroResult[];
   /** Runs of other tools that failed and are left out of `runs`, with the line that says why. */
   notRun?: NotRun[];
+  /** Every target of the run with its verdict (bench/support/targets.ts), in the targets table's order. */
+  targets?: Judged[];
 }
 
 export interface NotRun {
@@ -97,13 +101,15 @@ export function summarize(runs: RunResult[]): RunResult[] {
 
 /** The main table, in Markdown, with the machine's ceilings above it and the notes below. */
 export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
-  const header = ['workload', 'tool', 'GB/s', 'IOPS', 'p50 us', 'p99 us', 'CPU s/GB', 'vs fio', 'vs node:fs', 'how'];
+  const header = ['workload', 'tool', 'GB/s', 'IOPS', 'p50 us', 'p99 us', 'CPU s/GB', 'vs fio', 'vs node:fs', 'target', 'verdict', 'how'];
   const rows: string[][] = [];
   let last = '';
   const shown = summarize(doc.runs);
   for (const r of shown) {
     const label = `${r.workload} ${formatSize(r.blockSize)} qd${r.queueDepth}`;
     const rat = r.tool === '3fs-client' ? ratios(shown, r) : {};
+    const judged = r.tool === '3fs-client' ? (doc.targets ?? []).filter((j) => j.section === 'main' && j.row === label) : [];
+    const { target, verdict } = rowTargetCells(judged);
     rows.push([
       label === last ? '' : label,
       r.tool,
@@ -114,12 +120,14 @@ export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
       fmtNum(r.cpuSecPerGB, 3),
       fmtRatio(rat.fio),
       fmtRatio(rat.nodeFs),
+      target,
+      verdict,
       r.mode,
     ]);
     last = label;
   }
-  // Ratio columns with nothing in them (no fio, no node:fs run) are left out.
-  const keep = header.map((_, i) => !(i === 7 || i === 8) || rows.some((row) => row[i] !== ''));
+  // Ratio and target columns with nothing in them (no fio, no node:fs run, no target) are left out.
+  const keep = header.map((_, i) => !(i >= 7 && i <= 10) || rows.some((row) => row[i] !== ''));
   const pick = <T>(cells: T[]) => cells.filter((_, i) => keep[i]);
   const numeric = pick(header.map((_, i) => i)).flatMap((col, at) => (col >= 2 && col <= 8 ? [at] : []));
   const m = doc.machine;

@@ -22,7 +22,7 @@ export function workloads(quick: boolean): Workload[] {
     // process (the line itself, scaled to the cores, measures the device ceiling: tools/ceilings.ts).
     { w: { name: 'seq-read', write: false, pattern: 'seq', blockSize: 4 * MiB, queueDepth: 8, direct: true, file: 'data', batch: 1 }, inQuick: true },
     // Random reads at three block sizes and shallow to deep queues: the charts' grid.
-    rand(4 * KiB, 8, 1, false),
+    rand(4 * KiB, 8, 1, true),
     rand(4 * KiB, 64, 16, true),
     rand(4 * KiB, 128, 16, false),
     rand(64 * KiB, 8, 1, true),

@@ -4,6 +4,8 @@
 import { join } from 'node:path';
 import { connect, KVCache, type IoBuffer, type IoOp } from '../../lib/index';
 import { markdownTable } from '../output/markdown';
+import { rowTargetCells } from '../output/targets';
+import type { Judged } from '../support/targets';
 import { writeBenchFile } from '../support/bench-files';
 import type { MicroResult } from '../support/records';
 import { KiB, MiB } from '../support/units';
@@ -78,7 +80,11 @@ export async function runMicro(options: MicroOptions): Promise<MicroResult[]> {
   }
 }
 
-export function formatMicro(results: MicroResult[]): string {
-  const rows = results.map((r) => [r.task, r.meanUs.toFixed(2), r.p50Us.toFixed(2), r.p99Us.toFixed(2), r.n > 1 ? r.perItemUs.toFixed(3) : '', r.samples.toLocaleString('en-US')]);
-  return markdownTable(['per call (tinybench)', 'mean us', 'p50 us', 'p99 us', 'us per item', 'samples'], rows, [1, 2, 3, 4, 5]);
+/** The micro table; a task with a target (the micro section's `judged`) shows it and its verdict. */
+export function formatMicro(results: MicroResult[], judged: readonly Judged[] = []): string {
+  const rows = results.map((r) => {
+    const { target, verdict } = rowTargetCells(judged.filter((j) => j.section === 'micro' && j.row === r.task));
+    return [r.task, r.meanUs.toFixed(2), r.p50Us.toFixed(2), r.p99Us.toFixed(2), r.n > 1 ? r.perItemUs.toFixed(3) : '', r.samples.toLocaleString('en-US'), target, verdict];
+  });
+  return markdownTable(['per call (tinybench)', 'mean us', 'p50 us', 'p99 us', 'us per item', 'samples', 'target', 'verdict'], rows, [1, 2, 3, 4, 5]);
 }

@@ -11,6 +11,8 @@ import { lineChart, renderHtml } from '../../bench/output/html';
 import { runNodeFs } from '../../dist/bench/tools/node-fs';
 import type { BenchDocument } from '../../bench/output/report';
 import { ratios, summarize } from '../../bench/output/report';
+import { targetCells } from '../../bench/output/targets';
+import { targetText, verdictText } from '../../bench/support/targets';
 import { runBench, runKvBench } from '../../dist/bench/index';
 import { Meter } from '../../bench/support/meter';
 import { toResult, type RunResult, type Workload } from '../../bench/support/records';
@@ -40,6 +42,30 @@ function expectRatioShown(shown: number, ours: RunResult, peer: RunResult): void
   const slack = shown >= 10 ? 0.05 : 0.005;
   expect(shown).toBeGreaterThanOrEqual(a[0] / b[1] - slack);
   expect(shown).toBeLessThanOrEqual(b[0] > 0 ? a[1] / b[0] + slack : Infinity);
+}
+
+/**
+ * Every target in the JSON has its fields; the targets table prints exactly the JSON's entries;
+ * each of our rows with a target shows the JSON's target and verdict for that row.
+ */
+function expectTargetsShown(saved: BenchDocument, header: string[], rows: string[][], targets: string): void {
+  const judged = saved.targets ?? [];
+  expect(judged.length).toBeGreaterThan(0);
+  for (const j of judged) {
+    expect(['met', 'not met', 'not measured']).toContain(j.verdict);
+    expect(j.target).toBe(targetText(j));
+    expect(j.value === null).toBe(j.verdict === 'not measured');
+  }
+  const lines = targets.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| section'));
+  expect(lines.map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()))).toEqual(judged.map(targetCells));
+  let label = '';
+  for (const row of rows) {
+    label = row[0] || label;
+    const mine = judged.filter((j) => j.section === 'main' && j.row === label);
+    if (row[1] !== '3fs-client' || mine.length === 0) continue;
+    expect(row[header.indexOf('verdict')]).toBe(mine.map(verdictText).join('; '));
+    expect(row[header.indexOf('target')]).toContain(mine[0].target);
+  }
 }
 
 describe('bench arithmetic', () => {
@@ -149,13 +175,17 @@ describe('bench command', () => {
       expect(Math.abs(r.iops - r.ops / r.seconds)).toBeLessThanOrEqual(Math.max(1, 1e-3 * r.iops));
       expect(r.cpuSecPerGB).toBeGreaterThanOrEqual(0);
     }
-    // The table: Markdown, one row per run, ratios next to ours.
-    const rows = out.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| workload'));
+    // The table: Markdown, one row per run, ratios, target and verdict next to ours.
+    const [main, targets] = out.split('\nTargets: ');
+    const cells = (l: string) => l.slice(2, -2).split(' | ').map((c) => c.trim());
+    const header = cells(main.split('\n').find((l) => l.startsWith('| workload'))!);
+    const rows = main.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| workload')).map(cells);
     expect(rows).toHaveLength(saved.runs.length);
     const ours = saved.runs.find((r) => r.tool === '3fs-client' && r.workload === 'seq-read')!;
     const nodeFs = saved.runs.find((r) => r.tool === 'node:fs' && r.workload === 'seq-read')!;
     expect(nodeFs.ops, 'node:fs settled no op in the window').toBeGreaterThan(0);
-    expectRatioShown(Number(/([\d.]+)x \|[^|]*\|$/.exec(rows[0])?.[1]), ours, nodeFs);
+    expectRatioShown(Number(rows[0][header.indexOf('vs node:fs')].replace('x', '')), ours, nodeFs);
+    expectTargetsShown(saved, header, rows, targets);
     // Not a terminal: a plain line per run, no redraws.
     expect(err).not.toContain('\r');
     expect(err).toMatch(/^\[1\/\d+\] seq-read 4MiB qd8: 3fs-client \.\.\. [\d.]+ GB\/s/m);
