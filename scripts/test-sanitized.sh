@@ -19,7 +19,8 @@ eval "$(bash scripts/sanitize-env.sh "$kind")"
 # By default, the suites that drive the addon, on every engine: not the packaging, doctor, bench,
 # house and type tests, nor the crash tests (they kill processes; a sanitizer adds nothing there),
 # which the plain `npm test` runs. The soak's million ops are the plain run's; here 200,000.
-partial=$([ $# -gt 0 ] && echo -partial)
+partial=''
+if [ $# -gt 0 ]; then partial=-partial; fi
 if [ "$kind" = asan ] && [ $# -eq 0 ]; then
   set -- test/core/ test/datasets/ test/hf3fs/ test/kvcache/kvcache.test.ts \
     test/reliability/{big-batches,faults,fuzz,rough-edges,soak}.test.ts

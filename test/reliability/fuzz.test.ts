@@ -415,7 +415,8 @@ describe('native submit with hostile descriptors, canaries and guard files', () 
     const ops = Array.from({ length: N }, (_, i) => ({ buffer: memory.subarray(i, i + 1), fileOffset: N - 1 - i }));
     const out = await settledWithin(target.batchRead(ops), 120_000, '1e6-op batchRead');
     expect(out.length).toBe(N);
-    expect(out.every((r) => r.bytes === 1 && r.error === null)).toBe(true);
+    const wrong = out.findIndex((r) => r.bytes !== 1 || r.error !== null);
+    expect(wrong === -1 ? null : { op: wrong, bytes: out[wrong].bytes, eof: out[wrong].eof, error: out[wrong].error?.code, message: out[wrong].error?.message }).toBeNull();
     const expected = Buffer.from(model.read(0, N)).reverse();
     expect(firstDiff(memory.subarray(0, N), expected)).toBe(-1);
     record('fuzz-batch-sizes', { operations: 2 * N + 1, faults: 0, crashes: 0, leaks: 0, note: 'batches of 0 ops and of 1e6 one-byte reads (native and public API): every op exactly one byte, canaries intact' });
