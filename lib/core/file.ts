@@ -244,6 +244,20 @@ export class File implements BatchTarget, StreamFile, AsyncDisposable {
     }
   }
 
+  /**
+   * An OFD write lock on a byte range of this descriptor, tried without waiting: false when
+   * another open file description (another process, or another open of the file) holds part of
+   * it. `lock` false releases it. Closing the file, or the process ending, releases it too. @internal
+   */
+  lockRange(offset: number, length: number, lock: boolean): boolean {
+    this.checkOpen('fcntl(F_OFD_SETLK)');
+    try {
+      return this.native.lockRange(offset, length, lock);
+    } catch (e) {
+      throw fromNative(e, { path: this.path, offset });
+    }
+  }
+
   /** What O_DIRECT needs of offsets and lengths here, at least a page. @internal */
   get ioAlign(): number {
     return Math.max(4096, this.#offsetAlign, this.#memoryAlign);

@@ -33,6 +33,8 @@ export interface NativeFile {
   sync(dataOnly: boolean): Promise<void>;
   forceFsync(): Promise<void>;
   punchHoles(starts: Float64Array, ends: Float64Array): Promise<void>;
+  /** An OFD write lock on the range, tried without waiting (false: held elsewhere); lock false releases it. */
+  lockRange(offset: number, length: number, lock: boolean): boolean;
   close(): Promise<void>;
   closed(): boolean;
 }

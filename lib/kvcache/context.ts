@@ -1,6 +1,7 @@
 // The parts of one open cache that its put, get, delete and lookup paths share.
 import type { Client } from '../core/client';
 import type { IoBuffer } from '../core/io-buffer';
+import type { DirLocks } from './dir-locks';
 import type { IdIndex } from './key-index';
 import type { KeyIds } from './key-ids';
 import type { Pins } from './pins';
@@ -20,6 +21,7 @@ export interface CacheParts {
   readonly index: IdIndex; // id hex -> where this process last saw it
   readonly keys: KeyIds;
   readonly locks: SetLocks;
+  readonly dirLocks: DirLocks; // the same sets, across processes
   readonly staging: Staging;
   readonly pool: SlotPool;
   readonly pins: Pins;

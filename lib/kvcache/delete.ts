@@ -27,9 +27,12 @@ export async function del(parts: CacheParts, keys: readonly KVKey[]): Promise<bo
   // The directories, then a header block of zeros; before the lock (see put).
   const dirBuf = parts.staging.take(sets.length * DIR_BYTES + HEADER_BYTES);
   const lock = await parts.locks.lock(sets);
+  let shared = false;
   const call: DeleteCall = { parts, ids, found: ids.map(() => false), listed: [], cleared: [], failure: undefined };
   let heads: IoBuffer | undefined;
   try {
+    await parts.dirLocks.acquire(sets); // until the entries are written, as put
+    shared = true;
     const dirErrors: (ThreeFSError | undefined)[] = [];
     const dirs = await parts.shards.readDirs(sets, dirBuf, dirErrors);
     sets.forEach((set, k) => {
@@ -51,6 +54,7 @@ export async function del(parts: CacheParts, keys: readonly KVKey[]): Promise<bo
   } finally {
     if (heads) parts.staging.give(heads);
     parts.staging.give(dirBuf);
+    if (shared) parts.dirLocks.release(sets);
     lock.release();
   }
 }

@@ -19,6 +19,7 @@ import { IoBuffer } from '../core/io-buffer';
 import { ERR, wholeNumber } from './checks';
 import type { CacheParts } from './context';
 import { del } from './delete';
+import { DirLocks } from './dir-locks';
 import { get } from './get';
 import { IdIndex } from './key-index';
 import { KeyIds } from './key-ids';
@@ -228,6 +229,7 @@ function partsOf(client: Client, geometry: KVGeometry, ns: Buffer, shards: Shard
     index,
     keys: new KeyIds(ns, index),
     locks: new SetLocks(),
+    dirLocks: new DirLocks(shards, stats),
     staging: new Staging(alloc),
     pool: new SlotPool(alloc, geometry.slotBytes, poolBytes, stats),
     pins: new Pins(geometry.ways),

@@ -1,6 +1,8 @@
 // put(): the sets' lock covers reading their directories and choosing ways; the ways chosen stay
 // the call's (Writing) while their slots and entries are written, without the lock, so that other
-// calls' puts to the same sets go on meanwhile.
+// calls' puts to the same sets go on meanwhile. Across processes the sets' directories stay locked
+// (DirLocks) from their read until the entries are written: no other process chooses from a
+// listing that lacks them.
 //
 // Crash safety: each slot (header + payload, one op) is written before the directory entry that
 // lists it (the entry waits for its slot inside the engine, IoOp.after, in the same batch), so a
@@ -51,16 +53,22 @@ export async function put(parts: CacheParts, keys: readonly KVKey[], buffers: re
   const dirBuf = parts.staging.take(sets.length * DIR_BYTES);
   const call: PutCall = { parts, todo, payloads, results, now, expiry: ttl > 0 ? now + ttl : 0, dirBuf, staging: undefined, claims: [] };
   let lock: Lock | undefined = await parts.locks.lock(sets);
+  let shared = false; // the sets' lock across processes, held until the entries are written
   try {
+    await parts.dirLocks.acquire(sets);
+    shared = true;
     const dirs = await readDirsAndStage(call, sets);
     const plan = chooseWays(call, dirs, await listedAndWhole(call, dirs.bySet));
     lock.release();
     lock = undefined;
     if (plan.keys.length > 0) await writeSlots(call, plan, dirs.bySet);
+    parts.dirLocks.release(sets);
+    shared = false;
     if (options?.verify === true && plan.keys.length > 0) await verifyStored(call, plan);
     return countPuts(parts.stats, results);
   } finally {
     lock?.release();
+    if (shared) parts.dirLocks.release(sets);
     if (call.staging) parts.staging.give(call.staging);
     parts.staging.give(dirBuf);
     if (call.claims.length > 0) await parts.writing.done(call.claims, parts.locks);

@@ -13,7 +13,10 @@ export async function repair(parts: CacheParts, stale: readonly Stale[]): Promis
   const sets = [...new Set(stale.map((x) => x.loc.set))];
   const buf = parts.staging.take(sets.length * DIR_BYTES); // before the lock (see put)
   const lock = await parts.locks.lock(sets);
+  let shared = false;
   try {
+    await parts.dirLocks.acquire(sets); // until the entries are written, as put
+    shared = true;
     const dirs = await parts.shards.readDirs(sets, buf);
     const cleared: DirWay[] = [];
     sets.forEach((set, k) => {
@@ -31,6 +34,7 @@ export async function repair(parts: CacheParts, stale: readonly Stale[]): Promis
     parts.stats.repaired += rs.filter((r) => !r.error).length;
   } finally {
     parts.staging.give(buf);
+    if (shared) parts.dirLocks.release(sets);
     lock.release();
   }
 }

@@ -5,7 +5,7 @@ import type { GetResult, KVCacheStats, PutResult } from './types';
 export type Counters = Omit<KVCacheStats, 'lent' | 'poolBytes' | 'indexSize' | 'pinned'>;
 
 export function newCounters(): Counters {
-  return { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, lost: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, poolAllocs: 0 };
+  return { hits: 0, misses: 0, corrupt: 0, raced: 0, stored: 0, present: 0, failed: 0, lost: 0, evicted: 0, deleted: 0, bytesRead: 0, bytesWritten: 0, bytesCopied: 0, repaired: 0, unlisted: 0, lockWaits: 0, poolAllocs: 0 };
 }
 
 export function countPuts(stats: Counters, results: PutResult[]): PutResult[] {

@@ -54,9 +54,10 @@ export type KVPayload = IoBuffer | ArrayBufferView;
 
 /**
  * 'stored': this process wrote the slot and its directory entry, and they were whole when the
- * call returned. Other processes may still evict it (a later put choosing its way) or, racing
- * this put from an older listing of the set, overwrite it: a later get misses, never returns
- * other bytes. With `verify`, a put whose way another process took meanwhile is 'lost'.
+ * call returned. Other processes may evict it (a later put choosing its way as the oldest of a
+ * full set); they cannot race it, since a put holds its sets' directories locked across
+ * processes until its entries are written (where the file system keeps byte-range locks: see
+ * docs/kvcache.md). With `verify`, a put whose way another process took meanwhile is 'lost'.
  */
 export interface PutResult {
   status: 'stored' | 'present' | 'failed' | 'lost';
@@ -110,6 +111,8 @@ export interface KVCacheStats {
   repaired: number;
   /** Stored pages whose directory write failed: this process finds them, others miss them. */
   unlisted: number;
+  /** Calls that found a set's directory locked by another process's put or delete, and waited. */
+  lockWaits: number;
   /** get() pool: Buffers lent to callers and not yet recycled (or collected). */
   lent: number;
   /** get() pool: registered bytes it holds (idle and lent). */

@@ -74,6 +74,7 @@ Napi::Function File::Init(Napi::Env env) {
                       InstanceMethod<&File::Truncate>("truncate"), InstanceMethod<&File::Sync>("sync"),
                       InstanceMethod<&File::ForceFsync>("forceFsync"),
                       InstanceMethod<&File::PunchHoles>("punchHoles"),
+                      InstanceMethod<&File::LockRange>("lockRange"),
                       InstanceMethod<&File::Close>("close"), InstanceMethod<&File::Closed>("closed")});
 }
 
@@ -254,6 +255,28 @@ Napi::Value File::PunchHoles(const Napi::CallbackInfo& info) {
     }
     return 0;
   }, nullptr);
+}
+
+// lockRange(offset, length, lock) -> boolean: an OFD write lock on the byte range, tried without
+// waiting (false: another open file description holds part of it), or (lock false) its release.
+// Never waits, so it runs on the JS thread; the lock belongs to this descriptor and goes with it.
+Napi::Value File::LockRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBoolean())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "lockRange(offset, length, lock)");
+  const double offset = info[0].As<Napi::Number>().DoubleValue(), length = info[1].As<Napi::Number>().DoubleValue();
+  if (!(offset >= 0 && length >= 1 && offset + length <= 9007199254740991.0) || std::floor(offset) != offset ||
+      std::floor(length) != length)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", "lockRange: offset and length must be whole numbers, length >= 1");
+  if (state_->fd < 0) throw ErrnoError(env, EBADF, "fcntl(F_OFD_SETLK)", state_->path);
+  struct flock fl {};
+  fl.l_type = info[2].As<Napi::Boolean>().Value() ? F_WRLCK : F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(offset);
+  fl.l_len = static_cast<off_t>(length);
+  if (fcntl(state_->fd, F_OFD_SETLK, &fl) == 0) return Napi::Boolean::New(env, true);
+  if (errno == EAGAIN || errno == EACCES) return Napi::Boolean::New(env, false);
+  throw ErrnoError(env, errno, "fcntl(F_OFD_SETLK)", state_->path);
 }
 
 Napi::Value File::Hardlink(const Napi::CallbackInfo& info) {

@@ -30,6 +30,7 @@ class File : public Napi::ObjectWrap<File> {
   Napi::Value Sync(const Napi::CallbackInfo& info);
   Napi::Value ForceFsync(const Napi::CallbackInfo& info);
   Napi::Value PunchHoles(const Napi::CallbackInfo& info);
+  Napi::Value LockRange(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
 

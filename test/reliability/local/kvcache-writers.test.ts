@@ -1,15 +1,18 @@
-// Issue 20 item 3: processes putting different keys into one KVCache at once. Each reads a set's
-// directory and picks a way; two that pick the same free way from the same listing overwrite one
-// another, and one acknowledged put is lost without a word. Ways are now tried in an order derived
-// from the key's id, and put({}) reads the directories again and reports 'lost'.
-// Oracle: after the writers exit, every key a writer was told 'stored' is a hit with its bytes,
-// except as many as the writers counted as evicted (a put that took a live way it saw).
+// Issue 20 item 3: processes putting different keys into one KVCache at once. Each read a set's
+// directory and picked a way; two that picked the same way from the same listing overwrote one
+// another, and one acknowledged put was lost without a word (0-3 of 240 with 2 writers, 4-18 of
+// 480 with 4). A put now holds its sets' directories locked across processes (an OFD lock) from
+// their read until its entries are written.
+// Oracles: (1) after the writers exit, every key a writer was told 'stored' is a hit with its
+// bytes, except exactly as many as the writers counted as evicted (a put that took a live way it
+// saw); (2) bench/tools/kvcache-writers.ts, whose writers keep too few keys to evict any: every
+// acknowledged put is checked, from a second handle, before its writer deletes it.
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KVCache } from '../../../lib/index';
-import { DIST_LIB, makeTmpDir, testConnect } from '../../helpers';
+import { DIST_LIB, makeTmpDir, ROOT, testConnect } from '../../helpers';
 
 const tmp = makeTmpDir('kvcache-writers');
 afterAll(() => tmp.cleanup());
@@ -90,16 +93,26 @@ async function lostAcknowledged(writers: number): Promise<{ acknowledged: number
 
 describe('concurrent writers of one KVCache', () => {
   writeFileSync(join(tmp.dir, 'writer.cjs'), WRITER);
-  // Silent losses (stored, then a miss the writers' evictions do not explain) measured here, in 16
-  // sets of 32 ways: first-free ways and no verify lost 31 of 240 (2 writers) and 38 of 480 (4);
-  // with the id-derived order and verify, 0-3 of 240 and 4-18 of 480 (a set nearly full: evictors
-  // still meet). The bound is for 2 writers, well clear of both.
-  for (const [writers, bound] of [[2, 0.03], [4, 1]] as const) {
-    it(`${writers} writer processes, set-heavy: every hit has its own bytes, every key reported lost is gone${bound < 1 ? `, at most ${bound * 100}% of acknowledged puts lost silently` : ''}`, async () => {
+  for (const writers of [2, 4]) {
+    it(`${writers} writer processes, set-heavy and evicting: every hit has its own bytes, every miss is an eviction a writer counted`, async () => {
       const r = await lostAcknowledged(writers);
       console.log(`kvcache writers=${writers}: ${JSON.stringify(r)}`);
       expect(r.acknowledged).toBeGreaterThan(0);
-      expect(r.missing - r.evicted, `silent losses of ${r.acknowledged} acknowledged (${JSON.stringify(r)})`).toBeLessThanOrEqual(Math.floor(bound * r.acknowledged));
+      expect(r.lost, 'puts verify found overwritten').toBe(0);
+      expect(r.missing, `acknowledged puts missing beyond the evictions (${JSON.stringify(r)})`).toBe(r.evicted);
+    });
+  }
+
+  // Without the lock these lost 5 of 2,000 (2 writers) and 27 of 2,000 (4). The target, at most 1
+  // in 100,000, is measured by the tool on its own (docs/kvcache.md); here none may be lost.
+  for (const [writers, putsPerWriter] of [[2, 1000], [4, 500]] as const) {
+    it(`${writers} writer processes keeping a window of keys (no evictions): no acknowledged put of ${writers * putsPerWriter} lost`, async () => {
+      const tool = require(join(ROOT, 'dist', 'bench', 'tools', 'kvcache-writers.js')) as typeof import('../../../bench/tools/kvcache-writers');
+      const r = await tool.measureWriters({ root: tmp.path(`window-${writers}`), writers, putsPerWriter });
+      console.log(`kvcache window writers=${writers}: ${JSON.stringify(r)}`);
+      expect(r.acknowledged, 'puts stored').toBe(writers * putsPerWriter);
+      expect({ evicted: r.evicted, failed: r.failed, wrong: r.wrong }).toEqual({ evicted: 0, failed: 0, wrong: 0 });
+      expect(r.lost, `acknowledged puts lost (${JSON.stringify(r)})`).toBe(0);
     });
   }
 });
