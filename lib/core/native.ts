@@ -161,8 +161,18 @@ export interface Binding {
   rdmaDevices(): RdmaProbeResult;
   /** out[i] = CRC32C(views[i]), computed on libuv's pool (native/util/crc32c.cc). */
   crc32c(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
-  /** On the JS thread; `software` forces the table-driven version (for tests). */
-  crc32cSync(view: ArrayBufferView, software?: boolean): number;
+  /** On the JS thread; `kernel` runs that one (`true`: the table-driven one), for tests. */
+  crc32cSync(view: ArrayBufferView, kernel?: string | boolean): number;
+  /** Test hooks (native/util/crc32c.h): the kernels this CPU runs, fastest first, and the one in use. */
+  crc32cKernels(): { current: string; supported: string[] };
+  /** Makes `name` the kernel every CRC32C runs; returns the one before. */
+  setCrc32cKernel(name: string): string;
+  /** CRC32C(A || B) from CRC32C(A), CRC32C(B) and B's length. */
+  crc32cCombine(crcA: number, crcB: number, lengthB: number): number;
+  /** CRC32C of the view split over the checksum threads, as the engines take an op's. */
+  crc32cSpread(view: ArrayBufferView): number;
+  /** The threads one checksum is split over at most; sets it when `threads` is given. Returns the count before. */
+  checksumThreads(threads?: number): number;
   /** out[i] = CRC-32 (zlib's) of views[i], computed on libuv's pool (native/util/crc32c.cc). */
   crc32(views: ArrayBufferView[], out: Uint32Array): Promise<void>;
   /** out[i] = CRC-32 of view[ranges[2i], ranges[2i] + ranges[2i + 1]), on libuv's pool. */

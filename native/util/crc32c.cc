@@ -1,11 +1,16 @@
 #include "util/crc32c.h"
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "util/checksum_pool.h"
+#include "util/crc32c_kernels.h"
 #include "util/errors.h"
 #include "util/promise_worker.h"
 
@@ -22,7 +27,7 @@ namespace {
 
 // CRC32C (our pages) and CRC-32 (zlib's, in ffrecord files) are both reflected with init and final
 // XOR 0xFFFFFFFF; they differ only in the polynomial, so one table builder and loop serve both.
-constexpr uint32_t kCastagnoli = 0x82F63B78u;  // 0x1EDC6F41 bit-reversed
+constexpr uint32_t kCastagnoli = crc32c::kPoly;
 constexpr uint32_t kIeee = 0xEDB88320u;        // 0x04C11DB7 bit-reversed
 
 // Slicing-by-8 tables: t[0][b] is the CRC of byte b; t[k][b] is the CRC of byte b followed by k
@@ -62,67 +67,7 @@ uint32_t SlicedRaw(const Tables& t, uint32_t crc, const uint8_t* p, size_t n) {
   return crc;
 }
 
-uint32_t SoftwareRaw(uint32_t crc, const uint8_t* p, size_t n) { return SlicedRaw(kTables, crc, p, n); }
-
 #ifdef TFS_CRC32C_X86
-// Compiled for SSE4.2 on its own, so the rest of the addon (and its callers' CPUs) need not be;
-// only ever called after the CPU said it has the instruction. One chain of crc32: for CPUs
-// without carry-less multiplication, and what is left under three strides below.
-__attribute__((target("sse4.2"))) uint32_t HardwareRaw(uint32_t crc, const uint8_t* p, size_t n) {
-  // Single bytes up to an 8-byte boundary, so the wide loads below do not straddle cache lines.
-  for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
-  uint64_t c = crc;
-  for (; n >= 8; p += 8, n -= 8) {
-    uint64_t word;
-    __builtin_memcpy(&word, p, 8);  // aligned by now; memcpy keeps it free of aliasing rules
-    c = _mm_crc32_u64(c, word);
-  }
-  crc = static_cast<uint32_t>(c);
-  for (; n > 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
-  return crc;
-}
-
-// x^e mod P in the CRC register's bit-reflected form: x^0 is the top bit, and one step of x moves
-// a bit down, the one falling off (x^32) coming back as the polynomial.
-constexpr uint32_t XPowReflected(unsigned e) {
-  uint32_t r = 0x80000000u;
-  for (unsigned i = 0; i < e; i++) r = (r & 1) ? (r >> 1) ^ kCastagnoli : r >> 1;
-  return r;
-}
-
-// Three crc32 chains side by side (one chain leaves the unit two thirds idle), joined by linearity:
-// reg(A||B) = reg(A) * x^(8|B|) mod P xor reg(B). The product is a carry-less multiply by
-// x^(8n-33), reduced by crc32 itself (it multiplies by x^32; the reflected product is one bit off).
-constexpr size_t kStride = 1024;
-constexpr uint32_t kPastOne = XPowReflected(8 * kStride - 33);   // past kStride bytes
-constexpr uint32_t kPastTwo = XPowReflected(16 * kStride - 33);  // past 2 * kStride bytes
-static_assert(XPowReflected(8 * 4096 - 33) == 0x82F89C77u, "x^(8*4096-33) mod P, reflected");
-
-__attribute__((target("sse4.2,pclmul"))) inline uint32_t MovePast(uint64_t crc, uint32_t x_pow) {
-  const __m128i product = _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<int64_t>(crc)),
-                                               _mm_cvtsi32_si128(static_cast<int>(x_pow)), 0x00);
-  return static_cast<uint32_t>(_mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(product))));
-}
-
-__attribute__((target("sse4.2,pclmul"))) uint32_t HardwareStreamsRaw(uint32_t crc, const uint8_t* p, size_t n) {
-  for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; p++, n--) crc = _mm_crc32_u8(crc, *p);
-  uint64_t c0 = crc;
-  for (; n >= 3 * kStride; p += 3 * kStride, n -= 3 * kStride) {
-    uint64_t c1 = 0, c2 = 0;
-    for (size_t i = 0; i < kStride; i += 8) {
-      uint64_t w0, w1, w2;
-      __builtin_memcpy(&w0, p + i, 8);
-      __builtin_memcpy(&w1, p + kStride + i, 8);
-      __builtin_memcpy(&w2, p + 2 * kStride + i, 8);
-      c0 = _mm_crc32_u64(c0, w0);
-      c1 = _mm_crc32_u64(c1, w1);
-      c2 = _mm_crc32_u64(c2, w2);
-    }
-    c0 = MovePast(c0, kPastTwo) ^ MovePast(c1, kPastOne) ^ c2;
-  }
-  return HardwareRaw(static_cast<uint32_t>(c0), p, n);
-}
-
 // CRC-32 by carry-less multiplication (Intel's "Fast CRC Computation for Generic Polynomials Using
 // PCLMULQDQ", reflected): four lanes folded over 64-byte blocks, then one, then Barrett to 32 bits.
 // Constants are x^k mod P, reflected and shifted left by one. Takes n >= 64.
@@ -162,21 +107,30 @@ TFS_CLMUL uint32_t IeeeClmulRaw(uint32_t crc, const uint8_t* p, size_t n) {
 }
 #endif
 
-using RawFn = uint32_t (*)(uint32_t, const uint8_t*, size_t);
+using RawFn = crc32c::RawFn;
 
-RawFn PickRaw() {
-#ifdef TFS_CRC32C_X86
-  if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul")) return HardwareStreamsRaw;
-  if (__builtin_cpu_supports("sse4.2")) return HardwareRaw;
-#endif
-  return SoftwareRaw;
+// The kernel CRC32C runs: the fastest this CPU has, or the one TFS_CRC32C_KERNEL names (when this
+// CPU has it), so a whole run can be pinned to one path; SetCrc32cKernel changes it for tests.
+const crc32c::Kernel* FindKernel(const char* name) {
+  size_t count;
+  const crc32c::Kernel* all = crc32c::Kernels(&count);
+  for (size_t i = 0; i < count; i++)
+    if ((name == nullptr || std::strcmp(all[i].name, name) == 0) && all[i].supported()) return &all[i];
+  return nullptr;
 }
 
-// Chosen once; a function-local static is initialised thread-safely (pool threads call this too).
-RawFn Raw() {
-  static const RawFn fn = PickRaw();
-  return fn;
+const crc32c::Kernel* PickKernel() {
+  const crc32c::Kernel* named = FindKernel(std::getenv("TFS_CRC32C_KERNEL"));
+  return named != nullptr ? named : FindKernel(nullptr);
 }
+
+// A function-local static is initialised thread-safely (pool threads call this too).
+std::atomic<const crc32c::Kernel*>& Current() {
+  static std::atomic<const crc32c::Kernel*> kernel{PickKernel()};
+  return kernel;
+}
+
+RawFn Raw() { return Current().load(std::memory_order_relaxed)->raw; }
 
 uint32_t IeeeTablesRaw(uint32_t crc, const uint8_t* p, size_t n) { return SlicedRaw(kIeeeTables, crc, p, n); }
 
@@ -278,12 +232,48 @@ Napi::Value ChecksumManyAsync(const Napi::CallbackInfo& info, const char* name, 
 
 }  // namespace
 
+namespace crc32c {
+
+uint32_t SoftwareRaw(uint32_t crc, const uint8_t* p, size_t n) { return SlicedRaw(kTables, crc, p, n); }
+
+// kXPow2[k] = x^(2^k) mod P: each the square of the one before.
+constexpr std::array<uint32_t, 64> MakeXPow2() {
+  std::array<uint32_t, 64> t{};
+  t[0] = 0x40000000u;  // x^1
+  for (size_t k = 1; k < t.size(); k++) t[k] = MulModP(t[k - 1], t[k - 1]);
+  return t;
+}
+constexpr std::array<uint32_t, 64> kXPow2 = MakeXPow2();
+static_assert(kXPow2[5] == XPowReflected(kPoly, 32) && kXPow2[10] == XPowReflected(kPoly, 1024), "x^(2^k) by squaring");
+
+uint32_t XPowBytes(uint64_t n) {
+  uint32_t r = 0x80000000u;  // x^0
+  for (size_t k = 3; n != 0; k++, n >>= 1)
+    if (n & 1) r = MulModP(r, kXPow2[k]);
+  return r;
+}
+
+}  // namespace crc32c
+
+uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
+  return crc32c::MulModP(crc32c::XPowBytes(length_b), crc_a) ^ crc_b;
+}
+
+const char* Crc32cKernel() { return Current().load(std::memory_order_relaxed)->name; }
+
+bool SetCrc32cKernel(const char* name) {
+  const crc32c::Kernel* k = FindKernel(name);
+  if (k == nullptr) return false;
+  Current().store(k, std::memory_order_relaxed);
+  return true;
+}
+
 uint32_t Crc32c(uint32_t crc, const uint8_t* data, size_t n) {
   return n == 0 ? crc : ~Raw()(~crc, data, n);
 }
 
 uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* data, size_t n) {
-  return n == 0 ? crc : ~SoftwareRaw(~crc, data, n);
+  return n == 0 ? crc : ~crc32c::SoftwareRaw(~crc, data, n);
 }
 
 uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t n) {
@@ -325,10 +315,60 @@ Napi::Value Crc32RangesAsync(const Napi::CallbackInfo& info) {
 
 Napi::Value Crc32cSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32cSync(view: ArrayBufferView)");
+  if (info.Length() < 1) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32cSync(view: ArrayBufferView, kernel?: string)");
   const Span s = ViewSpan(env, info[0], "view");
-  const bool software = info.Length() > 1 && info[1].ToBoolean();
-  return Napi::Number::New(env, software ? Crc32cSoftware(0, s.data, s.length) : Crc32c(0, s.data, s.length));
+  if (info.Length() < 2 || info[1].IsUndefined()) return Napi::Number::New(env, Crc32c(0, s.data, s.length));
+  const std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "software";
+  const crc32c::Kernel* k = FindKernel(name.c_str());
+  if (k == nullptr) throw CodeError(env, "ERR_INVALID_ARG_VALUE", "no CRC32C kernel '" + name + "' on this CPU");
+  return Napi::Number::New(env, s.length == 0 ? 0 : ~k->raw(~0u, s.data, s.length));
+}
+
+Napi::Value Crc32cKernels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t count;
+  const crc32c::Kernel* all = crc32c::Kernels(&count);
+  Napi::Array supported = Napi::Array::New(env);
+  for (size_t i = 0; i < count; i++)
+    if (all[i].supported()) supported.Set(supported.Length(), Napi::String::New(env, all[i].name));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("current", Napi::String::New(env, Crc32cKernel()));
+  out.Set("supported", supported);
+  return out;
+}
+
+Napi::Value SetCrc32cKernelJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "setCrc32cKernel(name: string)");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const std::string before = Crc32cKernel();
+  if (!SetCrc32cKernel(name.c_str())) throw CodeError(env, "ERR_INVALID_ARG_VALUE", "no CRC32C kernel '" + name + "' on this CPU");
+  return Napi::String::New(env, before);
+}
+
+Napi::Value Crc32cSpreadJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32cSpread(view: ArrayBufferView)");
+  const Span s = ViewSpan(env, info[0], "view");
+  return Napi::Number::New(env, Crc32cSpread(s.data, s.length));
+}
+
+Napi::Value ChecksumThreadsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const unsigned before = ChecksumThreads();
+  if (info.Length() > 0 && info[0].IsNumber()) SetChecksumThreads(info[0].As<Napi::Number>().Uint32Value());
+  return Napi::Number::New(env, before);
+}
+
+Napi::Value Crc32cCombineJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber())
+    throw CodeError(env, "ERR_INVALID_ARG_TYPE", "crc32cCombine(crcA: number, crcB: number, lengthB: number)");
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!(length >= 0 && length <= 9007199254740991.0) || std::floor(length) != length)
+    throw CodeError(env, "ERR_OUT_OF_RANGE", "lengthB must be a safe integer >= 0");
+  return Napi::Number::New(env, Crc32cCombine(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(),
+                                              static_cast<uint64_t>(length)));
 }
 
 Napi::Value Crc32Sync(const Napi::CallbackInfo& info) {

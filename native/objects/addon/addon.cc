@@ -28,6 +28,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rdmaDevices", Napi::Function::New<&RdmaDevices>(env, "rdmaDevices"));
   exports.Set("crc32c", Napi::Function::New<&Crc32cAsync>(env, "crc32c"));
   exports.Set("crc32cSync", Napi::Function::New<&Crc32cSync>(env, "crc32cSync"));
+  exports.Set("crc32cKernels", Napi::Function::New<&Crc32cKernels>(env, "crc32cKernels"));
+  exports.Set("setCrc32cKernel", Napi::Function::New<&SetCrc32cKernelJs>(env, "setCrc32cKernel"));
+  exports.Set("crc32cCombine", Napi::Function::New<&Crc32cCombineJs>(env, "crc32cCombine"));
+  exports.Set("crc32cSpread", Napi::Function::New<&Crc32cSpreadJs>(env, "crc32cSpread"));
+  exports.Set("checksumThreads", Napi::Function::New<&ChecksumThreadsJs>(env, "checksumThreads"));
   exports.Set("crc32", Napi::Function::New<&Crc32Async>(env, "crc32"));
   exports.Set("crc32Ranges", Napi::Function::New<&Crc32RangesAsync>(env, "crc32Ranges"));
   exports.Set("crc32Sync", Napi::Function::New<&Crc32Sync>(env, "crc32Sync"));

@@ -104,6 +104,107 @@ describe('against the bitwise oracle', () => {
   });
 });
 
+// Each kernel this CPU runs (native/util/crc32c_x86.cc: carry-less folding over 256-bit and 128-bit
+// lanes, three crc32 chains, one chain; and software), called by name, against the oracle: every
+// length up to past two 128-byte blocks at every alignment, the lengths around each kernel's
+// block and lane sizes, and 1 MiB.
+const { supported: kernels } = native().crc32cKernels();
+
+describe.each(kernels)('kernel %s against the bitwise oracle', (kernel) => {
+  const run = (v: ArrayBufferView) => native().crc32cSync(v, kernel) >>> 0;
+
+  it('the known vectors', () => {
+    for (const [name, bytes, want] of vectors) expect(run(bytes), name).toBe(want);
+  });
+
+  it('every length 0..600 at every alignment 0..7', () => {
+    const backing = rng.bytes(600 + 8);
+    for (let len = 0; len <= 600; len++) {
+      for (let off = 0; off < 8; off++) {
+        const v = backing.subarray(off, off + len);
+        expect(run(v), `len ${len} off ${off}`).toBe(oracle(v));
+      }
+    }
+  });
+
+  it('around block sizes (16, 32, 64, 128, 256 bytes and 3 KiB runs), and 1 MiB at odd offsets', () => {
+    const backing = rng.bytes(3 * 3072 + 64);
+    for (const block of [16, 32, 64, 128, 256, 3072]) {
+      for (const times of [1, 2, 3]) {
+        for (const delta of [-1, 0, 1, 15, 16, 17, 31, 33]) {
+          const len = block * times + delta;
+          if (len < 0 || len > backing.length - 5) continue;
+          const v = backing.subarray(5, 5 + len);
+          expect(run(v), `${times} x ${block} ${delta >= 0 ? '+' : ''}${delta}`).toBe(oracle(v));
+        }
+      }
+    }
+    const big = rng.bytes(MiB + 7);
+    for (const v of [big.subarray(0, MiB), big.subarray(3, MiB + 3), big.subarray(7)]) expect(run(v)).toBe(oracle(v));
+  });
+
+  it('made the process-wide kernel, the async and sync entry points use it', async () => {
+    const before = native().setCrc32cKernel(kernel);
+    try {
+      expect(native().crc32cKernels().current).toBe(kernel);
+      const views = [rng.bytes(100_000), rng.bytes(4099), new Uint8Array(0)];
+      expect(Array.from(await crc32cMany(views))).toEqual(views.map(oracle));
+      expect(crc32cSync(views[0])).toBe(oracle(views[0]));
+    } finally {
+      native().setCrc32cKernel(before);
+    }
+  });
+});
+
+describe('kernels by name', () => {
+  it('software is always there, last; an unknown name is refused and changes nothing', () => {
+    expect(kernels[kernels.length - 1]).toBe('software');
+    expect(kernels).toContain(native().crc32cKernels().current);
+    const current = native().crc32cKernels().current;
+    expect(() => native().setCrc32cKernel('no-such-kernel')).toThrow(/no CRC32C kernel 'no-such-kernel'/);
+    expect(() => native().crc32cSync(new Uint8Array(1), 'no-such-kernel')).toThrow(/no CRC32C kernel/);
+    expect(native().crc32cKernels().current).toBe(current);
+  });
+});
+
+describe('combine (GF(2) shifts) and spread (pieces on several threads)', () => {
+  it('CRC32C(A || B) from the CRCs of A and B, for every split of random data, and for lengths past 4 GiB', () => {
+    const whole = rng.bytes(3000);
+    for (let cut = 0; cut <= whole.length; cut += cut < 40 ? 1 : 97) {
+      const a = whole.subarray(0, cut), b = whole.subarray(cut);
+      expect(native().crc32cCombine(oracle(a), oracle(b), b.length) >>> 0, `cut ${cut}`).toBe(oracle(whole));
+    }
+    // A long run of zeros: its CRC by combining halves, checked against the one-piece CRC at 1 MiB.
+    const zeros = new Uint8Array(MiB);
+    const half = crc32cSync(zeros.subarray(0, MiB / 2));
+    expect(native().crc32cCombine(half, half, MiB / 2) >>> 0).toBe(oracle(zeros));
+    // Lengths past 4 GiB: moving past n and then m bytes is moving past n + m (x^8n * x^8m = x^8(n+m)).
+    const past = (crc: number, n: number) => native().crc32cCombine(crc, 0, n) >>> 0;
+    for (const [n, m] of [[2 ** 39 + 17, 2 ** 40 - 5], [2 ** 32 - 1, 1], [2 ** 51, 2 ** 51 + 3]]) {
+      expect(past(past(0x12345678, n), m), `${n} + ${m}`).toBe(past(0x12345678, n + m));
+      expect(past(0x12345678, n)).not.toBe(past(0x12345678, n + 1));
+    }
+    expect(() => native().crc32cCombine(1, 2, -1)).toThrow(/safe integer/);
+  });
+
+  it('a range split over 1, 2, 3, 5 and 16 threads gives the one-piece CRC, around piece sizes', () => {
+    const before = native().checksumThreads();
+    try {
+      const big = rng.bytes(4 * MiB + 4099);
+      for (const threads of [1, 2, 3, 5, 16]) {
+        native().checksumThreads(threads);
+        for (const len of [0, 1, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1, 768 * 1024 + 3, MiB, 4 * MiB + 4099]) {
+          const v = big.subarray(big.length - len);
+          expect(native().crc32cSpread(v) >>> 0, `${threads} threads, ${len} bytes`).toBe(native().crc32cSync(v, 'software') >>> 0);
+        }
+      }
+      expect(native().checksumThreads()).toBe(16);
+    } finally {
+      native().checksumThreads(before);
+    }
+  });
+});
+
 describe('many views at once', () => {
   it('results in order, empty views included', async () => {
     const views = Array.from({ length: 500 }, (_, i) => (i % 7 === 0 ? new Uint8Array(0) : rng.bytes(rng.int(1, 9000))));
