@@ -18,13 +18,14 @@ npx tsc -p tsconfig.json
 eval "$(bash scripts/sanitize-env.sh "$kind")"
 # By default, the suites that drive the addon, on every engine: not the packaging, doctor, bench,
 # house and type tests, nor the crash tests (they kill processes; a sanitizer adds nothing there),
-# which the plain `npm test` runs. The soak's million ops are the plain run's; here 200,000.
+# which the plain `npm test` runs. The plain run's soak is a million ops and its fuzz 600 rounds a
+# part; here 200,000 and 200, and the leak tests' cycles a tenth (test/helpers/waits.ts).
 partial=''
 if [ $# -gt 0 ]; then partial=-partial; fi
 if [ "$kind" = asan ] && [ $# -eq 0 ]; then
   set -- test/core/ test/datasets/ test/hf3fs/ test/kvcache/kvcache.test.ts \
     test/reliability/{big-batches,faults,fuzz,rough-edges,soak}.test.ts
-  export THREEFS_SOAK_OPS="${THREEFS_SOAK_OPS:-200000}"
+  export THREEFS_SOAK_OPS="${THREEFS_SOAK_OPS:-200000}" THREEFS_FUZZ_ITERATIONS="${THREEFS_FUZZ_ITERATIONS:-200}"
 fi
 start=$(date +%s)
 set +e

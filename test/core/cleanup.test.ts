@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Client, type File, type IoBuffer } from '../../lib/index';
-import { ASAN_QUARANTINE_MIB, baselineThreadCount, collectGarbage, ENGINE, eventually, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from '../helpers';
+import { ASAN_QUARANTINE_MIB, baselineThreadCount, collectGarbage, ENGINE, eventually, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, scaledCount, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from '../helpers';
 
 const tmp = makeTmpDir('cleanup');
 afterAll(() => tmp.cleanup());
@@ -28,7 +28,7 @@ writeFileSync(contentPath, content);
 
 // On hf3fs every cycle is several round trips to the FUSE daemon (lookups, the symlink that
 // registers an iov, the ioctls of hf3fs_reg_fd): 1e4 cycles there, which still shows any leak.
-const CYCLES = ENGINE === 'hf3fs' ? 10_000 : 100_000;
+const CYCLES = scaledCount(ENGINE === 'hf3fs' ? 10_000 : 100_000);
 
 describe('1e5 cycles', () => {
   it('open/close 1e5 times (64 at a time): descriptors, threads and RSS come back', async () => {
@@ -170,7 +170,7 @@ describe('the garbage collector reclaims what was dropped', () => {
     const fds = fdCount();
     const threads = await baselineThreadCount();
     const maps = iovMappings();
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < scaledCount(200); i++) {
       const c = testConnect({ queueDepth: 1 + (i % 64), registeredBuffers: i % 3 === 0 ? 0 : 16 });
       if (i % 20 === 0) {
         const f = await c.open(contentPath, 'r');

@@ -15,7 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ThreeFSError, type Client, type File, type IoBuffer } from '../../lib/index';
 import { native, type NativeClient } from '../../lib/core/native';
-import { FileModel, Rng, firstDiff, makeTmpDir, seedFor, settledWithin, testConnect } from '../helpers';
+import { FileModel, Rng, firstDiff, makeTmpDir, scaledCount, seedFor, settledWithin, testConnect } from '../helpers';
 import { record } from './record';
 
 const ITERATIONS = Number(process.env.THREEFS_FUZZ_ITERATIONS ?? 600);
@@ -390,7 +390,7 @@ describe('native submit with hostile descriptors, canaries and guard files', () 
     await none;
     // 1e6 one-byte reads into one buffer, each its own byte, of the first 1e6 bytes of the file
     // (grown with zeros past the window by the model's own truncate).
-    const N = 1_000_000;
+    const N = scaledCount(1_000_000);
     const big = Math.max(model.size, N);
     if (model.size < big) {
       await target.truncate(big);
