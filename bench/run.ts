@@ -8,27 +8,29 @@ import { makeBenchDir } from './support/bench-dir';
 import { findHf3fsMount, type ClientOptions } from '../lib/index';
 import { writeHtml } from './output/html';
 import { makeProgress, type Progress } from './output/progress';
-import { formatTable, notRunLines, writeJson, type BenchDocument, type NotRun } from './output/report';
+import { formatTable, notRunLines, writeJson, type BenchDocument, type BenchSettings, type NotRun } from './output/report';
 import { judgeDatasets, runDatasetBench, type DatasetBenchDocument } from './sections/datasets';
 import { runKvBench, type KvBenchDocument } from './sections/kvcache/kvcache';
 import { planRuns, runPlanned, TOOL_NAMES, WORKLOAD_NAMES, workloads, type Planned } from './sections/matrix';
 import { formatMicro, microUnavailable, runMicro } from './sections/micro';
+import { formatStreamsTable, judgeStreams, runStreamsBench, type StreamsDocument } from './sections/streams';
 import { judgeMain, judgeMicro, type Absent } from './sections/targets';
 import { formatTargets } from './output/targets';
 import type { Judged } from './support/targets';
 import { checkBenchFile, writeBenchFile } from './support/bench-files';
 import { removeOnInterrupt, stopChildren } from './support/children';
+import { blockDeviceOf } from './support/device';
 import { benchBase, checkFreeSpace, fileSystemType, machineInfo, otherCpuUse } from './support/machine';
 import { dropPageCache, warm } from './support/page-cache';
 import { workloadLabel, type Ceiling, type RunResult, type Tool, type Workload } from './support/records';
-import { formatSize, KiB, MiB } from './support/units';
+import { formatSize, GiB, KiB, MiB } from './support/units';
 import { FIO_MISSING, fioVersion } from './tools/fio';
 import { deviceCeiling, memoryCeiling } from './tools/ceilings';
 
 export interface BenchOptions {
   /** Where to make the temporary bench directory (default: os.tmpdir()). Must exist. */
   dir?: string;
-  /** Data file size in bytes (default 256 MiB; 128 MiB with quick). */
+  /** Data file size in bytes (default 2 GiB; 128 MiB with quick). */
   size?: number;
   /** Measured time per tool per workload, in ms (default 1000). */
   durationMs?: number;
@@ -52,6 +54,8 @@ export interface BenchOptions {
   tools?: Tool[];
   /** The KVCache section after the main table (sections/kvcache/). Default true. */
   kvcache?: boolean;
+  /** The streams section: createReadStream and readFile, ours and node:fs's (sections/streams.ts). Default true. */
+  streams?: boolean;
   /** The datasets section at the end (sections/datasets.ts). Default true. */
   datasets?: boolean;
   /** The micro-benchmarks of per-call overheads (sections/micro.ts). Default true. */
@@ -65,8 +69,10 @@ export interface BenchOptions {
 }
 
 const SEED = 0x3f5;
+/** The data file: large enough that a cache below a VM's disk (on the host) holds less of it; --size sets another. */
+const DEFAULT_SIZE = 2 * GiB;
 
-export type FullBenchDocument = BenchDocument & { kvcache?: KvBenchDocument; datasets?: DatasetBenchDocument };
+export type FullBenchDocument = BenchDocument & { streams?: StreamsDocument; kvcache?: KvBenchDocument; datasets?: DatasetBenchDocument };
 
 type Log = (line: string) => void;
 type FileKind = Workload['file'];
@@ -122,8 +128,7 @@ export async function runBench(options: BenchOptions = {}): Promise<FullBenchDoc
     const canDrop = dropPageCache(files.paths[files.needed.has('data') ? 'data' : files.needed.has('write') ? 'write' : 'cached']);
     const ceilings = await measureCeilings(files, s, fio !== null, log);
     const { runs, notRun } = await runPlan(plan, files, s, { clientOptions, canDrop, progress });
-    const { quick, size, cachedSize, durationMs, rampMs, repeats: repeat, engine } = s;
-    const settings = { dir: base, fsType, size, cachedSize, durationMs, rampMs, quick, repeat, busyCpusAtStart: Math.round(busyCpus * 100) / 100, engine };
+    const settings = recordedSettings(s, { base, dir, fsType, busyCpus });
     const doc: FullBenchDocument = { version: 1, machine: machineInfo(fio), settings, runs, ceilings, ...(notRun.length > 0 ? { notRun } : {}) };
     doc.targets = judgeMain(runs, absentOf(plan, notRun, s, fio !== null));
     out(formatTable(doc, fioMissing));
@@ -147,7 +152,7 @@ function settingsOf(options: BenchOptions, log: Log): Settings {
   const rampMs = options.rampMs ?? 200;
   if (!(durationMs >= 100)) throw new Error('--duration must be at least 100ms');
   if (!(rampMs >= 0)) throw new Error('--ramp must be >= 0');
-  const askedSize = options.size ?? (quick ? 128 * MiB : 256 * MiB);
+  const askedSize = options.size ?? (quick ? 128 * MiB : DEFAULT_SIZE);
   const size = Math.floor(askedSize / (4 * MiB)) * 4 * MiB;
   if (size < 32 * MiB) throw new Error(`--size must be at least 32MiB (got ${formatSize(askedSize)})`);
   if (size !== askedSize) log(`note: --size rounded down to ${formatSize(size)} (a multiple of 4MiB)`);
@@ -160,6 +165,13 @@ function settingsOf(options: BenchOptions, log: Log): Settings {
   if (!Number.isInteger(repeats) || repeats < 1 || repeats > 100) throw new Error('--repeat must be a whole number from 1 to 100');
   const selected = workloads(quick).filter((w) => names.includes(w.name));
   return { quick, durationMs, rampMs, size, cachedSize: Math.min(64 * MiB, size), repeats, selected, tools, engine: options.engine ?? 'local' };
+}
+
+/** The settings as the JSON records them and the setup lines say them. */
+function recordedSettings(s: Settings, where: { base: string; dir: string; fsType: string; busyCpus: number }): BenchSettings {
+  const { quick, size, cachedSize, durationMs, rampMs, repeats: repeat, engine } = s;
+  const device = blockDeviceOf(where.dir) ?? null;
+  return { dir: where.base, fsType: where.fsType, size, cachedSize, durationMs, rampMs, quick, repeat, busyCpusAtStart: Math.round(where.busyCpus * 100) / 100, engine, device };
 }
 
 /** The client options of our side: the embedded engine, or USRBIO on the 3FS mount holding `dir`. */
@@ -251,10 +263,11 @@ function absentOf(plan: Planned[], notRun: NotRun[], s: Settings, fioInstalled: 
 
 /** Every section's targets in one list: the main table's and micro's, then each section's own. */
 function allTargets(doc: FullBenchDocument): Judged[] {
-  const sections = [doc.kvcache, doc.datasets].map((d) => (d as { targets?: Judged[] } | undefined)?.targets ?? []);
   const own = (doc.targets ?? []).filter((j) => j.section === 'main' || j.section === 'micro');
-  const datasets = doc.datasets ? [] : judgeDatasets([], 'skipped (--no-datasets)');
-  return [...own, ...sections.flat(), ...datasets];
+  const streams = doc.streams?.targets ?? judgeStreams([], doc.ceilings, 'skipped (--no-streams)');
+  const kvcache = (doc.kvcache as { targets?: Judged[] } | undefined)?.targets ?? [];
+  const datasets = doc.datasets?.targets ?? judgeDatasets([], 'skipped (--no-datasets)');
+  return [...own, ...streams, ...kvcache, ...datasets];
 }
 
 /** The sections after the main table, each in the bench directory once the main files are gone. */
@@ -264,6 +277,14 @@ async function runSections(doc: FullBenchDocument, options: BenchOptions, dir: s
     for (const p of Object.values(files.paths)) if (p) rmSync(p, { force: true });
   };
   await microSection(doc, options.micro !== false, dir, out, log);
+  if (options.streams !== false) {
+    removeFiles();
+    out('\n');
+    log('streams and whole files ...');
+    // At most 1 GiB: node:fs's readFile stops at 2 GiB.
+    doc.streams = await runStreamsBench({ dir, size: Math.min(s.size, GiB), repeat: s.repeats, ceilings: doc.ceilings, err });
+    out(formatStreamsTable(doc.streams, doc.ceilings));
+  }
   if (options.kvcache !== false) {
     removeFiles();
     out('\n');

@@ -1,5 +1,5 @@
 // `3fs-client bench`: parses and checks the bench's options, then runs the bench they pick (the
-// default one, or --kvcache, --engines, --fallback alone).
+// default one, or --kvcache, --engines, --fallback, --http alone).
 import type { BenchOptions } from '../bench/index';
 import { asUsage, defaultIo, globalOptions, UsageError, wholeNumber, type CliIo } from './usage';
 
@@ -24,6 +24,8 @@ export const benchOptions = {
   'no-kvcache': { type: 'boolean' },
   'no-datasets': { type: 'boolean' },
   'no-micro': { type: 'boolean' },
+  'no-streams': { type: 'boolean' },
+  http: { type: 'boolean' },
 } as const;
 
 export interface BenchValues {
@@ -44,6 +46,8 @@ export interface BenchValues {
   'no-kvcache'?: boolean;
   'no-datasets'?: boolean;
   'no-micro'?: boolean;
+  'no-streams'?: boolean;
+  http?: boolean;
   html?: string;
   engine?: string;
 }
@@ -83,6 +87,10 @@ export async function bench(values: BenchValues, io: CliIo): Promise<number> {
     refuse(values, 'kvcache', ['duration', 'ramp', 'workloads', 'tools', 'lib']);
     const { quick, size, repeat, err, out } = common;
     await b.runKvBench({ dir: values.dir, quick, size, repeat, json: values.json, err, out });
+  } else if (values.http) {
+    refuse(values, 'http', ['json', 'duration', 'ramp', 'workloads', 'tools', 'lib']);
+    const { quick, size, repeat, err, out } = common;
+    out(b.formatHttpTable(await b.runHttpBench({ dir: values.dir, quick, size, repeat, err })));
   } else if (values.engines) {
     if (values.dir === undefined) throw new UsageError('bench --engines needs --dir: a directory on a 3FS mount');
     const { durationMs, rampMs, repeat, err, out } = common;
@@ -96,12 +104,14 @@ export async function bench(values: BenchValues, io: CliIo): Promise<number> {
 /** Options that contradict each other, or that go with another bench than the one picked. */
 function checkCombination(values: BenchValues): void {
   if (values.kvcache && values['no-kvcache']) throw new UsageError('--kvcache and --no-kvcache contradict each other');
-  if ([values.kvcache, values.engines, values.fallback].filter(Boolean).length > 1) throw new UsageError('--kvcache, --engines and --fallback are separate benches: pick one');
+  const separate = { kvcache: values.kvcache, engines: values.engines, fallback: values.fallback, http: values.http };
+  const picked = Object.entries(separate).filter(([, v]) => v).map(([k]) => k);
+  if (picked.length > 1) throw new UsageError('--kvcache, --engines, --fallback and --http are separate benches: pick one');
   if (values.threads !== undefined && !values.fallback) throw new UsageError('--threads goes with --fallback');
   if (values.engine !== undefined && values.engine !== 'local' && values.engine !== 'hf3fs') throw new UsageError(`--engine must be local or hf3fs, got '${values.engine}'`);
-  if (values.kvcache || values.engines || values.fallback) {
-    for (const name of ['html', 'engine', 'no-micro'] as const) {
-      if (values[name] !== undefined) throw new UsageError(`--${name} goes with the main bench, not --${values.kvcache ? 'kvcache' : values.engines ? 'engines' : 'fallback'}`);
+  if (picked.length === 1) {
+    for (const name of ['html', 'engine', 'no-micro', 'no-streams'] as const) {
+      if (values[name] !== undefined) throw new UsageError(`--${name} goes with the main bench, not --${picked[0]}`);
     }
   }
   if (values.lib !== undefined && !values.engines && values.engine !== 'hf3fs') throw new UsageError('--lib goes with --engines or --engine hf3fs');
@@ -126,6 +136,7 @@ function mainOptions(values: BenchValues, common: Common, io: CliIo): BenchOptio
     kvcache: !values['no-kvcache'],
     datasets: !values['no-datasets'],
     micro: !values['no-micro'],
+    streams: !values['no-streams'],
     terminal: io === defaultIo && process.stderr.isTTY === true,
     ...common,
   };

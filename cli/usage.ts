@@ -16,7 +16,7 @@ Options of bench:
                    (default: the system temp dir); the files are deleted at the end
   --engine E       our side: local (default: io_uring, or the threads fallback) or hf3fs
                    (USRBIO; --dir must be on a 3FS mount; --lib names the library)
-  --size S         data file size, e.g. 1GiB, 512M (default 256MiB; with --quick 128MiB)
+  --size S         data file size, e.g. 1GiB, 512M (default 2GiB; with --quick 128MiB)
   --duration T     measured time per tool per workload, e.g. 3, 3s, 1500ms (default 1s)
   --ramp T         warm-up before each measured window (default 0.2s)
   --json F         also write the results as JSON to F (bench/JSON.md describes it)
@@ -42,6 +42,12 @@ Options of bench:
                    cache written with node:fs, and lookup keys/s (warm, and a cold lookup's I/O
                    rounds); takes --dir, --quick, --repeat, --json, and --size: bytes of pages per
                    page size (default 2GiB; with --quick 256MiB)
+  --http           instead: GB/s of a file served over loopback by node:http from
+                   file.createReadStream() beside the same server on fs.createReadStream (whole-
+                   file GETs, 4 at a time, the servers alternating); takes --dir, --size (default
+                   256MiB; with --quick 64MiB), --repeat (default 3), --quick
+  --no-streams     leave out the streams section (createReadStream and readFile, ours and
+                   node:fs's, on one file from a dropped page cache, against the device ceiling)
   --no-micro       leave out the micro-benchmarks (tinybench: a batch of N ops, a lookup of N keys,
                    an alloc/free)
   --no-kvcache     leave out the KVCache section

@@ -4,7 +4,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Ceiling, MicroResult, RunResult, Tool } from '../support/records';
 import { formatSize } from '../support/units';
-import { ratios, summarize, type BenchDocument } from './report';
+import { ratios, setupLines, summarize, type BenchDocument } from './report';
 
 export interface Series {
   name: string;
@@ -180,7 +180,7 @@ th:first-child, th:nth-child(2), th:last-child, td:first-child, td:nth-child(2),
 <body>
 <h1>3fs-client bench</h1>
 <p>${esc(`${m.cpus} CPUs (${m.cpuModel}), ${formatSize(m.memory)} RAM, Linux ${m.kernel}, node ${m.node}, ${m.fio ?? 'no fio'}`)}<br>
-${esc(`files in ${s.dir} (${s.fsType}): data ${formatSize(s.size)}; ${(s.durationMs / 1000).toFixed(1)} s per run after ${(s.rampMs / 1000).toFixed(1)} s ramp`)}</p>
+${setupLines(s).map(esc).join('<br>\n')}</p>
 ${ceilings ? `<h2>Ceilings</h2><ul>${ceilings}</ul>` : ''}
 <div class="charts">
 ${charts}

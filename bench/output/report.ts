@@ -4,6 +4,7 @@ import type { Machine } from '../support/machine';
 import type { Ceiling, MicroResult, RunResult } from '../support/records';
 import { median } from '../support/stats';
 import { formatSize } from '../support/units';
+import { describeDevice, type BlockDevice } from '../support/device';
 import type { Judged } from '../support/targets';
 import { markdownTable } from './markdown';
 import { rowTargetCells } from './targets';
@@ -21,6 +22,8 @@ export interface BenchSettings {
   busyCpusAtStart: number;
   /** Our engine: 'local' (io_uring, or the threads fallback) or 'hf3fs' (USRBIO). */
   engine?: 'local' | 'hf3fs';
+  /** The block device under the files (sysfs), null when they are on none (tmpfs, FUSE). */
+  device?: BlockDevice | null;
 }
 
 export interface BenchDocument {
@@ -133,12 +136,7 @@ export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
   const m = doc.machine;
   const s = doc.settings;
   const out: string[] = [];
-  out.push(
-    `3fs-client bench: ${m.cpus} CPUs (${m.cpuModel}), ${formatSize(m.memory)} RAM, Linux ${m.kernel}, node ${m.node}, ${m.fio ?? 'no fio'}`,
-    `files in ${s.dir} (${s.fsType}): data ${formatSize(s.size)}, cached ${formatSize(s.cachedSize)}; ` +
-      `${(s.durationMs / 1000).toFixed(1)} s per run after ${(s.rampMs / 1000).toFixed(1)} s ramp` +
-      `${s.repeat > 1 ? `, ${s.repeat} runs each (median shown)` : ''}${s.quick ? ' (--quick)' : ''}${s.engine ? `; engine ${s.engine}` : ''}`,
-  );
+  out.push(`3fs-client bench: ${m.cpus} CPUs (${m.cpuModel}), ${formatSize(m.memory)} RAM, Linux ${m.kernel}, node ${m.node}, ${m.fio ?? 'no fio'}`, ...setupLines(s));
   if (s.busyCpusAtStart > 0.25) {
     out.push(`warning: other processes were using ${s.busyCpusAtStart.toFixed(1)} of ${m.cpus} CPUs when the bench started: numbers are noisy`);
   }
@@ -159,6 +157,18 @@ export function formatTable(doc: BenchDocument, fioMissing: boolean): string {
   );
   if (fioMissing) out.push('fio is not installed: its column and the device ceiling are skipped. Install it with `sudo apt-get install fio`.');
   return out.join('\n') + '\n';
+}
+
+/** What the runs measured: where, on which device, which files read how, for how long. */
+export function setupLines(s: BenchSettings): string[] {
+  const where = `files in ${s.dir} (${s.fsType})${s.device !== undefined ? ` on ${describeDevice(s.device ?? undefined, s.fsType)}` : ''}`;
+  const data = `data file ${formatSize(s.size)}: O_DIRECT for 3fs-client and fio, buffered for node:fs (page cache dropped first)`;
+  const cached = `cached file ${formatSize(s.cachedSize)}: buffered, warm page cache`;
+  const timing = `${(s.durationMs / 1000).toFixed(1)} s per run after ${(s.rampMs / 1000).toFixed(1)} s ramp${s.repeat > 1 ? `, ${s.repeat} runs each (median shown)` : ''}${s.quick ? ' (--quick)' : ''}${s.engine ? `; engine ${s.engine}` : ''}`;
+  const lines = [`${where}; ${timing}`, `${data}; ${cached}`];
+  // A VM's disk may sit on a host cache the guest cannot drop: a small file can read faster than the disk.
+  if (s.device?.driver.startsWith('virtio')) lines.push(`note: ${s.device.name} is a VM's virtio disk: a host cache below the guest is not dropped by the bench; --size sets the data file`);
+  return lines;
 }
 
 export async function writeJson(path: string, doc: BenchDocument): Promise<void> {

@@ -317,12 +317,7 @@ export function judgeDatasets(runs: readonly DatasetRun[], why = 'no run'): Judg
     const peer = st.find((r) => r.reader === 'node:fs' && r.repeat === o.repeat);
     if (peer && peer.gbps > 0) ratios.push(o.gbps / peer.gbps);
   }
-  const row = st.length > 0 ? safetensorsLabel(st[0]) : 'safetensors load, warm';
-  return [judge({ section: 'datasets', row, measure: 'GB/s vs node:fs' }, SAFETENSORS_TARGET, ratios.length ? median(ratios) : undefined, ratios.length, why)];
-}
-
-function safetensorsLabel(r: DatasetRun): string {
-  return `safetensors ${r.batch} x ${formatSize(r.sampleBytes)}, warm`;
+  return [judge({ section: 'datasets', row: 'safetensors load, warm', measure: 'GB/s vs node:fs' }, SAFETENSORS_TARGET, ratios.length ? median(ratios) : undefined, ratios.length, why)];
 }
 
 /** One row per reader and setting: the run, or the median run by GB/s of those repeated. */

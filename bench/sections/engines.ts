@@ -86,7 +86,8 @@ export async function runEngineBench(options: EngineBenchOptions): Promise<Engin
     const path = join(dir, 'cached.bin');
     await writeBenchFile(path, FILE_SIZE, true);
     await warm(path);
-    err(`engines on ${mount.mountPoint}${mount.standin ? ' (stand-in of 3FS)' : ''}: ${formatSize(FILE_SIZE)} warm file, ${repeat} runs each, alternating\n`);
+    const kind = mount.standin ? 'a stand-in of 3FS in this process' : `${mount.mount?.fsType ?? 'fuse.hf3fs'}: its FUSE daemon in another process`;
+    err(`engines on ${mount.mountPoint} (${kind}), library ${options.library ?? process.env.HF3FS_LIB ?? "the linker's"}: ${formatSize(FILE_SIZE)} warm file, ${repeat} runs each, alternating\n`);
     const runs: EngineRun[] = [];
     for (const w of WORKLOADS) {
       for (let r = 1; r <= repeat; r++) {

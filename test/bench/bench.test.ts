@@ -169,6 +169,10 @@ describe('bench command', () => {
     expect(saved.version).toBe(1);
     expect(saved.runs.length).toBe(doc.runs.length);
     expect(saved.ceilings?.map((c) => c.what)).toContain('memory copy');
+    // The setup says what was measured: the data file's size and how each tool reads it, the device.
+    expect(saved.settings.device === null || typeof saved.settings.device?.name === 'string').toBe(true);
+    expect(out).toContain('data file 32MiB: O_DIRECT for 3fs-client and fio, buffered for node:fs');
+    if (saved.settings.device) expect(out).toContain(` on ${saved.settings.device.name} (`);
     for (const r of saved.runs) {
       expect(r.bytes).toBe(r.ops * r.blockSize);
       expect(r.gbps).toBeCloseTo(r.bytes / 1e9 / r.seconds, 3);
@@ -176,7 +180,8 @@ describe('bench command', () => {
       expect(r.cpuSecPerGB).toBeGreaterThanOrEqual(0);
     }
     // The table: Markdown, one row per run, ratios, target and verdict next to ours.
-    const [main, targets] = out.split('\nTargets: ');
+    const main = out.split('\nGB/s = ')[0];
+    const targets = out.split('\nTargets: ')[1];
     const cells = (l: string) => l.slice(2, -2).split(' | ').map((c) => c.trim());
     const header = cells(main.split('\n').find((l) => l.startsWith('| workload'))!);
     const rows = main.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| workload')).map(cells);

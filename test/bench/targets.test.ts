@@ -94,7 +94,7 @@ describe('judgeMicro and judgeDatasets', () => {
       what: 'safetensors', reader, direct: false, sampleBytes: 4 * MiB, batch: 16, verify: false, seconds: 1, samples: 1, bytes: 1, samplesPerSec: 1, gbps, p50ms: 1, p99ms: 1, cpuSecPerGB: 1, repeat,
     });
     const runs = [st('3fs-client', 9, 1), st('node:fs', 10, 1), st('3fs-client', 12, 2), st('node:fs', 10, 2), st('3fs-client', 11, 3), st('node:fs', 10, 3)];
-    expect(judgeDatasets(runs)[0]).toMatchObject({ row: 'safetensors 16 x 4MiB, warm', value: 1.1, runs: 3, verdict: 'met' });
+    expect(judgeDatasets(runs)[0]).toMatchObject({ row: 'safetensors load, warm', value: 1.1, runs: 3, verdict: 'met' });
     expect(judgeDatasets([], 'skipped (--no-datasets)')[0]).toMatchObject({ verdict: 'not measured', note: 'skipped (--no-datasets)' });
   });
 });
