@@ -293,7 +293,7 @@ export class Client implements AsyncDisposable {
     const i = this.#native.info();
     const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
     const threads = i.engine === 'threads' ? { threads: this.#threads, aio: this.#aio } : {};
-    const { buffers: ioBuffers, bufferBytes: ioBufferBytes } = accountOf(this.#native);
+    const { ioBuffers, ioBufferBytes } = i;
     return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed, ioBuffers, ioBufferBytes };
   }
 

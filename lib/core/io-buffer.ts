@@ -13,39 +13,28 @@ export class Region {
 }
 
 // Memory we lent to JS, by its ArrayBuffer: lets a plain Buffer or typed array that views an
-// IoBuffer's memory still take the registered (zero-copy, fixed-buffer) path.
+// IoBuffer's memory still take the registered (zero-copy, fixed-buffer) path. Entered when `bytes`
+// first hands the ArrayBuffer out, the only way it reaches code outside the library: a WeakMap
+// entry per alloc() costs more than the rest of alloc() and free() (docs/engines.md).
 const regions = new WeakMap<ArrayBuffer, Region>();
 
-/** A client's memory as JS sees it: IoBuffers not yet freed, and bytes the library copied. @internal */
+/** What the library copied out of a client's registered memory (the addon counts the buffers). @internal */
 export interface MemoryAccount {
-  buffers: number;
-  bufferBytes: number;
   copiedBytes: number;
 }
 
 const accounts = new WeakMap<NativeClient, MemoryAccount>();
-// A buffer dropped without free() leaves the count when the collector takes its memory.
-const collected = new FinalizationRegistry<{ account: MemoryAccount; bytes: number }>(({ account, bytes }) => {
-  account.buffers--;
-  account.bufferBytes -= bytes;
-});
 
 /** The account of a client's memory (made on first use). @internal */
 export function accountOf(owner: NativeClient): MemoryAccount {
   let account = accounts.get(owner);
-  if (!account) accounts.set(owner, (account = { buffers: 0, bufferBytes: 0, copiedBytes: 0 }));
+  if (!account) accounts.set(owner, (account = { copiedBytes: 0 }));
   return account;
 }
 
 /** Wraps memory the native layer just allocated. @internal */
 export function lend(owner: NativeClient, id: number, memory: ArrayBuffer, registered: boolean): IoBuffer {
-  const region = new Region(owner, id, memory, registered);
-  regions.set(memory, region);
-  const account = accountOf(owner);
-  account.buffers++;
-  account.bufferBytes += memory.byteLength;
-  collected.register(memory, { account, bytes: memory.byteLength }, region);
-  return new IoBuffer(region, 0, memory.byteLength);
+  return new IoBuffer(new Region(owner, id, memory, registered), 0, memory.byteLength);
 }
 
 export function regionOf(memory: ArrayBufferLike): Region | undefined {
@@ -87,7 +76,10 @@ export class IoBuffer {
   /** A Buffer over this memory: no copy. Throws once the buffer is freed. */
   get bytes(): Buffer {
     if (this.region.freed) throw argError('ERR_BUFFER_FREED', 'the buffer was freed');
-    this.#bytes ??= Buffer.from(this.region.memory, this.byteOffset, this.byteLength);
+    if (this.#bytes === undefined) {
+      regions.set(this.region.memory, this.region);
+      this.#bytes = Buffer.from(this.region.memory, this.byteOffset, this.byteLength);
+    }
     return this.#bytes;
   }
 
@@ -123,10 +115,6 @@ export class IoBuffer {
     if (this.region.freed) return;
     this.region.freed = true;
     this.#bytes = undefined;
-    const account = accountOf(this.region.owner);
-    account.buffers--;
-    account.bufferBytes -= this.region.memory.byteLength;
-    collected.unregister(this.region);
     this.region.owner.free(this.region.id, this.region.memory);
   }
 

@@ -3,7 +3,8 @@
 // garbage collector; registered-buffer slots are handed back. Runs on both engines
 // (test/helpers/engine.ts ENGINE); on hf3fs every IoBuffer is a USRBIO iov (shared memory registered with
 // the mount), so the iov mappings of the process must come back too.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Client, type File, type IoBuffer } from '../../lib/index';
 import { ASAN_QUARANTINE_MIB, baselineThreadCount, collectGarbage, ENGINE, eventually, fdCount, iovMappings, KiB, makeTmpDir, MiB, pool, Rng, scaledCount, seedFor, sleep, STANDIN, testConnect, threadCount, THREADS } from '../helpers';
@@ -258,5 +259,69 @@ describe('registered buffer slots', () => {
     await f.close();
     await client.close();
     expect(readFileSync(contentPath).equals(content)).toBe(true);
+  });
+});
+
+// Small buffers freed with nothing in flight are kept, mapped and registered, for the next alloc()
+// of their size (native/objects/client/region_pool.h); what alloc() promises must not change.
+describe('freed small buffers are reused', () => {
+  it('a buffer handed out again reads as zeros, as fresh memory does, and the count of buffers follows alloc() and free()', async () => {
+    const client = testConnect({ queueDepth: 4 });
+    const start = client.info().ioBuffers;
+    for (let round = 0; round < 3; round++) {
+      const bufs = Array.from({ length: 8 }, () => client.alloc(4 * KiB));
+      expect(client.info()).toMatchObject({ ioBuffers: start + 8, ioBufferBytes: 8 * 4 * KiB });
+      expect(bufs.every((io) => io.bytes.every((b) => b === 0))).toBe(true);
+      bufs.forEach((io) => io.bytes.fill(0xa5));
+      bufs.forEach((io) => io.free());
+      expect(client.info()).toMatchObject({ ioBuffers: start, ioBufferBytes: 0 });
+    }
+    await client.close();
+  });
+
+  it.skipIf(ENGINE === 'hf3fs' || THREADS)('alloc(…, { register: false }) after a registered one was freed is unregistered, and the other way round (local only: io_uring slots)', async () => {
+    const client = testConnect({ queueDepth: 4, registeredBuffers: 8 });
+    client.alloc(4 * KiB).free();
+    expect(client.alloc(4 * KiB, { register: false }).registered).toBe(false);
+    client.alloc(8 * KiB, { register: false }).free();
+    expect(client.alloc(8 * KiB).registered).toBe(true);
+    await client.close();
+  });
+
+  // A FIFO read blocks until it is written to: the op is in flight for as long as the test wants.
+  it.skipIf(ENGINE === 'hf3fs' || THREADS)('a buffer freed while its read is in flight is not handed out again before the read lands (local only: a FIFO)', async () => {
+    const client = testConnect({ queueDepth: 4 });
+    const path = tmp.path('pool-fifo');
+    execFileSync('mkfifo', [path]);
+    // O_RDWR: open does not wait for a writer.
+    const f = await client.open(path, 'r+', undefined, { direct: 'never' });
+    const a = client.alloc(4 * KiB);
+    const pending = f.batchRead([{ buffer: a, fileOffset: 0 }]);
+    a.free();
+    const b = client.alloc(4 * KiB);
+    b.bytes.fill(0x22);
+    const writer = openSync(path, 'w');
+    writeSync(writer, Buffer.alloc(4 * KiB, 0x77));
+    closeSync(writer);
+    const [r] = await pending;
+    expect(r).toEqual({ bytes: 4 * KiB, eof: false, error: null });
+    expect(b.bytes.every((x) => x === 0x22), "the read landed in the next alloc()'s memory").toBe(true);
+    b.free();
+    await f.close();
+    await client.close();
+  });
+
+  it.skipIf(!hasGc)('buffers dropped without free() leave the count of buffers once collected', async () => {
+    const client = testConnect({ queueDepth: 4 });
+    const start = client.info().ioBuffers;
+    (() => {
+      for (let i = 0; i < 16; i++) client.alloc(4 * KiB).bytes.fill(1);
+    })();
+    expect(client.info().ioBuffers).toBe(start + 16);
+    expect(await eventually(() => client.info().ioBuffers, start, settle)).toBe(start);
+    const again = client.alloc(4 * KiB);
+    expect(again.bytes.every((b) => b === 0)).toBe(true);
+    again.free();
+    await client.close();
   });
 });

@@ -266,6 +266,7 @@ void Client::OnEnvCleanup(void* data) {
 // Stops the engine and drops what it settled. Used when no JS will run any more (teardown, GC);
 // close() is the orderly way.
 void Client::Shutdown() {
+  regions_->StopPooling();
   for (auto& e : engines_) e->Close();
   {
     std::lock_guard<std::mutex> lock(settled_mu_);
@@ -282,7 +283,7 @@ void Client::Shutdown() {
   }
 }
 
-Client* Client::Unwrap(Napi::Value value) {
+Client* Client::FromValue(Napi::Value value) {
   if (!value.IsObject()) return nullptr;
   Napi::Object object = value.As<Napi::Object>();
   if (!object.InstanceOf(AddonData::Of(value.Env()).client_class.Value())) return nullptr;
@@ -343,7 +344,7 @@ Client::SubmitArgs Client::DecodeSubmitArgs(const Napi::CallbackInfo& info) {
 std::vector<std::shared_ptr<FileState>> Client::DecodeFiles(Napi::Env env, Napi::Array files_js) const {
   std::vector<std::shared_ptr<FileState>> files(files_js.Length());
   for (uint32_t i = 0; i < files.size(); i++) {
-    File* f = File::Unwrap(files_js.Get(i));
+    File* f = File::FromValue(files_js.Get(i));
     if (f == nullptr) throw CodeError(env, "ERR_INVALID_ARG_TYPE", "not a file");
     files[i] = f->state();
     if (files[i]->fd < 0) throw CodeError(env, "ERR_FILE_CLOSED", "file is closed: " + files[i]->path);
@@ -567,6 +568,8 @@ Napi::Value Client::Info(const Napi::CallbackInfo& info) {
   o.Set("queueDepth", queue_depth_);
   o.Set("registeredSlots", engines_[0]->registered_slots());
   o.Set("closed", closing_);
+  o.Set("ioBuffers", static_cast<double>(regions_->regions.size()));
+  o.Set("ioBufferBytes", static_cast<double>(regions_->bytes));
   return o;
 }
 
@@ -619,6 +622,7 @@ Napi::Value Client::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
   closing_ = true;
+  regions_->StopPooling();
   std::vector<Engine*> engines;
   for (auto& e : engines_) engines.push_back(e.get());
   Napi::Reference<Napi::Object>* self = new Napi::Reference<Napi::Object>(Napi::Persistent(info.This().As<Napi::Object>()));

@@ -13,13 +13,30 @@
 
 #include "engines/engine.h"
 #include "hf3fs/hf3fs.h"
+#include "objects/client/region_pool.h"
 
 namespace tfs {
 
-// Regions lent to JS, by id. Touched only on the JS thread.
+// Regions lent to JS, by id, and small ones JS let go of, for reuse. Touched only on the JS thread.
 struct RegionTable {
   uint64_t next_id = 1;
   std::unordered_map<uint64_t, std::shared_ptr<Region>> regions;
+  size_t bytes = 0;  // of the regions JS holds: what info() reports as ioBufferBytes
+  RegionPool pool;
+  bool pooling = true;  // off once the client closes: its regions are unmapped as JS lets go
+  // Drops region `id` from the table; if nothing else holds it, it goes to the pool.
+  void Release(uint64_t id) {
+    auto it = regions.find(id);
+    if (it == regions.end()) return;
+    std::shared_ptr<Region> region = std::move(it->second);
+    regions.erase(it);
+    bytes -= region->size();
+    if (pooling) pool.Give(std::move(region));
+  }
+  void StopPooling() {
+    pooling = false;
+    pool.Clear();
+  }
 };
 
 class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
@@ -30,7 +47,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   ~Client() override;
 
   void BatchSettled(Batch* batch) override;  // completion thread
-  static Client* Unwrap(Napi::Value value);   // nullptr if not a NativeClient
+  static Client* FromValue(Napi::Value value);  // nullptr if not a NativeClient (not Unwrap: that would hide ObjectWrap::Unwrap, and every method call would pay an instanceof)
   const std::shared_ptr<const Hf3fsContext>& hf3fs() const { return hf3fs_; }
 
  private:
@@ -42,6 +59,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   using Tsfn = Napi::TypedThreadSafeFunction<Client, std::nullptr_t, &Client::Deliver>;
 
   Napi::Value Alloc(const Napi::CallbackInfo& info);
+  std::shared_ptr<Region> MapRegion(Napi::Env env, size_t bytes, bool want_registered);
   Napi::Value Free(const Napi::CallbackInfo& info);
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);

@@ -21,6 +21,21 @@ struct RegionHint {
 
 }  // namespace
 
+// Local memory: a pooled region of that size if there is one, else a new mapping registered with
+// every ring. A table full of pooled regions' slots (or memlock taken by them) gives way.
+std::shared_ptr<Region> Client::MapRegion(Napi::Env env, size_t bytes, bool want_registered) {
+  const bool registers = want_registered && engines_[0]->registered_slots() > 0;
+  if (std::shared_ptr<Region> pooled = regions_->pool.Take(bytes, registers)) return pooled;
+  int err = 0;
+  std::shared_ptr<Region> region = Region::Map(bytes, &err);
+  if (!region) throw ErrnoError(env, err, "mmap", "");
+  if (!want_registered) return region;
+  for (auto& e : engines_) e->Register(*region);
+  if (registers && !region->registered() && regions_->pool.Clear())
+    for (auto& e : engines_) e->Register(*region);
+  return region;
+}
+
 // alloc(bytes, register, blockSize?) -> [id, ArrayBuffer, registered]
 // On 3FS the memory is an iov (always registered: 3FS moves data into it by RDMA).
 Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
@@ -44,13 +59,11 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
     region = CreateIovRegion(*hf3fs_, static_cast<size_t>(bytes), block_size, &err);
     if (!region) throw ErrnoError(env, err, "hf3fs_iovcreate", hf3fs_->mount);
   } else {
-    region = Region::Map(static_cast<size_t>(bytes), &err);
-    if (!region) throw ErrnoError(env, err, "mmap", "");
-    if (info.Length() < 2 || info[1].ToBoolean())
-      for (auto& e : engines_) e->Register(*region);
+    region = MapRegion(env, static_cast<size_t>(bytes), info.Length() < 2 || info[1].ToBoolean());
   }
   const uint64_t id = regions_->next_id++;
   regions_->regions[id] = region;
+  regions_->bytes += region->size();
   auto* hint = new RegionHint{regions_, id};
   // napi directly: when node refuses the buffer (over buffer.constants.MAX_LENGTH) it may run the
   // finalizer before failing, and Napi::ArrayBuffer::New would then free its own data twice. The
@@ -60,12 +73,13 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
       env, region->data(), region->size(),
       [](napi_env, void*, void* data) {
         auto* h = static_cast<RegionHint*>(data);
-        if (auto table = h->table.lock()) table->regions.erase(h->id);
+        if (auto table = h->table.lock()) table->Release(h->id);
         delete h;
       },
       hint, &raw);
   if (status != napi_ok) {
     regions_->regions.erase(id);
+    regions_->bytes -= region->size();
     if (env.IsExceptionPending()) throw env.GetAndClearPendingException();
     throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc(bytes): node refused an ArrayBuffer of " +
                                                  std::to_string(region->size()) + " bytes (buffer.constants.MAX_LENGTH)");
@@ -91,8 +105,9 @@ Napi::Value Client::Free(const Napi::CallbackInfo& info) {
   if (it == regions_->regions.end() || ab.IsDetached()) return env.Undefined();  // freed already
   if (ab.ByteLength() != it->second->size() || (ab.ByteLength() > 0 && ab.Data() != it->second->data()))
     throw CodeError(env, "ERR_INVALID_ARG_VALUE", "free(id, arrayBuffer): the ArrayBuffer is not that region's");
-  regions_->regions.erase(it);
+  // Detached first: the memory may go to the next alloc() at once.
   ab.Detach();
+  regions_->Release(it->first);
   return env.Undefined();
 }
 

@@ -84,7 +84,7 @@ File::File(const Napi::CallbackInfo& info) : Napi::ObjectWrap<File>(info) {
   state_ = *info[0].As<Napi::External<std::shared_ptr<FileState>>>().Data();
 }
 
-File* File::Unwrap(Napi::Value value) {
+File* File::FromValue(Napi::Value value) {
   if (!value.IsObject()) return nullptr;
   Napi::Object object = value.As<Napi::Object>();
   if (!object.InstanceOf(AddonData::Of(value.Env()).file_class.Value())) return nullptr;
@@ -103,7 +103,7 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
   state->open_flags = flags & (O_ACCMODE | O_SYNC | O_DSYNC);  // the O_DIRECT twin needs them too
   state->direct = static_cast<FileState::Direct>(info[3].As<Napi::Number>().Uint32Value() % 3);
   std::shared_ptr<UsrbioLib> usrbio;
-  if (Client* client = info.Length() > 4 ? Client::Unwrap(info[4]) : nullptr)
+  if (Client* client = info.Length() > 4 ? Client::FromValue(info[4]) : nullptr)
     if (client->hf3fs()) usrbio = client->hf3fs()->lib;
   if (usrbio) state->direct = FileState::Direct::kNever;  // 3FS moves data by RDMA; no page cache to avoid
   return PromiseWorker::Run(
@@ -285,7 +285,7 @@ Napi::Value File::Hardlink(const Napi::CallbackInfo& info) {
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "hardlink(target, linkPath, client?)");
   const std::string target = PathArg(env, info[0], "target"), link_path = PathArg(env, info[1], "linkPath");
   std::shared_ptr<UsrbioLib> usrbio;
-  if (Client* client = info.Length() > 2 ? Client::Unwrap(info[2]) : nullptr)
+  if (Client* client = info.Length() > 2 ? Client::FromValue(info[2]) : nullptr)
     if (client->hf3fs()) usrbio = client->hf3fs()->lib;
   return PromiseWorker::Run(env, usrbio ? "hf3fs_hardlink" : "link", link_path, [target, link_path, usrbio]() -> int {
     if (usrbio) return usrbio->hardlink(target.c_str(), link_path.c_str());  // 0 or a positive errno

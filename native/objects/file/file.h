@@ -18,7 +18,7 @@ class File : public Napi::ObjectWrap<File> {
   static Napi::Value Open(const Napi::CallbackInfo& info);
   // hardlink(target, linkPath, client?) -> Promise<void>: through 3FS's ioctl with a 3FS client.
   static Napi::Value Hardlink(const Napi::CallbackInfo& info);
-  static File* Unwrap(Napi::Value value);  // nullptr when `value` is not a native File
+  static File* FromValue(Napi::Value value);  // nullptr when `value` is not a native File (see Client::FromValue)
 
   explicit File(const Napi::CallbackInfo& info);
   const std::shared_ptr<FileState>& state() const { return state_; }
