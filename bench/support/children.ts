@@ -40,14 +40,14 @@ export function failureLine(err: string, out: string): string {
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /**
- * Until the returned function is called, an interrupt stops the children, removes `dir` and exits
+ * Until the returned function is called, an interrupt stops the children, removes `dirs` and exits
  * with the shell's code for the signal (the bench's files can be large: none is left behind).
  */
-export function removeOnInterrupt(dir: string): () => void {
+export function removeOnInterrupt(...dirs: string[]): () => void {
   const onSignal = (signal: NodeJS.Signals) => {
     for (const c of children) c.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-    process.stderr.write(`\n3fs-client: interrupted (${signal}); removed ${dir}\n`);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    process.stderr.write(`\n3fs-client: interrupted (${signal}); removed ${dirs.join(', ')}\n`);
     process.exit(signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 129);
   };
   for (const s of SIGNALS) process.on(s, onSignal);

@@ -201,8 +201,10 @@ describe('bench command', () => {
     let err = '';
     // 256 pages of 64 KiB: two batches of 128. One in flight: interleaved batch by batch; four in
     // flight: too few batches for blocks of 16, so raw runs before and after (all its batches twice).
-    const doc = await runKvBench({ dir: tmp.dir, size: 16 * MiB, pageSizes: [64 * KiB], lookupKeys: 2000, lookups: 4000, out: () => undefined, err: (t) => (err += t) });
+    const doc = await runKvBench({ dir: tmp.dir, size: 16 * MiB, pageSizes: [64 * KiB], tmpfs: false, lookupKeys: 2000, lookups: 4000, out: () => undefined, err: (t) => (err += t) });
     const pages = 256;
+    expect(doc.settings.tmpfs).toEqual({ dir: null, why: 'not asked for' });
+    expect(doc.targets).toEqual([]); // 64 KiB pages: reported, no target
     for (const op of ['put', 'get'] as const) {
       for (const inflight of [1, 4]) {
         const raw = doc.runs.filter((r) => r.path === 'raw' && r.op === op && r.inflight === inflight);
@@ -228,6 +230,51 @@ describe('bench command', () => {
     expect(err).toContain('interleaved');
     expect(readdirSync(tmp.dir).filter((n) => n.includes('kv'))).toEqual([]);
   }, 120_000 * TIME_SCALE);
+
+  it('the KVCache section on tmpfs: the same rows against raw on /dev/shm, each kv/raw of 1 MiB pages judged against 0.90x, in the table and the JSON', async () => {
+    let err = '';
+    let out = '';
+    const json = tmp.path('kv.json');
+    const doc = await runKvBench({ dir: tmp.dir, size: 32 * MiB, pageSizes: [64 * KiB, 1 * MiB], lookupKeys: 1000, lookups: 2000, json, out: (t) => (out += t), err: (t) => (err += t) });
+    expect(doc.settings.tmpfs).toEqual({ dir: '/dev/shm', size: 32 * MiB });
+    expect(JSON.parse(readFileSync(json, 'utf8'))).toEqual(JSON.parse(JSON.stringify(doc)));
+    const tmpfs = doc.runs.filter((r) => r.where === 'tmpfs');
+    expect(tmpfs.filter((r) => r.path === 'node:fs')).toEqual([]);
+    for (const pageBytes of [64 * KiB, 1 * MiB]) {
+      for (const op of ['put', 'get'] as const) {
+        for (const inflight of [1, 4]) {
+          for (const where of ['dir', 'tmpfs'] as const) {
+            const kv = doc.runs.filter((r) => r.where === where && r.path === 'kvcache' && r.pageBytes === pageBytes && r.op === op && r.inflight === inflight);
+            const raw = doc.runs.filter((r) => r.where === where && r.path === 'raw' && r.pageBytes === pageBytes && r.op === op && r.inflight === inflight);
+            expect(kv, `${where} ${pageBytes} ${op} ${inflight}`).toHaveLength(1);
+            expect(raw).toHaveLength(1);
+            expect(kv[0].bytes).toBe(32 * MiB);
+            expect(kv[0].cpuSecPerGiB).toBeGreaterThan(0);
+            expect(raw[0].cpuSecPerGiB).toBeGreaterThan(0);
+            // 1 MiB rows are judged, on the run's own ratio; 64 KiB rows are not.
+            const row = `${where} ${pageBytes === MiB ? '1MiB' : '64KiB'} ${op}, ${inflight} in flight`;
+            const judged = doc.targets.filter((j) => j.row === row);
+            if (pageBytes === 64 * KiB) {
+              expect(judged).toEqual([]);
+              continue;
+            }
+            expect(judged).toHaveLength(1);
+            const ratio = Math.round((kv[0].gbps / raw[0].gbps) * 1e4) / 1e4;
+            expect(judged[0]).toMatchObject({ section: 'kvcache', measure: 'GB/s vs raw', target: '>= 0.9x raw', value: ratio, verdict: ratio >= 0.9 ? 'met' : 'not met' });
+            const line = out.split('\n').filter((l) => new RegExp(`^1MiB\\s+${op}\\s+\\d+\\s+${inflight}\\s`).test(l));
+            expect(line.some((l) => l.includes(`${ratio.toFixed(2)}x  >= 0.9x raw  ${judged[0].verdict}`)), `${row} in the table`).toBe(true);
+          }
+        }
+      }
+    }
+    expect(doc.targets).toHaveLength(8);
+    expect(out).toContain('KVCache on tmpfs (/dev/shm');
+    expect(out).toMatch(/kv CPU s\/GB\s+raw CPU s\/GB/);
+    expect(err).toContain('tmpfs: 1MiB pages: kv/raw put');
+    const shm = /KVCache bench on tmpfs in (\/dev\/shm\/3fs-client-bench-kvcache-\S+):/.exec(err)?.[1];
+    expect(shm).toBeDefined();
+    expect(existsSync(shm!)).toBe(false);
+  }, 180_000 * TIME_SCALE);
 
   it('refuses options that do not go together', async () => {
     const run = async (args: string[]) => {

@@ -1,6 +1,7 @@
 // One page size, one repetition of the KVCache bench: node:fs put; then, for each number of
 // batches in flight, raw put with KVCache put and raw get with KVCache get (each pair interleaved);
-// then node:fs get. Every get checks what it read.
+// then node:fs get (on tmpfs no node:fs: the comparison there is with raw I/O alone). Every get
+// checks what it read.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { KVCache, type Client, type File, type IoBuffer } from '../../../lib/index';
@@ -10,7 +11,7 @@ import { formatSize } from '../../support/units';
 import { runFsChild, type FsSpec } from './fs-child';
 import { benchKey, Payloads, sampled } from './payloads';
 import { interleaved, type BatchRunner, type PhaseResult } from './phases';
-import { capacityFor, IN_FLIGHT, NAMESPACE, toRun, WAYS, type KvPath, type KvRun } from './records';
+import { capacityFor, IN_FLIGHT, NAMESPACE, toRun, WAYS, type KvPath, type KvRun, type KvWhere } from './records';
 
 type Log = (line: string) => void;
 
@@ -20,6 +21,7 @@ export interface PageSizeSpec {
   batch: number;
   rep: number;
   salt: number;
+  where: KvWhere;
 }
 
 export interface PageSizeOutcome {
@@ -31,7 +33,8 @@ export interface PageSizeOutcome {
 export async function pageSizeRun(client: Client, dir: string, spec: PageSizeSpec, log: Log): Promise<PageSizeOutcome> {
   const run = new PageSizeRun(client, dir, spec, log);
   mkdirSync(run.fsDir, { recursive: true });
-  const dropped = await run.fsPut();
+  const nodeFs = spec.where === 'dir';
+  const dropped = nodeFs ? await run.fsPut() : false;
   try {
     await run.open();
     for (const inflight of IN_FLIGHT) {
@@ -39,7 +42,8 @@ export async function pageSizeRun(client: Client, dir: string, spec: PageSizeSpe
       await run.putPhase(inflight, f);
       await run.getPhase(inflight, f);
     }
-    await run.fsGet(dropped);
+    if (nodeFs) await run.fsGet(dropped);
+    else run.logRatios();
     return { runs: run.runs, direct: run.direct, cacheState: run.cacheState };
   } finally {
     await run.close();
@@ -82,7 +86,7 @@ class PageSizeRun {
     const scope = `${pageBytes}/${rep}`;
     this.here = join(dir, `p${pageBytes}-r${rep}`);
     this.fsDir = join(this.here, 'files');
-    this.label = `${formatSize(pageBytes)} pages${rep > 1 ? ` (run ${rep})` : ''}`;
+    this.label = `${spec.where === 'tmpfs' ? 'tmpfs: ' : ''}${formatSize(pageBytes)} pages${rep > 1 ? ` (run ${rep})` : ''}`;
     this.keys = Array.from({ length: pages }, (_, i) => benchKey(scope, i));
     for (let i = 0; i < pages; i += batch) this.batches.push(Array.from({ length: Math.min(batch, pages - i) }, (_, k) => i + k));
     this.payloads = new Payloads(pageBytes, salt);
@@ -100,7 +104,7 @@ class PageSizeRun {
 
   #push(path: KvPath, op: 'put' | 'get', inflight: number, m: PhaseResult, mode: string): void {
     const { pageBytes, pages, batch, rep } = this.spec;
-    this.runs.push(toRun(path, op, pageBytes, pages, batch, inflight, rep, m, mode));
+    this.runs.push(toRun(path, this.spec.where, op, pageBytes, pages, batch, inflight, rep, m, mode));
   }
 
   /**
@@ -252,6 +256,15 @@ class PageSizeRun {
       return `${op} kvcache ${g('kvcache').toFixed(2)} GB/s, raw ${g('raw').toFixed(2)}, node:fs ${g('node:fs').toFixed(2)}`;
     };
     this.log(`  ${this.label}: ${show('put')}; ${show('get')}`);
+  }
+
+  /** The tmpfs runs' line in the log: kv/raw of each op with 1 and more batches in flight. */
+  logRatios(): void {
+    const ratio = (op: 'put' | 'get', q: number) => {
+      const g = (path: KvPath) => this.runs.find((r) => r.path === path && r.op === op && r.inflight === q)!.gbps;
+      return `${(g('kvcache') / g('raw')).toFixed(2)}x`;
+    };
+    this.log(`  ${this.label}: kv/raw ${IN_FLIGHT.map((q) => `put ${ratio('put', q)} get ${ratio('get', q)} (${q} in flight)`).join(', ')}`);
   }
 
   async close(): Promise<void> {

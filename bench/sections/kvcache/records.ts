@@ -1,14 +1,18 @@
 // The KVCache bench's records (its JSON document) and the cache shape every phase uses.
 import type { KVNamespace } from '../../../lib/index';
+import type { Judged } from '../../support/targets';
 import type { Machine } from '../../support/machine';
 import { GiB, KiB } from '../../support/units';
 import type { PhaseResult } from './phases';
 
 export type KvPath = 'kvcache' | 'raw' | 'node:fs';
+/** Where a run's files were: the bench's directory (--dir), or tmpfs (/dev/shm, memory speed). */
+export type KvWhere = 'dir' | 'tmpfs';
 
 /** One measured phase: every page of one page size written (put) or read (get) once. */
 export interface KvRun {
   path: KvPath;
+  where: KvWhere;
   op: 'put' | 'get';
   pageBytes: number;
   pages: number;
@@ -57,9 +61,24 @@ export interface KvLookupRun {
 export interface KvBenchDocument {
   version: 1;
   machine: Machine;
-  settings: { dir: string; engine: string; direct: boolean; size: number; pageSizes: number[]; repeat: number; quick: boolean; lookupKeys: number; lookups: number; cacheState: string };
+  settings: {
+    dir: string;
+    engine: string;
+    direct: boolean;
+    size: number;
+    pageSizes: number[];
+    repeat: number;
+    quick: boolean;
+    lookupKeys: number;
+    lookups: number;
+    cacheState: string;
+    /** The tmpfs runs' directory and bytes of pages per page size; null when they did not run (and why). */
+    tmpfs: { dir: string; size: number } | { dir: null; why: string };
+  };
   runs: KvRun[];
   lookups: KvLookupRun[];
+  /** kv/raw of pages of 1 MiB and more against >= 0.90x (issue 19), per place, page size, op and batches in flight. */
+  targets: Judged[];
 }
 
 export const NAMESPACE: KVNamespace = { model: '3fs-client-bench', dtype: 'bytes' };
@@ -76,11 +95,12 @@ export function capacityFor(pages: number, pageBytes: number, ways: number, fact
   return Math.max(1, Math.ceil((pages * factor) / ways)) * setBytes;
 }
 
-export function toRun(path: KvPath, op: 'put' | 'get', pageBytes: number, pages: number, batch: number, inflight: number, repeat: number, m: PhaseResult, mode: string): KvRun {
+export function toRun(path: KvPath, where: KvWhere, op: 'put' | 'get', pageBytes: number, pages: number, batch: number, inflight: number, repeat: number, m: PhaseResult, mode: string): KvRun {
   const r = (v: number, d: number) => Math.round(v * 10 ** d) / 10 ** d;
   const s = m.seconds;
   return {
     path,
+    where,
     op,
     pageBytes,
     pages,
