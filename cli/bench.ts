@@ -68,16 +68,7 @@ interface Common {
 export async function bench(values: BenchValues, io: CliIo): Promise<number> {
   // Loaded only here: `help` must work even when the native addon does not load.
   const b: Bench = await import('../bench/index');
-  const parsed = (text: string | undefined, parse: (t: string) => number) => (text === undefined ? undefined : asUsage(() => parse(text)));
-  const common: Common = {
-    quick: values.quick ?? false,
-    size: parsed(values.size, b.parseSize),
-    durationMs: parsed(values.duration, b.parseDuration),
-    rampMs: parsed(values.ramp, b.parseDuration),
-    repeat: parsed(values.repeat, (t) => wholeNumber(t, '--repeat')),
-    err: (text: string) => io.stderr(text),
-    out: (text: string) => io.stdout(text),
-  };
+  const common = commonOptions(values, b, io);
   checkCombination(values);
   if (values.fallback) {
     refuse(values, 'fallback', ['json', 'workloads', 'tools', 'lib']);
@@ -99,6 +90,22 @@ export async function bench(values: BenchValues, io: CliIo): Promise<number> {
     await b.runBench(mainOptions(values, common, io));
   }
   return 0;
+}
+
+function parsed(text: string | undefined, parse: (t: string) => number): number | undefined {
+  return text === undefined ? undefined : asUsage(() => parse(text));
+}
+
+function commonOptions(values: BenchValues, b: Bench, io: CliIo): Common {
+  return {
+    quick: values.quick ?? false,
+    size: parsed(values.size, b.parseSize),
+    durationMs: parsed(values.duration, b.parseDuration),
+    rampMs: parsed(values.ramp, b.parseDuration),
+    repeat: parsed(values.repeat, (t) => wholeNumber(t, '--repeat')),
+    err: (text: string) => io.stderr(text),
+    out: (text: string) => io.stdout(text),
+  };
 }
 
 /** Options that contradict each other, or that go with another bench than the one picked. */

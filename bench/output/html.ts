@@ -1,10 +1,11 @@
 // `bench --html F`: one self-contained page (no script, no network): the machine and its ceilings,
 // charts of GB/s against block size and against queue depth (hand-written inline SVG), the main
-// table and the micro-benchmarks.
+// table, the micro-benchmarks and the targets with their verdicts.
 import { writeFile } from 'node:fs/promises';
 import type { Ceiling, MicroResult, RunResult, Tool } from '../support/records';
 import { formatSize } from '../support/units';
 import { ratios, setupLines, summarize, type BenchDocument } from './report';
+import { targetCells, TARGETS_HEADER } from './targets';
 
 export interface Series {
   name: string;
@@ -188,6 +189,7 @@ ${charts}
 <h2>Runs</h2>
 ${table(['workload', 'tool', 'GB/s', 'IOPS', 'p50 us', 'p99 us', 'CPU s/GB', 'vs fio', 'vs node:fs', 'how'], runRows)}
 ${micro}
+${doc.targets?.length ? `<h2>Targets</h2>${table(TARGETS_HEADER, doc.targets.map(targetCells))}` : ''}
 </body>
 </html>
 `;

@@ -195,6 +195,7 @@ describe('bench command', () => {
     expect(err).not.toContain('\r');
     expect(err).toMatch(/^\[1\/\d+\] seq-read 4MiB qd8: 3fs-client \.\.\. [\d.]+ GB\/s/m);
     expect(readFileSync(html, 'utf8')).toContain('<svg');
+    expect(readFileSync(html, 'utf8')).toContain('<h2>Targets</h2>');
   }, 120_000 * TIME_SCALE);
 
   it('the KVCache section, small: each path once per setting, bytes add up, raw interleaved with the KVCache phase', async () => {
