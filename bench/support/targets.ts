@@ -48,9 +48,10 @@ export function atMost(bound: number, unit: string, runs = 3, source = 'issue 18
   return { op: '<=', bound, unit, runs, source };
 }
 
-/** '>= 0.95x fio', '<= 12 us mean': the bound joined to its unit as the issue writes it. */
+/** '>= 0.95x fio', '>= 1.0x node:fs', '<= 12 us mean': the bound joined to its unit as the issue writes it. */
 export function targetText(t: Pick<Target, 'op' | 'bound' | 'unit'>): string {
-  return `${t.op} ${t.bound}${t.unit.startsWith('x') ? '' : ' '}${t.unit}`;
+  const ratio = t.unit.startsWith('x');
+  return `${t.op} ${ratio && Number.isInteger(t.bound) ? t.bound.toFixed(1) : t.bound}${ratio ? '' : ' '}${t.unit}`;
 }
 
 /** Judges `value` (the median of `runs` runs; undefined: not measured, `why` says why). */

@@ -3,7 +3,8 @@
 // No timings are checked: the figures are made up here.
 import { describe, expect, it } from 'vitest';
 import { formatTargets, targetCells, TARGETS_HEADER } from '../../bench/output/targets';
-import { judgeDatasets, type DatasetRun } from '../../bench/sections/datasets';
+import { formatDatasetTable, judgeDatasets, type DatasetRun } from '../../bench/sections/datasets';
+import { formatMicro } from '../../bench/sections/micro';
 import { CPU_TARGET, judgeMain, judgeMicro, MICRO_TARGETS, THROUGHPUT_TARGETS, type Absent } from '../../bench/sections/targets';
 import { toResult, workloadLabel, type RunResult, type Tool } from '../../bench/support/records';
 import { atLeast, atMost, judge, targetText, verdictText } from '../../bench/support/targets';
@@ -34,6 +35,7 @@ describe('judge', () => {
     expect(targetText(atLeast(0.95, 'x fio'))).toBe('>= 0.95x fio');
     expect(targetText(atMost(5, 'us mean'))).toBe('<= 5 us mean');
     expect(targetText(CPU_TARGET)).toBe("<= 1.5x fio's");
+    expect(targetText(atLeast(1, 'x node:fs'))).toBe('>= 1.0x node:fs');
   });
 });
 
@@ -96,6 +98,31 @@ describe('judgeMicro and judgeDatasets', () => {
     const runs = [st('3fs-client', 9, 1), st('node:fs', 10, 1), st('3fs-client', 12, 2), st('node:fs', 10, 2), st('3fs-client', 11, 3), st('node:fs', 10, 3)];
     expect(judgeDatasets(runs)[0]).toMatchObject({ row: 'safetensors load, warm', value: 1.1, runs: 3, verdict: 'met' });
     expect(judgeDatasets([], 'skipped (--no-datasets)')[0]).toMatchObject({ verdict: 'not measured', note: 'skipped (--no-datasets)' });
+  });
+});
+
+describe('the sections show their verdicts on their rows', () => {
+  it('micro: the rows with a target show it and the JSON verdict, the others nothing', () => {
+    const micro = ['batchRead 1 x 4KiB (page cache)', 'batchRead 16 x 4KiB (page cache)', 'alloc + free 4KiB'].map((task) => ({ task, n: 1, samples: 10, meanUs: 8, p50Us: 1, p99Us: 2, perItemUs: 8 }));
+    const judged = judgeMicro(micro, '');
+    const rows = formatMicro(micro, judged).split('\n').slice(2, -1).map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()));
+    expect(rows.map((r) => [r[0], r[6], r[7]])).toEqual([
+      ['batchRead 1 x 4KiB (page cache)', '<= 12 us mean', 'met'],
+      ['batchRead 16 x 4KiB (page cache)', '', ''],
+      ['alloc + free 4KiB', '<= 5 us mean', 'not met'],
+    ]);
+  });
+
+  it('datasets: the safetensors row is the median of its runs and shows the verdict', () => {
+    const st = (reader: DatasetRun['reader'], gbps: number, repeat: number): DatasetRun => ({
+      what: 'safetensors', reader, direct: false, sampleBytes: 4 * MiB, batch: 16, verify: false, seconds: 1, samples: 1, bytes: 1, samplesPerSec: 1, gbps, p50ms: 1, p99ms: 1, cpuSecPerGB: 1, repeat,
+    });
+    const runs = [st('3fs-client', 8, 1), st('node:fs', 10, 1), st('3fs-client', 9, 2), st('node:fs', 10, 2), st('3fs-client', 7, 3), st('node:fs', 10, 3)];
+    const doc = { settings: { size: 1, durationMs: 1, quick: false, cacheState: 'warm', inFlight: 2 }, runs, targets: judgeDatasets(runs) };
+    const lines = formatDatasetTable(doc).split('\n').filter((l) => l.startsWith('safetensors'));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/3fs-client .* 8\.000 +0\.80x .*>= 1\.0x node:fs +not met +buffered, warm cache; median of 3$/);
+    expect(lines[1]).toMatch(/node:fs .* 10\.000 .*median of 3$/);
   });
 });
 
