@@ -265,7 +265,7 @@ function absentOf(plan: Planned[], notRun: NotRun[], s: Settings, fioInstalled: 
 function allTargets(doc: FullBenchDocument): Judged[] {
   const own = (doc.targets ?? []).filter((j) => j.section === 'main' || j.section === 'micro');
   const streams = doc.streams?.targets ?? judgeStreams([], doc.ceilings, 'skipped (--no-streams)');
-  const kvcache = (doc.kvcache as { targets?: Judged[] } | undefined)?.targets ?? [];
+  const kvcache = doc.kvcache?.targets ?? [];
   const datasets = doc.datasets?.targets ?? judgeDatasets([], 'skipped (--no-datasets)');
   return [...own, ...streams, ...kvcache, ...datasets];
 }
