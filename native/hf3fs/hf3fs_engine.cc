@@ -276,6 +276,8 @@ class Hf3fsEngine final : public Engine {
         ptr = bounce_region_->data() + at;
         if (op->write) std::memcpy(ptr, op->ptr, len);
       }
+      // Before prep_io: 3FS may run the IO at once, and the waiter reads the op without our lock.
+      op->piece = len;
       const int slot = lib_.prep_io(&ring.ior, iov, ring.read, ptr, op->file->fd, op->offset, len, op);
       // The ring is full after all: back-pressure, not an error, while ops in the ring will free
       // a slot. With none in it no completion would ever wake us: EAGAIN is then the op's error.
@@ -290,7 +292,6 @@ class Hf3fsEngine final : public Engine {
         Settle(op, -slot);
         continue;
       }
-      op->piece = len;
       op->state = Op::State::kInFlight;
       ring.in_ring++;
       ring.unsubmitted = true;

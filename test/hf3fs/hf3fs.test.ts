@@ -634,6 +634,36 @@ run('holes and punchHole', () => {
     }
   });
 
+  // 3FS may run an IO as soon as prep_io has handed it over, before prep_io returns, and the
+  // engine's waiting thread then finishes it at once. A read that ends in the trailing hole must
+  // still read zeros. HF3FS_STANDIN_PREP_DELAY_US holds the preparing thread just after each
+  // hand-over; the test daemon applies 3FS's chunk rules (a read ending in the hole comes back short).
+  it.skipIf(!DAEMON_CONTROL)('reads that end in the trailing hole read zeros when 3FS finishes them before prep_io returns', async () => {
+    const c = testConnect({ queueDepth: 8, rings: 1 });
+    const f = await c.open(tmp.path('hole-early'), 'w+');
+    const io = c.alloc(4 * KiB);
+    try {
+      const { chunkSize: chunk } = await f.layout();
+      await f.write(rng.bytes(4 * KiB), 0);
+      await f.truncate(3 * chunk); // everything past the first 4 KiB is a hole below the length
+      io.bytes.fill(0xff);
+      const ops = [
+        ...[0, 1, 2, 3].map((k) => ({ buffer: Buffer.alloc(1, 0xff), fileOffset: 5000 + k })), // chunk 0, past its data
+        ...[0, 1].map((k) => ({ buffer: Buffer.alloc(100, 0xff), fileOffset: chunk + 100 * k })), // chunk 1, no data at all
+        { buffer: io.subarray(0, 100), fileOffset: 2 * chunk }, // an iov: no bounce
+      ];
+      const rs = await withEnv({ HF3FS_STANDIN_PREP_DELAY_US: '50000' }, () => f.batchRead(ops));
+      rs.forEach((r, i) => expect(r, `op ${i}`).toEqual({ bytes: ops[i].buffer.byteLength, eof: false, error: null }));
+      for (const [i, op] of ops.entries()) {
+        const bytes = op.buffer instanceof IoBuffer ? op.buffer.bytes : op.buffer;
+        expect(bytes.every((b) => b === 0), `op ${i} reads zeros`).toBe(true);
+      }
+    } finally {
+      io.free();
+      await closeAll([f], [c]);
+    }
+  });
+
   // 3FS's hf3fs_iordestroy unlinks a ring's key with its flags in decimal (".f2") where
   // hf3fs_iorcreate4 wrote them in binary (".f10"): without the engine's workaround the daemon
   // keeps a forbidHoles client's read ring registered until the process exits.

@@ -21,6 +21,9 @@
 //   HF3FS_STANDIN_FAIL_PREP=<errno>        every hf3fs_prep_io returns -errno (both modes)
 //   HF3FS_STANDIN_FAIL_IO=<errno>          in-process: every IO completes with -errno, moving nothing
 //   HF3FS_STANDIN_DELAY_US=<n>             in-process: each IO sleeps n microseconds before it runs
+//   HF3FS_STANDIN_PREP_DELAY_US=<n>        a successful hf3fs_prep_io sleeps n microseconds after the IO
+//                                          is handed over (both modes): the caller's thread losing the
+//                                          CPU there, while the daemon may run the IO and post its CQE
 // (On the test daemon's mount, the daemon injects IO faults: test/hf3fs/daemon/faults.cc.)
 //
 // Misuse that real 3FS turns into memory corruption or a hang is made loud instead, in both modes:
@@ -682,8 +685,8 @@ STANDIN_EXPORT int hf3fs_io_entries(const struct hf3fs_ior* ior) {
   return LiveRing(ior, "hf3fs_io_entries")->entries;
 }
 
-STANDIN_EXPORT int hf3fs_prep_io(const struct hf3fs_ior* ior, const struct hf3fs_iov* iov, bool read, void* ptr,
-                                 int fd, size_t off, uint64_t len, const void* userdata) {
+static int PrepIo(const struct hf3fs_ior* ior, const struct hf3fs_iov* iov, bool read, void* ptr, int fd, size_t off,
+                  uint64_t len, const void* userdata) {
   if (ior != nullptr && ior->iorh != nullptr && proto::OwnsRing(ior)) {
     if (long e = EnvPositive("HF3FS_STANDIN_FAIL_PREP")) return static_cast<int>(-e);
     return proto::PrepIo(ior, iov, read, ptr, fd, off, len, userdata);
@@ -720,6 +723,13 @@ STANDIN_EXPORT int hf3fs_prep_io(const struct hf3fs_ior* ior, const struct hf3fs
     g_prepped++;
     return idx;
   });
+}
+
+STANDIN_EXPORT int hf3fs_prep_io(const struct hf3fs_ior* ior, const struct hf3fs_iov* iov, bool read, void* ptr,
+                                 int fd, size_t off, uint64_t len, const void* userdata) {
+  const int r = PrepIo(ior, iov, read, ptr, fd, off, len, userdata);
+  if (long us = r >= 0 ? EnvPositive("HF3FS_STANDIN_PREP_DELAY_US") : 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
+  return r;
 }
 
 STANDIN_EXPORT int hf3fs_submit_ios(const struct hf3fs_ior* ior) {
