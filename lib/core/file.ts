@@ -61,12 +61,14 @@ export class File implements BatchTarget, StreamFile, AsyncDisposable {
   readonly #engine: string;
   readonly #engineOption: EngineName;
   readonly #engineReason: string | null;
-  readonly #directFd: number;
-  readonly #directErrno: number;
-  readonly #memoryAlign: number;
-  readonly #offsetAlign: number;
+  #directFd = -1;
+  #directErrno = 0;
+  #memoryAlign = 4096;
+  #offsetAlign = 4096;
   readonly #access: 'r' | 'w' | 'rw';
   readonly #usrbio: boolean;
+  /** direct 'auto': stat()'s wait for the O_DIRECT descriptor (null: settled, or nothing to open). */
+  #twin: Promise<void> | null | undefined;
   #inFlight = 0;
   #drained: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -80,14 +82,32 @@ export class File implements BatchTarget, StreamFile, AsyncDisposable {
     this.native = native;
     this.path = path;
     this.direct = direct;
-    const [fd, directFd, directErrno, memoryAlign, offsetAlign, flags, usrbio] = native.describe();
+    const [fd, , , , , flags, usrbio] = native.describe();
     this.#usrbio = usrbio;
     this.fd = fd;
-    this.#directFd = directFd;
-    this.#directErrno = directErrno;
-    this.#memoryAlign = memoryAlign;
-    this.#offsetAlign = offsetAlign;
     this.#access = accessMode(flags);
+    this.#describeDirect();
+    if (direct !== 'auto' || usrbio) this.#twin = null;
+  }
+
+  #describeDirect(): void {
+    [, this.#directFd, this.#directErrno, this.#memoryAlign, this.#offsetAlign] = this.native.describe();
+  }
+
+  /**
+   * direct 'auto' opens its O_DIRECT descriptor when first needed: by the engine, for the first op
+   * that may go direct, or here, for stat(), which says whether it is active. Undefined: settled.
+   */
+  #directReady(): Promise<void> | undefined {
+    if (this.#twin === null) return undefined;
+    this.#twin ??= this.#held(() => this.native.openDirect()).then(
+      () => {
+        this.#twin = null;
+        this.#describeDirect();
+      },
+      () => undefined, // closed meanwhile: the stat fails with ERR_FILE_CLOSED
+    );
+    return this.#twin;
   }
 
   get closed(): boolean {
@@ -119,6 +139,7 @@ export class File implements BatchTarget, StreamFile, AsyncDisposable {
 
   async stat(): Promise<FileStat> {
     this.checkOpen('fstat');
+    await this.#directReady();
     const raw = await this.#held(() => this.native.stat()).catch((e) => Promise.reject(fromNative(e, { path: this.path })));
     const wanted = this.direct !== 'never';
     return {

@@ -35,6 +35,8 @@ export interface NativeFile {
   punchHoles(starts: Float64Array, ends: Float64Array): Promise<void>;
   /** An OFD write lock on the range, tried without waiting (false: held elsewhere); lock false releases it. */
   lockRange(offset: number, length: number, lock: boolean): boolean;
+  /** direct 'auto': opens the O_DIRECT twin (describe() then says how it went). */
+  openDirect(): Promise<void>;
   close(): Promise<void>;
   closed(): boolean;
 }

@@ -1,7 +1,8 @@
 // The cache's shard files and where things are in them: set s lives in shard s mod shards, at
 // set region floor(s / shards); a set region is [ directory 4 KiB ][ slot 0 ] ... [ slot ways-1 ].
-// Each shard is open twice: O_DIRECT for slots, and through the page cache for the directories,
-// which every put reads and rewrites in small pieces.
+// Each shard is open twice: for slots (O_DIRECT where the file system has it, its descriptor opened
+// by the first slot op), and through the page cache for the directories, which every put reads and
+// rewrites in small pieces.
 import { join } from 'node:path';
 import type { Client, FileIoOp } from '../core/client';
 import type { OpResult, ThreeFSError } from '../core/errors';

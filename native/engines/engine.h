@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -27,10 +28,14 @@ struct FileState {
   enum class Direct : uint8_t { kAuto, kAlways, kNever };
   ~FileState();
   int CloseNow();  // closes both descriptors once; returns 0 or errno
+  // The O_DIRECT descriptor or -1. direct 'auto' opens it here, on first use, on the caller's
+  // thread (an engine's or the pool's, never JS's); the alignments are set once it returns.
+  int DirectFd();
 
   std::string path;
   int fd = -1;          // buffered
-  int direct_fd = -1;   // O_DIRECT, -1 when not wanted or not supported
+  // O_DIRECT, -1 when not wanted, not supported or (direct 'auto') not opened yet: DirectFd().
+  std::atomic<int> direct_fd{-1};
   int open_flags = 0;   // access mode and O_SYNC/O_DSYNC of what the user asked for
   Direct direct = Direct::kAuto;
   int direct_errno = 0; // why direct_fd is -1 although direct I/O was wanted
@@ -38,6 +43,7 @@ struct FileState {
   uint32_t dio_offset_align = 4096;
   // Set when the descriptor is registered with USRBIO (hf3fs_reg_fd): deregistered before close.
   std::shared_ptr<class UsrbioLib> usrbio;
+  std::once_flag direct_once;
 };
 
 struct Batch;

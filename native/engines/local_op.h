@@ -17,14 +17,18 @@ inline bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
 
 // Sizes the op's next piece and picks its descriptor: the O_DIRECT twin when memory, offset and
 // length are aligned for it, the buffered one otherwise (decided per piece, so an op may switch).
+// Only a piece aligned to 512 bytes, the least any file system asks, opens the twin.
 // Sets op->direct; returns the piece's length and sets *fd.
 inline uint64_t NextPiece(Op* op, int* fd) {
-  const FileState& f = *op->file;
+  FileState& f = *op->file;
   const uint64_t len = std::min(op->remaining, kMaxPiece);
-  op->direct = f.direct_fd >= 0 && f.direct != FileState::Direct::kNever &&
+  const bool may = f.direct != FileState::Direct::kNever && Aligned(reinterpret_cast<uintptr_t>(op->ptr), 512) &&
+                   Aligned(op->offset, 512) && Aligned(len, 512);
+  const int direct_fd = may ? f.DirectFd() : -1;  // the alignments are read only after it
+  op->direct = direct_fd >= 0 &&
                Aligned(reinterpret_cast<uintptr_t>(op->ptr), f.dio_mem_align) &&
                Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);
-  *fd = op->direct ? f.direct_fd : f.fd;
+  *fd = op->direct ? direct_fd : f.fd;
   return len;
 }
 

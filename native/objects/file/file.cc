@@ -24,16 +24,18 @@ int FileState::CloseNow() {
   // USRBIO keys registrations by descriptor number: deregister before the number can be reused.
   if (usrbio && fd >= 0) usrbio->dereg_fd(fd);
   usrbio.reset();
-  if (direct_fd >= 0 && close(direct_fd) != 0) err = errno;
+  const int dfd = direct_fd.exchange(-1);
+  if (dfd >= 0 && close(dfd) != 0) err = errno;
   if (fd >= 0 && close(fd) != 0 && err == 0) err = errno;
-  fd = direct_fd = -1;
+  fd = -1;
   return err;
 }
 
 namespace {
 
 // Opens the O_DIRECT twin of an open descriptor through /proc, so it names the same inode even if
-// the path changed meanwhile, and reads the alignment direct I/O needs there.
+// the path changed meanwhile, and reads the alignment direct I/O needs there. The alignments are
+// set before the descriptor is published: engines read them only once they see it.
 void OpenDirectTwin(FileState& f) {
   char proc[64];
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", f.fd);
@@ -52,8 +54,20 @@ void OpenDirectTwin(FileState& f) {
     f.dio_mem_align = sx.stx_dio_mem_align;
     f.dio_offset_align = sx.stx_dio_offset_align;
   }
-  f.direct_fd = dfd;
+  f.direct_fd.store(dfd);
 }
+
+}  // namespace
+
+int FileState::DirectFd() {
+  if (direct != Direct::kAuto) return direct_fd.load();
+  std::call_once(direct_once, [this] {
+    if (fd >= 0 && direct_fd.load() < 0) OpenDirectTwin(*this);
+  });
+  return direct_fd.load();
+}
+
+namespace {
 
 double Ms(const struct timespec& t) { return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
 
@@ -75,6 +89,7 @@ Napi::Function File::Init(Napi::Env env) {
                       InstanceMethod<&File::ForceFsync>("forceFsync"),
                       InstanceMethod<&File::PunchHoles>("punchHoles"),
                       InstanceMethod<&File::LockRange>("lockRange"),
+                      InstanceMethod<&File::OpenDirect>("openDirect"),
                       InstanceMethod<&File::Close>("close"), InstanceMethod<&File::Closed>("closed")});
 }
 
@@ -121,7 +136,8 @@ Napi::Value File::Open(const Napi::CallbackInfo& info) {
           state->usrbio = usrbio;
           return 0;
         }
-        if (state->direct != FileState::Direct::kNever) OpenDirectTwin(*state);
+        // 'auto' opens its twin when an op first may go direct (OpenDirect): until then, one descriptor.
+        if (state->direct == FileState::Direct::kAlways) OpenDirectTwin(*state);
         if (state->direct == FileState::Direct::kAlways && state->direct_fd < 0) return state->direct_errno;
         return 0;
       }),
@@ -140,13 +156,24 @@ Napi::Value File::Describe(const Napi::CallbackInfo& info) {
   const FileState& f = *state_;
   Napi::Array out = Napi::Array::New(env, 7);
   out.Set(0u, f.fd);
-  out.Set(1u, f.direct_fd);
+  out.Set(1u, f.direct_fd.load());
   out.Set(2u, f.direct_errno);
   out.Set(3u, f.dio_mem_align);
   out.Set(4u, f.dio_offset_align);
   out.Set(5u, f.open_flags);
   out.Set(6u, f.usrbio != nullptr);
   return out;
+}
+
+// openDirect() -> Promise<void>: opens the O_DIRECT twin of a file opened with direct 'auto' if
+// no op has yet; a file system that refuses it leaves direct_errno set, not an error.
+Napi::Value File::OpenDirect(const Napi::CallbackInfo& info) {
+  auto state = state_;
+  return PromiseWorker::Run(info.Env(), "open", state->path, [state]() -> int {
+    if (state->fd < 0) return EBADF;
+    state->DirectFd();
+    return 0;
+  }, nullptr);
 }
 
 Napi::Value File::Stat(const Napi::CallbackInfo& info) {

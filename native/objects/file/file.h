@@ -31,6 +31,7 @@ class File : public Napi::ObjectWrap<File> {
   Napi::Value ForceFsync(const Napi::CallbackInfo& info);
   Napi::Value PunchHoles(const Napi::CallbackInfo& info);
   Napi::Value LockRange(const Napi::CallbackInfo& info);
+  Napi::Value OpenDirect(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Closed(const Napi::CallbackInfo& info);
 
