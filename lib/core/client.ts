@@ -1,7 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { availableParallelism, constants } from 'node:os';
 import { runBatch, type BatchOptions, type IoOp } from './batch';
-import { embeddedChoice, ioUringRefusal, type EmbeddedEngine } from './embedded-engine';
+import { embeddedChoice, ioUringRefusal, registerRefusal, type EmbeddedEngine } from './embedded-engine';
 import { engineName, type EngineName } from './engine-name';
 import { argError, fromNative, shown, ThreeFSError, type OpResult } from './errors';
 import { memlockAdvice } from './memlock';
@@ -109,6 +109,12 @@ export interface ClientInfo {
   queueDepth: number;
   /** Entries of the engine's fixed-buffer table (io_uring); 0 for engines without one. */
   registeredBuffers: number;
+  /**
+   * Why the last alloc() that asked for registered memory got none (its IoBuffer says
+   * `registered: false`), e.g. 'RLIMIT_MEMLOCK 65536 bytes (ulimit -l 64) reached: io_uring_register
+   * ENOMEM ...' or the table full; null when it got it, or before any alloc(). On 3FS every buffer is an iov: null.
+   */
+  unregisteredReason: string | null;
   asyncBuffered: boolean;
   closed: boolean;
   /** IoBuffers of this client not yet freed (by free() or the garbage collector), and their bytes. */
@@ -192,6 +198,7 @@ export class Client implements AsyncDisposable {
   readonly #engineReason: string | null;
   readonly #threads: number;
   readonly #aio: boolean;
+  readonly #registeredBuffers: number; // as asked
   #closing: Promise<void> | undefined;
 
   constructor(options: ClientOptions = {}) {
@@ -206,6 +213,7 @@ export class Client implements AsyncDisposable {
     const registeredSlots = wholeNumber(options.registeredBuffers ?? 1024, 'registeredBuffers', 0, 16384);
     const threads = wholeNumber(options.threads ?? DEFAULT_THREADS, 'threads', 1, 4096);
     this.#asyncBuffered = options.asyncBuffered ?? false;
+    this.#registeredBuffers = registeredSlots;
     this.#hf3fs = engine === 'hf3fs';
     const settings: NativeClientOptions = { queueDepth, rings, registeredSlots, asyncBuffered: this.#asyncBuffered };
     let choice: ReturnType<typeof embeddedChoice> | undefined;
@@ -294,7 +302,7 @@ export class Client implements AsyncDisposable {
     const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
     const threads = i.engine === 'threads' ? { threads: this.#threads, aio: this.#aio } : {};
     const { ioBuffers, ioBufferBytes } = i;
-    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, asyncBuffered: this.#asyncBuffered, closed: i.closed, ioBuffers, ioBufferBytes };
+    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, unregisteredReason: i.registerRefusal === 0 ? null : registerRefusal(i.registerRefusal, i.engine, this.#registeredBuffers, i.registeredSlots), asyncBuffered: this.#asyncBuffered, closed: i.closed, ioBuffers, ioBufferBytes };
   }
 
   /**

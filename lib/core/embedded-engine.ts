@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { argError } from './errors';
-import { memlockAdvice } from './memlock';
+import { MEMLOCK_FIX, memlockAdvice, memlockLimit, shownMemlock } from './memlock';
 
 export type EmbeddedEngine = 'io_uring' | 'threads';
 export const EMBEDDED_ENGINES: readonly EmbeddedEngine[] = ['io_uring', 'threads'];
@@ -59,6 +59,30 @@ export function ioUringRefusal(errno: number, sysctl: string | undefined = ioUri
   else if (code === 'EACCES') likely = 'a security module (SELinux, AppArmor) refuses it?';
   else likely = 'unexpected';
   return `io_uring_setup: ${code} (${likely})`;
+}
+
+/** native/engines/engine.h's RegisterRefusal: why alloc()'s memory got no fixed buffer (else an errno). */
+const REFUSED = { noTable: -1, tooLarge: -2, tableFull: -3, empty: -4 } as const;
+
+/**
+ * Why the last alloc() that asked for registered memory got none, from the addon's code: 'RLIMIT_MEMLOCK
+ * is 65536 bytes (ulimit -l 64) reached: io_uring_register ENOMEM ...', the table full, and so on.
+ */
+export function registerRefusal(code: number, engine: string, asked: number, slots: number): string {
+  if (code === REFUSED.noTable) {
+    if (engine !== 'io_uring') return `the ${engine} engine has no fixed-buffer table`;
+    return asked === 0 ? 'registeredBuffers is 0' : "io_uring's fixed-buffer table could not be made";
+  }
+  if (code === REFUSED.tooLarge) return 'larger than 1 GiB, the most io_uring takes as one fixed buffer';
+  if (code === REFUSED.tableFull) return `every one of the ${slots} entries of io_uring's fixed-buffer table is taken (registeredBuffers)`;
+  if (code === REFUSED.empty) return 'an empty buffer is not registered';
+  const name = getSystemErrorName(-Math.abs(code));
+  if (name === 'ENOMEM') {
+    const limit = memlockLimit();
+    const now = limit === undefined ? 'RLIMIT_MEMLOCK' : `RLIMIT_MEMLOCK ${shownMemlock(limit.soft)}`;
+    return `${now} reached: io_uring_register ENOMEM (a registered buffer is locked memory); raise it: ${MEMLOCK_FIX}`;
+  }
+  return `io_uring_register: ${name}`;
 }
 
 /** What to do to get io_uring back, for doctor. */

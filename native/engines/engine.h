@@ -196,6 +196,9 @@ inline void TakeOpsOf(const Batch* b, std::deque<Op*>& queue, std::vector<Op*>* 
   queue.erase(std::remove_if(queue.begin(), queue.end(), mine), queue.end());
 }
 
+// Why Engine::Register left a region without a fixed buffer; any other value is the kernel's errno.
+enum RegisterRefusal : int { kRegistered = 0, kNoTable = -1, kTooLarge = -2, kTableFull = -3, kEmpty = -4 };
+
 struct EngineOptions {
   unsigned index = 0;               // this engine's place among the client's rings
   unsigned queue_depth = 128;       // ops in flight in the kernel at most (this ring)
@@ -219,8 +222,9 @@ class Engine {
 
   virtual ~Engine() = default;
   virtual const char* name() const = 0;
-  // Registers a region for faster I/O where the engine can; failing that, the region still works.
-  virtual void Register(Region& region) = 0;
+  // Registers a region for faster I/O where the engine can: kRegistered, or why not (a
+  // RegisterRefusal or an errno). Failing that, the region still works.
+  virtual int Register(Region& region) = 0;
   // Queues every op of the batch. Never blocks on the device.
   virtual void Submit(Batch* batch) = 0;
   // Settles the batch's unfinished ops with `err` as soon as the device lets go of their memory.

@@ -90,7 +90,7 @@ class ThreadsEngine final : public Engine {
   unsigned queue_depth() const override { return options_.queue_depth; }
   unsigned registered_slots() const override { return 0; }
   // pread/pwrite have nothing to register memory with; every region works as it is.
-  void Register(Region&) override {}
+  int Register(Region&) override { return kNoTable; }
 
   void Submit(Batch* batch) override {
     bool wake = false;

@@ -40,13 +40,19 @@ class FixedBuffers : public Registrar {
   FixedBuffers(io_uring* ring, unsigned slots) : ring_(ring) {
     for (unsigned i = slots; i > 0; i--) free_.push_back(static_cast<int>(i - 1));
   }
-  int Register(void* base, size_t size) {
+  // The slot given, or -1 with *why set (kTableFull, or the kernel's errno).
+  int Register(void* base, size_t size, int* why) {
     std::lock_guard<std::mutex> lock(mu_);
+    *why = ring_ == nullptr ? kNoTable : kTableFull;
     if (ring_ == nullptr || free_.empty()) return -1;
     int slot = free_.back();
     iovec iov{base, size};
     __u64 tag = 0;
-    if (io_uring_register_buffers_update_tag(ring_, slot, &iov, &tag, 1) != 1) return -1;
+    const int r = io_uring_register_buffers_update_tag(ring_, slot, &iov, &tag, 1);
+    if (r != 1) {
+      *why = r < 0 ? -r : EIO;
+      return -1;
+    }
     free_.pop_back();
     return slot;
   }
@@ -104,10 +110,14 @@ class UringEngine final : public Engine {
   unsigned queue_depth() const override { return options_.queue_depth; }
   unsigned registered_slots() const override { return slots_; }
 
-  void Register(Region& region) override {
-    if (slots_ == 0 || region.size() == 0 || region.size() > kMaxPiece) return;
-    int slot = fixed_->Register(region.data(), region.size());
-    if (slot >= 0) region.AddRegistration(options_.index, slot, fixed_);
+  int Register(Region& region) override {
+    if (slots_ == 0) return kNoTable;
+    if (region.size() == 0 || region.size() > kMaxPiece) return region.size() == 0 ? kEmpty : kTooLarge;
+    int why = kRegistered;
+    int slot = fixed_->Register(region.data(), region.size(), &why);
+    if (slot < 0) return why;
+    region.AddRegistration(options_.index, slot, fixed_);
+    return kRegistered;
   }
 
   void Submit(Batch* batch) override { Post({Command::kSubmit, batch, 0, 0}); }

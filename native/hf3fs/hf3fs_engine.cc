@@ -145,7 +145,7 @@ class Hf3fsEngine final : public Engine {
   const char* name() const override { return "usrbio"; }
   unsigned queue_depth() const override { return options_.queue_depth; }
   unsigned registered_slots() const override { return 0; }
-  void Register(Region&) override {}  // iovs are registered with 3FS when created
+  int Register(Region&) override { return kNoTable; }  // iovs are registered with 3FS when created
 
   // JS thread: prep_io and submit_ios never block, so the batch goes straight into the rings, under
   // the lock that keeps one preparer per ring. The preparing thread takes the rest: ops behind a

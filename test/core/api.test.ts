@@ -444,6 +444,42 @@ describe('Client', () => {
     await d.close();
   });
 
+  // Issue 20 item 2: a buffer came back registered: false with nothing to say why.
+  it('info().unregisteredReason: why the last alloc() got no registered memory (a full table, an engine without one, too large), null once it does', async () => {
+    const c = testConnect({ rings: 1, registeredBuffers: 2 });
+    try {
+      expect(c.info().unregisteredReason).toBeNull();
+      const bufs = [c.alloc(8192), c.alloc(8192), c.alloc(8192)];
+      const reason = c.info().unregisteredReason;
+      if (ENGINE === 'hf3fs') {
+        expect(bufs.map((b) => b.registered), 'every buffer is an iov').toEqual([true, true, true]);
+        expect(reason).toBeNull();
+      } else if (THREADS) {
+        expect(bufs.map((b) => b.registered)).toEqual([false, false, false]);
+        expect(reason).toBe('the threads engine has no fixed-buffer table');
+      } else {
+        expect(bufs.map((b) => b.registered)).toEqual([true, true, false]);
+        expect(reason).toBe("every one of the 2 entries of io_uring's fixed-buffer table is taken (registeredBuffers)");
+        bufs[0].free();
+        expect(c.alloc(4096).registered, 'a freed entry is taken again').toBe(true);
+        expect(c.info().unregisteredReason).toBeNull();
+        const huge = c.alloc(2 ** 30 + 4096); // address space only: nothing touches it
+        expect(huge.registered).toBe(false);
+        expect(c.info().unregisteredReason).toBe('larger than 1 GiB, the most io_uring takes as one fixed buffer');
+        huge.free();
+      }
+      const before = c.info().unregisteredReason;
+      c.alloc(16, { register: false });
+      expect(c.info().unregisteredReason, 'memory not asked to be registered changes nothing').toBe(before);
+    } finally {
+      await c.close();
+    }
+    const none = testConnect({ registeredBuffers: 0 });
+    none.alloc(4096);
+    if (ENGINE === 'local' && !THREADS) expect(none.info().unregisteredReason).toBe('registeredBuffers is 0');
+    await none.close();
+  });
+
   // One name per engine: engineOption is what the `engine` option calls it ('hf3fs', not the
   // 'usrbio' that info().engine keeps reporting), and 'usrbio' is accepted as an alias of 'hf3fs'.
   it('engineOption: the engine by its option name, in info(), stat() and layout(); usrbio is an alias of hf3fs', async () => {

@@ -567,6 +567,7 @@ Napi::Value Client::Info(const Napi::CallbackInfo& info) {
   o.Set("rings", static_cast<double>(engines_.size()));
   o.Set("queueDepth", queue_depth_);
   o.Set("registeredSlots", engines_[0]->registered_slots());
+  o.Set("registerRefusal", register_refusal_);
   o.Set("closed", closing_);
   o.Set("ioBuffers", static_cast<double>(regions_->regions.size()));
   o.Set("ioBufferBytes", static_cast<double>(regions_->bytes));

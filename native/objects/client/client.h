@@ -60,6 +60,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
 
   Napi::Value Alloc(const Napi::CallbackInfo& info);
   std::shared_ptr<Region> MapRegion(Napi::Env env, size_t bytes, bool want_registered);
+  int RegisterEverywhere(Region& region);
   Napi::Value Free(const Napi::CallbackInfo& info);
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
@@ -92,6 +93,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   std::unique_ptr<std::atomic<size_t>[]> ring_load_;
   size_t next_ring_ = 0;
   unsigned queue_depth_ = 0;  // as asked, for the whole client
+  int register_refusal_ = kRegistered;  // why the last alloc() that asked for registration got none
   int io_uring_errno_ = 0;    // set when io_uring_setup was refused and the thread pool runs instead
   std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
   Tsfn tsfn_;

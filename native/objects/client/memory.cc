@@ -25,15 +25,28 @@ struct RegionHint {
 // every ring. A table full of pooled regions' slots (or memlock taken by them) gives way.
 std::shared_ptr<Region> Client::MapRegion(Napi::Env env, size_t bytes, bool want_registered) {
   const bool registers = want_registered && engines_[0]->registered_slots() > 0;
-  if (std::shared_ptr<Region> pooled = regions_->pool.Take(bytes, registers)) return pooled;
+  if (std::shared_ptr<Region> pooled = regions_->pool.Take(bytes, registers)) {
+    if (registers) register_refusal_ = kRegistered;
+    return pooled;
+  }
   int err = 0;
   std::shared_ptr<Region> region = Region::Map(bytes, &err);
   if (!region) throw ErrnoError(env, err, "mmap", "");
   if (!want_registered) return region;
-  for (auto& e : engines_) e->Register(*region);
-  if (registers && !region->registered() && regions_->pool.Clear())
-    for (auto& e : engines_) e->Register(*region);
+  int why = RegisterEverywhere(*region);
+  if (registers && !region->registered() && regions_->pool.Clear()) why = RegisterEverywhere(*region);
+  register_refusal_ = region->registered() ? kRegistered : why;
   return region;
+}
+
+// Registers the region with every ring; returns the first ring's refusal, if any (info() says it).
+int Client::RegisterEverywhere(Region& region) {
+  int why = kRegistered;
+  for (auto& e : engines_) {
+    const int r = e->Register(region);
+    if (why == kRegistered) why = r;
+  }
+  return why;
 }
 
 // alloc(bytes, register, blockSize?) -> [id, ArrayBuffer, registered]

@@ -2,7 +2,8 @@
 // systems). io_uring's rings and registered buffers count against RLIMIT_MEMLOCK: past it,
 // connect() falls back to the threads engine and info() says why, a forced io_uring fails with an
 // error that names the limit and how to raise it, the counters count only registered bytes, and
-// the bench runs to its end with one line per tool that could not run. The child runs as nobody
+// the bench runs to its end with one line per tool that could not run, and info() says why a
+// buffer is not registered (unregisteredReason). The child runs as nobody
 // (root's CAP_IPC_LOCK lifts the limit) under `prlimit --memlock=65536`.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
@@ -105,6 +106,28 @@ describe.skipIf(why !== '')(`RLIMIT_MEMLOCK of ${LIMIT} bytes${why ? ` (skipped:
     expect(forced.code).toBe('ENOMEM');
     expect(forced.message).toContain(`RLIMIT_MEMLOCK is ${LIMIT} bytes`);
     expect(forced.message).toContain('LimitMEMLOCK=infinity');
+  });
+
+  it('a buffer past the limit: registered false, and info() says the limit was reached', (ctx) => {
+    const script = join(tmp.dir, 'register.cjs');
+    writeFileSync(script, `
+      const { connect } = require(${JSON.stringify(join(DIST_LIB, 'index.js'))});
+      (async () => {
+        const c = connect({ rings: 1 });
+        const small = c.alloc(4096);
+        const before = c.info().unregisteredReason;
+        const big = c.alloc(1 << 20);
+        console.log(JSON.stringify({ engine: c.info().engine, small: small.registered, before, big: big.registered, reason: c.info().unregisteredReason }));
+        await c.close();
+      })();`, { mode: 0o644 });
+    const r = runLimited([process.execPath, script]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { engine: string; small: boolean; before: string | null; big: boolean; reason: string | null };
+    if (out.engine !== 'io_uring') ctx.skip(`io_uring does not run here with ${LIMIT} bytes of locked memory`);
+    if (out.big) ctx.skip('this kernel does not count registered buffers against RLIMIT_MEMLOCK');
+    if (out.small) expect(out.before, 'a 4 KiB buffer fits: no reason').toBeNull();
+    expect(out.reason).toContain(`RLIMIT_MEMLOCK ${LIMIT} bytes (ulimit -l 64) reached: io_uring_register ENOMEM`);
+    expect(out.reason).toContain('ulimit -l unlimited');
   });
 
   it('bench: runs to its end; a fio that cannot run is one line, not its JSON report', () => {
