@@ -1,6 +1,7 @@
-// The embedded engine: io_uring on local files.
+// The embedded engine: io_uring on local files, for the batches the JS thread's own ring does not
+// take (uring_direct.h): big ones, ordered or checksummed ops, more than it has room for.
 //
-// One ring per client. All ring work (preparing SQEs, submitting, reaping) happens on one native
+// One ring per engine. All ring work (preparing SQEs, submitting, reaping) happens on one native
 // thread, so the SQ has a single producer and the kernel's completion task-work lands on the
 // thread that waits for it. The JS thread only posts commands (submit, cancel, stop) into a
 // queue and wakes that thread through an eventfd the ring itself polls.
@@ -20,6 +21,7 @@
 
 #include "engines/engine.h"
 #include "engines/local_op.h"
+#include "engines/uring_fixed.h"
 
 namespace tfs {
 namespace {
@@ -32,49 +34,6 @@ constexpr uint64_t kSealedPerSubmit = 256 << 10;
 // Small cached (buffered) ops go to the kernel this many at a time: one system call, not one each.
 constexpr unsigned kBufferedPerSubmit = 16;
 constexpr uint64_t kSmallBuffered = 64 << 10;
-
-// The ring's fixed-buffer table. Slots are handed out to regions; a region gives its slot back
-// when it dies, which may be after the ring is gone (then there is nothing left to undo).
-class FixedBuffers : public Registrar {
- public:
-  FixedBuffers(io_uring* ring, unsigned slots) : ring_(ring) {
-    for (unsigned i = slots; i > 0; i--) free_.push_back(static_cast<int>(i - 1));
-  }
-  // The slot given, or -1 with *why set (kTableFull, or the kernel's errno).
-  int Register(void* base, size_t size, int* why) {
-    std::lock_guard<std::mutex> lock(mu_);
-    *why = ring_ == nullptr ? kNoTable : kTableFull;
-    if (ring_ == nullptr || free_.empty()) return -1;
-    int slot = free_.back();
-    iovec iov{base, size};
-    __u64 tag = 0;
-    const int r = io_uring_register_buffers_update_tag(ring_, slot, &iov, &tag, 1);
-    if (r != 1) {
-      *why = r < 0 ? -r : EIO;
-      return -1;
-    }
-    free_.pop_back();
-    return slot;
-  }
-  void Unregister(int slot) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (ring_ == nullptr) return;
-    iovec iov{nullptr, 0};
-    __u64 tag = 0;
-    // The kernel keeps the pages pinned until requests still using the slot complete.
-    io_uring_register_buffers_update_tag(ring_, slot, &iov, &tag, 1);
-    free_.push_back(slot);
-  }
-  void Detach() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ring_ = nullptr;
-  }
-
- private:
-  std::mutex mu_;
-  io_uring* ring_;
-  std::vector<int> free_;
-};
 
 class UringEngine final : public Engine {
  public:

@@ -205,7 +205,7 @@ void Client::StartEngines(Napi::Env env, Config c) {
   queue_depth_ = c.engine.queue_depth;
   c.engine.queue_depth = (c.engine.queue_depth + c.rings - 1) / c.rings;
   c.engine.threads = (c.threads + c.rings - 1) / c.rings;
-  ring_load_ = std::make_unique<std::atomic<size_t>[]>(c.rings);
+  ring_load_ = std::make_unique<std::atomic<size_t>[]>(c.rings + 1);  // + the direct ring
   while (engines_.size() < c.rings) {
     c.engine.index = static_cast<unsigned>(engines_.size());
     int err = 0;
@@ -233,6 +233,21 @@ void Client::StartEngines(Napi::Env env, Config c) {
     }
     engines_.push_back(std::move(engine));
   }
+  if (!hf3fs_ && c.embedded != "threads") StartDirect(env, c);
+}
+
+// The ring the JS thread drives. Without it (io_uring refused a third ring) the ring threads take
+// every batch, as they can.
+void Client::StartDirect(Napi::Env env, const Config& c) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;
+  EngineOptions options = c.engine;
+  options.index = static_cast<unsigned>(engines_.size());
+  options.queue_depth = std::min(queue_depth_, 256u);
+  int err = 0;
+  direct_ = UringDirect::Make(loop, options, this, &err);
+  if (direct_ && napi_async_init(env, nullptr, Napi::String::New(env, "3fs-client completions"), &async_context_) != napi_ok)
+    direct_.reset();
 }
 
 // new NativeClient(options): the engines, and the hand-off of settled batches to the JS thread.
@@ -267,6 +282,8 @@ void Client::OnEnvCleanup(void* data) {
 // close() is the orderly way.
 void Client::Shutdown() {
   regions_->StopPooling();
+  no_js_ = true;
+  if (direct_) direct_->CloseNow();
   for (auto& e : engines_) e->Close();
   {
     std::lock_guard<std::mutex> lock(settled_mu_);
@@ -280,6 +297,10 @@ void Client::Shutdown() {
   if (tsfn_live_) {
     tsfn_live_ = false;
     tsfn_.Release();
+  }
+  if (async_context_ != nullptr) {
+    napi_async_destroy(Env(), async_context_);
+    async_context_ = nullptr;
   }
 }
 
@@ -446,9 +467,10 @@ Napi::Value Client::Queue(const Napi::CallbackInfo& info, const SubmitArgs& args
   batch->unsettled = static_cast<uint32_t>(args.n);
   batch->fail_fast = args.fail_fast;
   batch->js = js;
-  batch->ring = PickRing();
+  const bool direct = GoesDirect(*batch);
+  batch->ring = direct ? engines_.size() : PickRing();
   batch->submitted_ns = MonotonicNs();
-  next_ring_++;
+  if (!direct) next_ring_++;
   ring_load_[batch->ring].fetch_add(args.n, std::memory_order_relaxed);
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(batch->id)));
@@ -458,6 +480,8 @@ Napi::Value Client::Queue(const Napi::CallbackInfo& info, const SubmitArgs& args
   outstanding_[b->id] = b;
   if (args.n == 0) {
     BatchSettled(b);  // nothing to do; settle through the same path as everything else
+  } else if (direct) {
+    direct_->Submit(b);  // may settle it at once (a page-cache read): b is not touched after
   } else {
     engines_[b->ring]->Submit(b);
   }
@@ -481,7 +505,11 @@ Napi::Value Client::Cancel(const Napi::CallbackInfo& info) {
   // A positive errno: 0 would settle unfinished ops as if they had succeeded with no bytes.
   if (!IsIndex(err, 4096) || err == 0) throw CodeError(env, "ERR_OUT_OF_RANGE", "cancel: errno must be a whole number from 1 to 4095");
   auto it = IsIndex(id, kMaxOffset + 1) ? outstanding_.find(static_cast<uint64_t>(id)) : outstanding_.end();
-  if (it != outstanding_.end() && !closing_) engines_[it->second->ring]->Cancel(it->second, static_cast<int>(err));
+  if (it == outstanding_.end() || closing_) return env.Undefined();
+  if (it->second->ring == engines_.size())
+    direct_->Cancel(it->second, static_cast<int>(err));
+  else
+    engines_[it->second->ring]->Cancel(it->second, static_cast<int>(err));
   return env.Undefined();
 }
 
@@ -542,13 +570,67 @@ void Client::DeliverSettled(Napi::Env env) {
   }
   if (settled.empty()) return;
   Napi::HandleScope scope(env);
-  for (Batch* b : settled) {
-    std::unique_ptr<Batch> owned(b);
-    std::unique_ptr<JsBatch> js(static_cast<JsBatch*>(b->js));
-    outstanding_.erase(b->id);
-    js->deferred.Resolve(env.Undefined());
-  }
+  for (Batch* b : settled) Resolve(env, b);
   if (outstanding_.empty() && tsfn_live_) tsfn_.Unref(env);
+}
+
+void Client::Resolve(Napi::Env env, Batch* b) {
+  std::unique_ptr<Batch> owned(b);
+  std::unique_ptr<JsBatch> js(static_cast<JsBatch*>(b->js));
+  outstanding_.erase(b->id);
+  js->deferred.Resolve(env.Undefined());
+}
+
+// A batch of the direct ring settled on the JS thread: resolved at once, with no thread hop.
+void Client::BatchSettledHere(Batch* batch) {
+  if (no_js_) {
+    BatchSettled(batch);  // Shutdown drops it with the rest
+    return;
+  }
+  ring_load_[batch->ring].fetch_sub(batch->ops.size(), std::memory_order_relaxed);
+  Napi::Env env = Env();
+  try {
+    Resolve(env, batch);
+    if (outstanding_.empty() && tsfn_live_) tsfn_.Unref(env);
+  } catch (const Napi::Error&) {
+    no_js_ = true;  // a worker being terminated: nobody waits for the promise any more
+  }
+}
+
+// The direct ring's completions, from the event loop: promises settled here have their reactions
+// run when the callback scope closes, as after any other callback into JS.
+void Client::InJsScope(const std::function<void()>& body) {
+  if (no_js_) {
+    body();
+    return;
+  }
+  napi_env env = Env();
+  napi_handle_scope handles = nullptr;
+  napi_callback_scope callback = nullptr;
+  napi_value resource = nullptr;
+  if (napi_open_handle_scope(env, &handles) != napi_ok) no_js_ = true;
+  if (!no_js_ && (napi_create_object(env, &resource) != napi_ok ||
+                  napi_open_callback_scope(env, resource, async_context_, &callback) != napi_ok))
+    no_js_ = true;  // the environment is stopping (a worker terminated)
+  body();
+  if (callback != nullptr) napi_close_callback_scope(env, callback);
+  if (handles != nullptr) napi_close_handle_scope(env, handles);
+}
+
+// Small batches of independent, unchecksummed ops go to the direct ring while the client has room
+// for them within its queue depth; the rest to the ring threads.
+bool Client::GoesDirect(const Batch& b) const {
+  if (!direct_ || b.ops.empty() || !direct_->Fits(b)) return false;
+  size_t load = b.ops.size();
+  for (size_t r = 0; r <= engines_.size(); r++) load += ring_load_[r].load(std::memory_order_relaxed);
+  return load <= queue_depth_;
+}
+
+std::vector<const EngineCounters*> Client::AllCounters() const {
+  std::vector<const EngineCounters*> all;
+  for (auto& e : engines_) all.push_back(&e->counters);
+  if (direct_) all.push_back(&direct_->counters);
+  return all;
 }
 
 Napi::Value Client::Info(const Napi::CallbackInfo& info) {
@@ -577,9 +659,10 @@ Napi::Value Client::Info(const Napi::CallbackInfo& info) {
 Napi::Value Client::Metrics(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
+  const std::vector<const EngineCounters*> all = AllCounters();
   auto put = [&](const char* key, std::atomic<uint64_t> EngineCounters::*field) {
     uint64_t sum = 0;
-    for (auto& e : engines_) sum += (e->counters.*field).load(std::memory_order_relaxed);
+    for (const EngineCounters* c : all) sum += (c->*field).load(std::memory_order_relaxed);
     o.Set(key, Napi::Number::New(env, static_cast<double>(sum)));
   };
   put("readOps", &EngineCounters::read_ops);
@@ -605,8 +688,8 @@ Napi::Value Client::Distributions(const Napi::CallbackInfo& info) {
   constexpr size_t kPerHistogram = kHistogramBuckets + 1;
   Napi::Float64Array out = Napi::Float64Array::New(info.Env(), 4 * kPerHistogram + kErrnoSlots);
   double* d = out.Data();
-  for (auto& e : engines_) {
-    const OpDistributions& od = e->counters.distributions;
+  for (const EngineCounters* c : AllCounters()) {
+    const OpDistributions& od = c->distributions;
     const Histogram* all[4] = {&od.latency_ns[0], &od.latency_ns[1], &od.bandwidth[0], &od.bandwidth[1]};
     for (size_t h = 0; h < 4; h++) {
       double* at = d + h * kPerHistogram;
@@ -624,6 +707,7 @@ Napi::Value Client::Close(const Napi::CallbackInfo& info) {
   if (closing_) throw CodeError(env, "ERR_CLIENT_CLOSED", "the client is closed");
   closing_ = true;
   regions_->StopPooling();
+  if (direct_) direct_->Drain([] {});  // cancels what the direct ring has in flight
   std::vector<Engine*> engines;
   for (auto& e : engines_) engines.push_back(e.get());
   Napi::Reference<Napi::Object>* self = new Napi::Reference<Napi::Object>(Napi::Persistent(info.This().As<Napi::Object>()));
@@ -635,12 +719,22 @@ Napi::Value Client::Close(const Napi::CallbackInfo& info) {
       },
       [this, self](Napi::Env env) -> Napi::Value {
         DeliverSettled(env);
-        if (tsfn_live_) {
-          tsfn_live_ = false;
-          tsfn_.Release();
-        }
-        delete self;
-        return env.Undefined();
+        auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+        auto finish = [this, self, deferred, env] {
+          if (direct_) direct_->CloseNow();
+          if (tsfn_live_) {
+            tsfn_live_ = false;
+            tsfn_.Release();
+          }
+          delete self;
+          deferred->Resolve(env.Undefined());
+        };
+        // The direct ring's ops settle on this thread, as its CQEs come in.
+        if (direct_)
+          direct_->Drain(finish);
+        else
+          finish();
+        return deferred->Promise();
       });
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engines/engine.h"
+#include "engines/uring_direct.h"
 #include "hf3fs/hf3fs.h"
 #include "objects/client/region_pool.h"
 
@@ -39,7 +40,7 @@ struct RegionTable {
   }
 };
 
-class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
+class Client : public Napi::ObjectWrap<Client>, public CompletionSink, public JsThreadSink {
  public:
   static Napi::Function Init(Napi::Env env);
   static Napi::Object Wire(Napi::Env env);  // wire.h's constants, for lib/core/wire.ts's test
@@ -47,6 +48,8 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   ~Client() override;
 
   void BatchSettled(Batch* batch) override;  // completion thread
+  void BatchSettledHere(Batch* batch) override;  // JS thread (the direct ring)
+  void InJsScope(const std::function<void()>& body) override;
   static Client* FromValue(Napi::Value value);  // nullptr if not a NativeClient (not Unwrap: that would hide ObjectWrap::Unwrap, and every method call would pay an instanceof)
   const std::shared_ptr<const Hf3fsContext>& hf3fs() const { return hf3fs_; }
 
@@ -74,6 +77,10 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   static void OnEnvCleanup(void* client);
   void Shutdown();
   void DeliverSettled(Napi::Env env);
+  void Resolve(Napi::Env env, Batch* b);
+  void StartDirect(Napi::Env env, const Config& c);
+  bool GoesDirect(const Batch& b) const;
+  std::vector<const EngineCounters*> AllCounters() const;
   void CheckOpen(Napi::Env env);
 
   static SubmitArgs DecodeSubmitArgs(const Napi::CallbackInfo& info);
@@ -88,6 +95,10 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
 
   std::shared_ptr<const Hf3fsContext> hf3fs_;  // set for the 3FS engine
   std::vector<std::unique_ptr<Engine>> engines_;
+  // io_uring: the ring the JS thread drives, for small batches (engines/uring_direct.h). Its
+  // batches' `ring` is engines_.size(), one past the ring threads'.
+  std::unique_ptr<UringDirect> direct_;
+  napi_async_context async_context_ = nullptr;  // the direct ring's completions run JS under it
   // Ops submitted to each ring and not yet settled: a batch goes to the least loaded ring, so a
   // ring busy with long copies does not queue work while another idles.
   std::unique_ptr<std::atomic<size_t>[]> ring_load_;
@@ -100,6 +111,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink {
   std::atomic<bool> tsfn_live_{false};
   bool closing_ = false;
   bool env_gone_ = false;  // the environment is being torn down: no more JS
+  bool no_js_ = false;     // Shutdown, or JS can no longer run: the direct ring's batches are dropped, not resolved
   uint64_t next_batch_id_ = 1;
   std::unordered_map<uint64_t, Batch*> outstanding_;  // JS thread's view: submitted, not delivered
 

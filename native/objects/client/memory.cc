@@ -39,13 +39,15 @@ std::shared_ptr<Region> Client::MapRegion(Napi::Env env, size_t bytes, bool want
   return region;
 }
 
-// Registers the region with every ring; returns the first ring's refusal, if any (info() says it).
+// Registers the region with every ring, the direct ring's included; returns the first ring's
+// refusal, if any (info() says it).
 int Client::RegisterEverywhere(Region& region) {
   int why = kRegistered;
   for (auto& e : engines_) {
     const int r = e->Register(region);
     if (why == kRegistered) why = r;
   }
+  if (direct_) direct_->Register(region);
   return why;
 }
 

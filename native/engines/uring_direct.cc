@@ -1,0 +1,260 @@
+#include "engines/uring_direct.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <vector>
+
+#include "engines/local_op.h"
+
+namespace tfs {
+namespace {
+
+constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
+// A cached read up to this size is copied inside io_uring_enter on the JS thread (about as long as
+// a wake-up of another thread would take); bigger ones, and buffered writes (which may wait for
+// dirty-page throttling), go to the kernel's workers (IOSQE_ASYNC).
+constexpr uint64_t kInlineBuffered = 16 << 10;
+
+}  // namespace
+
+std::unique_ptr<UringDirect> UringDirect::Make(uv_loop_t* loop, const EngineOptions& options, JsThreadSink* sink, int* err) {
+  std::unique_ptr<UringDirect> direct(new UringDirect(options, sink));
+  *err = direct->Start(loop);
+  if (*err != 0) return nullptr;
+  return direct;
+}
+
+int UringDirect::Start(uv_loop_t* loop) {
+  io_uring_params params{};
+  const unsigned entries = std::min(options_.queue_depth + 64, 32768u);  // room for cancels
+  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  params.cq_entries = entries * 2;
+  int r = io_uring_queue_init_params(entries, &ring_, &params);
+  if (r == -EINVAL) {  // older kernels: no SUBMIT_ALL
+    params = {};
+    params.flags = IORING_SETUP_CQSIZE;
+    params.cq_entries = entries * 2;
+    r = io_uring_queue_init_params(entries, &ring_, &params);
+  }
+  if (r < 0) return -r;
+  ring_ready_ = true;
+  event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) return errno;
+  r = io_uring_register_eventfd(&ring_, event_fd_);
+  if (r < 0) return -r;
+  slots_ = options_.registered_slots;
+  if (slots_ > 0 && io_uring_register_buffers_sparse(&ring_, slots_) < 0) slots_ = 0;
+  fixed_ = std::make_shared<FixedBuffers>(&ring_, slots_);
+  poll_ = new uv_poll_t;
+  r = uv_poll_init(loop, poll_, event_fd_);
+  if (r < 0) {
+    delete poll_;
+    poll_ = nullptr;
+    return -r;
+  }
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, &UringDirect::OnPoll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll_));  // ref'd only while ops are in flight
+  return 0;
+}
+
+UringDirect::~UringDirect() { CloseNow(); }
+
+void UringDirect::Register(Region& region) {
+  if (slots_ == 0 || region.size() == 0 || region.size() > kMaxPiece) return;
+  int why = kRegistered;
+  int slot = fixed_->Register(region.data(), region.size(), &why);
+  if (slot >= 0) region.AddRegistration(options_.index, slot, fixed_);
+}
+
+bool UringDirect::Fits(const Batch& b) const {
+  if (!ring_ready_ || drained_ || b.ops.size() > kMaxOps || in_flight_ + b.ops.size() > options_.queue_depth) return false;
+  for (const Op& op : b.ops)
+    if (op.after >= 0 || op.first_waiter >= 0 || op.checksum.wanted || op.remaining == 0 || op.remaining > kMaxPiece)
+      return false;
+  return true;
+}
+
+void UringDirect::Submit(Batch* b) {
+  counters.batches++;
+  live_[b->id] = b;
+  for (Op& op : b->ops) Prepare(&op);
+  Flush();  // may settle the batch: nothing touches it afterwards
+}
+
+void UringDirect::Prepare(Op* op) {
+  int fd;
+  const uint64_t len = NextPiece(op, &fd);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {  // SQ full of cancels: hand them to the kernel first
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  const int slot = op->region ? op->region->slot(options_.index) : -1;
+  if (slot >= 0) {
+    if (op->write)
+      io_uring_prep_write_fixed(sqe, fd, op->ptr, len, op->offset, slot);
+    else
+      io_uring_prep_read_fixed(sqe, fd, op->ptr, len, op->offset, slot);
+  } else if (op->write) {
+    io_uring_prep_write(sqe, fd, op->ptr, len, op->offset);
+  } else {
+    io_uring_prep_read(sqe, fd, op->ptr, len, op->offset);
+  }
+  if (!op->direct && (op->write || options_.async_buffered || len > kInlineBuffered)) sqe->flags |= IOSQE_ASYNC;
+  io_uring_sqe_set_data(sqe, op);
+  op->state = Op::State::kInFlight;
+  if (in_flight_++ == 0 && poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+}
+
+// Submits what is prepared (io_uring_enter without waiting) and reaps what completed meanwhile.
+// The eventfd is off while this thread is in the kernel: what lands then is reaped here, without
+// a wake-up of the event loop; the second Reap catches what landed as it was turned back on.
+void UringDirect::Flush() {
+  io_uring_cq_eventfd_toggle(&ring_, false);
+  Reap();
+  io_uring_cq_eventfd_toggle(&ring_, true);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  Reap();
+}
+
+// Settles what completed, submits what that prepared (retries, cancels), and so on until neither.
+void UringDirect::Reap() {
+  if (reaping_) return;
+  reaping_ = true;
+  for (;;) {
+    bool submitted = true;
+    if (io_uring_sq_ready(&ring_) > 0) {
+      counters.submit_calls++;
+      submitted = io_uring_submit(&ring_) >= 0;  // if not (EAGAIN, EBUSY), the next Flush or poll tries again
+    }
+    io_uring_cqe* cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      seen++;
+      if (cqe->user_data != kCancelTag) Complete(reinterpret_cast<Op*>(cqe->user_data), cqe->res);
+    }
+    io_uring_cq_advance(&ring_, seen);
+    if (seen == 0 && (!submitted || io_uring_sq_ready(&ring_) == 0)) break;
+  }
+  reaping_ = false;
+}
+
+// Last in every entry point: `then` may close the ring.
+void UringDirect::MaybeDrained() {
+  if (in_flight_ != 0 || !drained_) return;
+  std::function<void()> then = std::move(drained_);
+  drained_ = nullptr;
+  then();
+}
+
+void UringDirect::Complete(Op* op, int res) {
+  if (--in_flight_ == 0 && poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  Batch* b = op->batch;
+  PieceOutcome outcome;
+  if (res == -EINTR || res == -EAGAIN) {
+    outcome = PieceOutcome::kMore;
+  } else if (res < 0) {
+    Settle(op, (b->cancel_errno != 0 && res == -ECANCELED) ? b->cancel_errno : -res);
+    return;
+  } else {
+    const bool fixed = op->region && op->region->slot(options_.index) >= 0;
+    outcome = AdvanceOp(op, static_cast<uint64_t>(res), fixed, counters);
+  }
+  if (outcome == PieceOutcome::kDone)
+    Settle(op, 0);
+  else if (outcome == PieceOutcome::kStalled)
+    Settle(op, EIO);
+  else if (b->cancel_errno != 0)
+    Settle(op, b->cancel_errno);
+  else
+    Prepare(op);  // a short or interrupted transfer goes on where it stopped
+}
+
+void UringDirect::Settle(Op* op, int err) {
+  Batch* b = op->batch;
+  if (!SettleOp(op, err, counters, [this](Batch* x) { CancelBatch(x, ECANCELED); })) return;
+  live_.erase(b->id);
+  sink_->BatchSettledHere(b);
+}
+
+void UringDirect::Cancel(Batch* b, int err) {
+  if (live_.count(b->id) == 0) return;
+  CancelBatch(b, err);
+  Flush();
+  MaybeDrained();
+}
+
+// Ops in the kernel are asked to stop; each settles when its CQE arrives (the device may hold its
+// memory until then).
+void UringDirect::CancelBatch(Batch* b, int err) {
+  if (b->cancel_errno != 0) return;
+  b->cancel_errno = err;
+  for (Op& op : b->ops) {
+    if (op.state != Op::State::kInFlight) continue;
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&op), 0);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+  }
+}
+
+void UringDirect::CancelAll(int err) {
+  std::vector<Batch*> live;
+  for (auto& entry : live_) live.push_back(entry.second);
+  for (Batch* b : live) CancelBatch(b, err);
+}
+
+void UringDirect::Drain(std::function<void()> then) {
+  if (!ring_ready_) {
+    then();
+    return;
+  }
+  drained_ = std::move(then);
+  CancelAll(ECANCELED);
+  Flush();
+  MaybeDrained();
+}
+
+void UringDirect::CloseNow() {
+  if (!ring_ready_) return;
+  CancelAll(ECANCELED);
+  while (in_flight_ > 0) {
+    io_uring_submit_and_wait(&ring_, 1);  // teardown: no JS runs any more, so waiting here is fine
+    Reap();
+  }
+  drained_ = nullptr;
+  ClosePoll();
+  if (fixed_) fixed_->Detach();
+  io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
+  if (event_fd_ >= 0) close(event_fd_);
+  event_fd_ = -1;
+}
+
+void UringDirect::ClosePoll() {
+  if (poll_ == nullptr) return;
+  uv_poll_stop(poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+}
+
+void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
+  auto* self = static_cast<UringDirect*>(poll->data);
+  uint64_t count;
+  ssize_t ignored = read(self->event_fd_, &count, sizeof count);
+  (void)ignored;
+  self->sink_->InJsScope([self] {
+    self->Reap();
+    self->MaybeDrained();
+  });
+}
+
+}  // namespace tfs
