@@ -55,7 +55,7 @@ export async function runFallbackBench(options: FallbackBenchOptions = {}): Prom
   const runOpts = { rampMs: options.rampMs ?? (quick ? 200 : 500), durationMs: options.durationMs ?? (quick ? 1000 : 3000), seed: 0x3f5 };
   const size = Math.floor((options.size ?? (quick ? 256 * MiB : 1 * GiB)) / (4 * MiB)) * 4 * MiB;
   if (size < 32 * MiB) throw new Error(`--size must be at least 32MiB (got ${formatSize(size)})`);
-  const selected: Workload[] = workloads(true).filter((w) => w.name === 'seq-read' || w.name === 'rand-read');
+  const selected: Workload[] = workloads(true).filter((w) => w.name === 'seq-read' || (w.name === 'rand-read' && w.queueDepth === 64));
   const fio = fioVersion();
   if (fio === null) err(FIO_MISSING + '\n');
   const busy = await otherCpuUse(300);
