@@ -115,6 +115,11 @@ export interface ClientInfo {
    * ENOMEM ...' or the table full; null when it got it, or before any alloc(). On 3FS every buffer is an iov: null.
    */
   unregisteredReason: string | null;
+  /**
+   * Why there are fewer io_uring rings than asked: io_uring_setup said ENOMEM (RLIMIT_MEMLOCK), and
+   * one ring of the same depth, half the locked memory, was tried before the threads engine; null otherwise.
+   */
+  ringsReason: string | null;
   asyncBuffered: boolean;
   closed: boolean;
   /** IoBuffers of this client not yet freed (by free() or the garbage collector), and their bytes. */
@@ -302,7 +307,7 @@ export class Client implements AsyncDisposable {
     const where = i.mount === undefined ? {} : { mount: i.mount, library: i.library, numa: i.numa };
     const threads = i.engine === 'threads' ? { threads: this.#threads, aio: this.#aio } : {};
     const { ioBuffers, ioBufferBytes } = i;
-    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, unregisteredReason: i.registerRefusal === 0 ? null : registerRefusal(i.registerRefusal, i.engine, this.#registeredBuffers, i.registeredSlots), asyncBuffered: this.#asyncBuffered, closed: i.closed, ioBuffers, ioBufferBytes };
+    return { engine: i.engine, engineOption: this.#engineOption, engineReason: this.#engineReason, ...threads, ...where, rings: i.rings, queueDepth: i.queueDepth, registeredBuffers: i.registeredSlots, unregisteredReason: i.registerRefusal === 0 ? null : registerRefusal(i.registerRefusal, i.engine, this.#registeredBuffers, i.registeredSlots), ringsReason: i.ringsShrunk ? ringsShrunk(i.ringsShrunk, i.rings, i.queueDepth) : null, asyncBuffered: this.#asyncBuffered, closed: i.closed, ioBuffers, ioBufferBytes };
   }
 
   /**
@@ -377,4 +382,10 @@ export function connect(options?: ClientOptions): Client {
  */
 export function allocPacked(client: Client, bytes: number): IoBuffer {
   return client.alloc(bytes, client.info().engineOption === 'hf3fs' ? { blockSize: 0 } : {});
+}
+
+/** info().ringsReason: what io_uring_setup said, and the rings made instead. */
+function ringsShrunk([errno, ringsAsked, depthAsked]: [number, number, number], rings: number, depth: number): string {
+  const instead = ringsAsked > 0 ? `${rings} of the ${ringsAsked} rings asked` : `one ring shallower than the ${depthAsked} entries asked`;
+  return `${ioUringRefusal(errno)}: ${instead}, rather than the threads engine`;
 }

@@ -89,7 +89,7 @@ export interface NativeClient {
   ): [number, Promise<void>];
   cancel(batchId: number, errno: number): void;
   /** ioUringErrno: set when io_uring_setup was refused and the 'threads' engine runs instead. */
-  info(): { engine: string; ioUringErrno?: number; rings: number; queueDepth: number; registeredSlots: number; registerRefusal: number; closed: boolean; ioBuffers: number; ioBufferBytes: number; mount?: string; library?: string; numa?: number };
+  info(): { engine: string; ioUringErrno?: number; ringsShrunk?: [number, number, number]; rings: number; queueDepth: number; registeredSlots: number; registerRefusal: number; closed: boolean; ioBuffers: number; ioBufferBytes: number; mount?: string; library?: string; numa?: number };
   metrics(): NativeMetrics;
   /** native/engines/op_histogram.h's distributions, summed over the rings (see Client::Distributions). */
   distributions(): Float64Array;

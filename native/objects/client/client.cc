@@ -199,13 +199,30 @@ Client::Config Client::DecodeConfig(Napi::Env env, const Napi::CallbackInfo& inf
   return c;
 }
 
+// Over RLIMIT_MEMLOCK (io_uring_setup's ENOMEM), before the thread pool: keep the rings made so
+// far (a closed ring's memory is freed late, so none is given back to retry), or make the first
+// one shallower, down to 64 entries. False when neither is left to try.
+bool Client::ShrinkRings(Config& c) {
+  if (!engines_.empty()) {
+    rings_asked_ = c.rings;
+    c.rings = static_cast<unsigned>(engines_.size());
+  } else if (c.engine.queue_depth > 64) {
+    depth_asked_ = depth_asked_ ? depth_asked_ : c.engine.queue_depth;
+    c.engine.queue_depth /= 2;
+  } else {
+    return false;
+  }
+  ring_shrink_errno_ = ENOMEM;
+  return true;
+}
+
 // One engine per ring, all of one kind: when io_uring falls back, the rings made so far go too.
 // The queue depth and the pool's threads are the whole client's, shared out between the rings.
 void Client::StartEngines(Napi::Env env, Config c) {
   queue_depth_ = c.engine.queue_depth;
   c.engine.queue_depth = (c.engine.queue_depth + c.rings - 1) / c.rings;
   c.engine.threads = (c.threads + c.rings - 1) / c.rings;
-  ring_load_ = std::make_unique<std::atomic<size_t>[]>(c.rings + 1);  // + the direct ring
+  ring_load_ = std::make_unique<std::atomic<size_t>[]>(c.rings + 1);  // + the direct ring; c.rings only shrinks below
   while (engines_.size() < c.rings) {
     c.engine.index = static_cast<unsigned>(engines_.size());
     int err = 0;
@@ -219,11 +236,14 @@ void Client::StartEngines(Napi::Env env, Config c) {
     } else {
       call = "io_uring_setup";
       engine = MakeUringEngine(c.engine, this, &err);
+      if (!engine && err == ENOMEM && ShrinkRings(c)) continue;
       if (!engine && c.embedded == "auto" && IoUringFallsBack(err)) {
         for (auto& e : engines_) e->Close();
         engines_.clear();
         io_uring_errno_ = err;
         c.embedded = "threads";
+        ring_shrink_errno_ = 0;  // the pool's rings lock no memory: as asked
+        if (depth_asked_ > 0) c.engine.queue_depth = depth_asked_;
         continue;
       }
     }
@@ -640,6 +660,14 @@ Napi::Value Client::Info(const Napi::CallbackInfo& info) {
   // Why the thread pool runs although io_uring was not ruled out: what io_uring_setup said.
   if (io_uring_errno_ != 0) {
     o.Set("ioUringErrno", io_uring_errno_);
+  }
+  // Why the io_uring rings are fewer or shallower than asked: [errno, rings asked, depth asked per ring].
+  if (ring_shrink_errno_ != 0) {
+    Napi::Array shrunk = Napi::Array::New(env, 3);
+    shrunk.Set(0u, ring_shrink_errno_);
+    shrunk.Set(1u, rings_asked_);
+    shrunk.Set(2u, depth_asked_);
+    o.Set("ringsShrunk", shrunk);
   }
   if (hf3fs_) {
     o.Set("mount", hf3fs_->mount);

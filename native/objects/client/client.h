@@ -64,6 +64,7 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink, public Js
   Napi::Value Alloc(const Napi::CallbackInfo& info);
   std::shared_ptr<Region> MapRegion(Napi::Env env, size_t bytes, bool want_registered);
   int RegisterEverywhere(Region& region);
+  bool ShrinkRings(Config& c);
   Napi::Value Free(const Napi::CallbackInfo& info);
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
@@ -105,6 +106,9 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink, public Js
   size_t next_ring_ = 0;
   unsigned queue_depth_ = 0;  // as asked, for the whole client
   int register_refusal_ = kRegistered;  // why the last alloc() that asked for registration got none
+  int ring_shrink_errno_ = 0;  // io_uring_setup's ENOMEM that made the client try 1 ring
+  unsigned rings_asked_ = 0;   // set when fewer rings run than asked
+  unsigned depth_asked_ = 0;   // set when the ring is shallower than asked (per ring)
   int io_uring_errno_ = 0;    // set when io_uring_setup was refused and the thread pool runs instead
   std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
   Tsfn tsfn_;

@@ -130,6 +130,25 @@ describe.skipIf(why !== '')(`RLIMIT_MEMLOCK of ${LIMIT} bytes${why ? ` (skipped:
     expect(out.reason).toContain('ulimit -l unlimited');
   });
 
+  it('rings that do not all fit: io_uring with fewer rings (or a shallower one) before the threads engine, and info() says so', (ctx) => {
+    const script = join(tmp.dir, 'rings.cjs');
+    // 2 rings of 256 entries each lock more than 64 KiB; one of them fits.
+    writeFileSync(script, `
+      const { connect } = require(${JSON.stringify(join(DIST_LIB, 'index.js'))});
+      const c = connect({ queueDepth: 512 });
+      const { engine, rings, ringsReason } = c.info();
+      console.log(JSON.stringify({ engine, rings, ringsReason }));
+      c.close();`, { mode: 0o644 });
+    const r = runLimited([process.execPath, script]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { engine: string; rings: number; ringsReason: string | null };
+    if (out.engine === 'io_uring' && out.rings === 2) ctx.skip('this kernel does not count io_uring rings against RLIMIT_MEMLOCK');
+    expect(out.engine, JSON.stringify(out)).toBe('io_uring');
+    expect(out.rings).toBe(1);
+    expect(out.ringsReason).toContain(`io_uring_setup: ENOMEM (RLIMIT_MEMLOCK is ${LIMIT} bytes`);
+    expect(out.ringsReason).toContain('1 of the 2 rings asked, rather than the threads engine');
+  });
+
   it('bench: runs to its end; a fio that cannot run is one line, not its JSON report', () => {
     if (spawnSync('fio', ['--version']).status !== 0) return; // no fio: nothing of fio's to print
     const r = runLimited([
