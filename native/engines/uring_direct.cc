@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engines/local_op.h"
+#include "engines/uring_setup.h"
 
 namespace tfs {
 namespace {
@@ -29,17 +30,7 @@ std::unique_ptr<UringDirect> UringDirect::Make(uv_loop_t* loop, const EngineOpti
 }
 
 int UringDirect::Start(uv_loop_t* loop) {
-  io_uring_params params{};
-  const unsigned entries = std::min(options_.queue_depth + 64, 32768u);  // room for cancels
-  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
-  params.cq_entries = entries * 2;
-  int r = io_uring_queue_init_params(entries, &ring_, &params);
-  if (r == -EINVAL) {  // older kernels: no SUBMIT_ALL
-    params = {};
-    params.flags = IORING_SETUP_CQSIZE;
-    params.cq_entries = entries * 2;
-    r = io_uring_queue_init_params(entries, &ring_, &params);
-  }
+  int r = InitRing(&ring_, options_.queue_depth);
   if (r < 0) return -r;
   ring_ready_ = true;
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "engines/engine.h"
+#include "engines/uring_setup.h"
 #include "engines/local_op.h"
 #include "engines/uring_fixed.h"
 
@@ -41,18 +42,7 @@ class UringEngine final : public Engine {
   ~UringEngine() override { Close(); }
 
   int Start() {
-    io_uring_params params{};
-    // Room for cancels and the wake poll, within io_uring's limit (a full SQ is flushed anyway).
-    const unsigned entries = std::min(options_.queue_depth + 64, 32768u);
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
-    params.cq_entries = entries * 2;
-    int r = io_uring_queue_init_params(entries, &ring_, &params);
-    if (r == -EINVAL) {  // older kernels: no SUBMIT_ALL
-      params = {};
-      params.flags = IORING_SETUP_CQSIZE;
-      params.cq_entries = entries * 2;
-      r = io_uring_queue_init_params(entries, &ring_, &params);
-    }
+    int r = InitRing(&ring_, options_.queue_depth);
     if (r < 0) return -r;
     ring_ready_ = true;
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
