@@ -1,10 +1,7 @@
 #include "engines/uring_direct.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <vector>
 
@@ -33,15 +30,11 @@ int UringDirect::Start(uv_loop_t* loop) {
   int r = InitRing(&ring_, options_.queue_depth);
   if (r < 0) return -r;
   ring_ready_ = true;
-  event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (event_fd_ < 0) return errno;
-  r = io_uring_register_eventfd(&ring_, event_fd_);
-  if (r < 0) return -r;
   slots_ = options_.registered_slots;
   if (slots_ > 0 && io_uring_register_buffers_sparse(&ring_, slots_) < 0) slots_ = 0;
   fixed_ = std::make_shared<FixedBuffers>(&ring_, slots_);
   poll_ = new uv_poll_t;
-  r = uv_poll_init(loop, poll_, event_fd_);
+  r = uv_poll_init(loop, poll_, ring_.ring_fd);  // readable while the CQ holds entries
   if (r < 0) {
     delete poll_;
     poll_ = nullptr;
@@ -74,7 +67,7 @@ void UringDirect::Submit(Batch* b) {
   counters.batches++;
   live_[b->id] = b;
   for (Op& op : b->ops) Prepare(&op);
-  Flush();  // may settle the batch: nothing touches it afterwards
+  if (!deferring_) Reap();  // may settle the batch: nothing touches it afterwards
 }
 
 void UringDirect::Prepare(Op* op) {
@@ -102,18 +95,9 @@ void UringDirect::Prepare(Op* op) {
   if (in_flight_++ == 0 && poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
 }
 
-// Submits what is prepared (io_uring_enter without waiting) and reaps what completed meanwhile.
-// The eventfd is off while this thread is in the kernel: what lands then is reaped here, without
-// a wake-up of the event loop; the second Reap catches what landed as it was turned back on.
-void UringDirect::Flush() {
-  io_uring_cq_eventfd_toggle(&ring_, false);
-  Reap();
-  io_uring_cq_eventfd_toggle(&ring_, true);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  Reap();
-}
-
-// Settles what completed, submits what that prepared (retries, cancels), and so on until neither.
+// Submits what is prepared (io_uring_enter without waiting), settles what completed, submits what
+// that prepared (retries, cancels), and so on until neither. What lands later makes the ring's fd
+// readable, and the event loop calls OnPoll.
 void UringDirect::Reap() {
   if (reaping_) return;
   reaping_ = true;
@@ -121,7 +105,7 @@ void UringDirect::Reap() {
     bool submitted = true;
     if (io_uring_sq_ready(&ring_) > 0) {
       counters.submit_calls++;
-      submitted = io_uring_submit(&ring_) >= 0;  // if not (EAGAIN, EBUSY), the next Flush or poll tries again
+      submitted = io_uring_submit(&ring_) >= 0;  // if not (EAGAIN, EBUSY), the next Reap tries again
     }
     io_uring_cqe* cqe;
     unsigned head, seen = 0;
@@ -176,7 +160,7 @@ void UringDirect::Settle(Op* op, int err) {
 void UringDirect::Cancel(Batch* b, int err) {
   if (live_.count(b->id) == 0) return;
   CancelBatch(b, err);
-  Flush();
+  Reap();
   MaybeDrained();
 }
 
@@ -210,7 +194,7 @@ void UringDirect::Drain(std::function<void()> then) {
   }
   drained_ = std::move(then);
   CancelAll(ECANCELED);
-  Flush();
+  Reap();
   MaybeDrained();
 }
 
@@ -226,8 +210,6 @@ void UringDirect::CloseNow() {
   if (fixed_) fixed_->Detach();
   io_uring_queue_exit(&ring_);
   ring_ready_ = false;
-  if (event_fd_ >= 0) close(event_fd_);
-  event_fd_ = -1;
 }
 
 void UringDirect::ClosePoll() {
@@ -237,15 +219,25 @@ void UringDirect::ClosePoll() {
   poll_ = nullptr;
 }
 
+// The promises settled here have their reactions run as the callback scope closes; the batches
+// those submit are only prepared meanwhile, and go to the kernel together after.
 void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
   auto* self = static_cast<UringDirect*>(poll->data);
-  uint64_t count;
-  ssize_t ignored = read(self->event_fd_, &count, sizeof count);
-  (void)ignored;
   self->sink_->InJsScope([self] {
+    self->deferring_ = true;
     self->Reap();
-    self->MaybeDrained();
   });
+  self->deferring_ = false;
+  self->SubmitDeferred();
+  self->MaybeDrained();
+}
+
+// One io_uring_enter for what the reactions prepared. What completed inside it (a page-cache
+// read) is left in the CQ: the fd stays readable, and the next turn of the loop reaps it.
+void UringDirect::SubmitDeferred() {
+  if (!ring_ready_ || io_uring_sq_ready(&ring_) == 0) return;
+  counters.submit_calls++;
+  io_uring_submit(&ring_);  // if it fails (EAGAIN, EBUSY), the next Reap tries again
 }
 
 }  // namespace tfs

@@ -1,7 +1,9 @@
 // The ring the JS thread drives itself, for the common case: a small batch of independent ops.
 // The JS thread prepares the SQEs and calls io_uring_enter to submit only (never to wait); what
 // completes inline (a page-cache read) is reaped before the call returns, and the rest comes back
-// through the ring's eventfd, polled by the client's libuv loop. No other thread takes part.
+// through the ring's own fd, polled by the client's libuv loop. No other thread takes part.
+// Batches submitted by the reactions to a wake-up's completions go out together, in one
+// io_uring_enter once those reactions have run.
 // Everything else (big batches, ordered ops, checksums, a full ring) goes to the ring threads
 // (uring_engine.cc). JS thread only, but for Register.
 #pragma once
@@ -53,7 +55,7 @@ class UringDirect {
   int Start(uv_loop_t* loop);
   static void OnPoll(uv_poll_t* poll, int status, int events);
   void Prepare(Op* op);
-  void Flush();
+  void SubmitDeferred();
   void Reap();
   void MaybeDrained();
   void Complete(Op* op, int res);
@@ -66,13 +68,13 @@ class UringDirect {
   JsThreadSink* sink_;
   io_uring ring_{};
   bool ring_ready_ = false;
-  int event_fd_ = -1;
   uv_poll_t* poll_ = nullptr;  // freed by its close callback
   unsigned slots_ = 0;
   std::shared_ptr<FixedBuffers> fixed_;
   LiveBatches live_;
   unsigned in_flight_ = 0;
   bool reaping_ = false;
+  bool deferring_ = false;  // in OnPoll's callback scope: Submit prepares, OnPoll submits
   std::function<void()> drained_;
 };
 

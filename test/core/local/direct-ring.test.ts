@@ -1,5 +1,5 @@
 // The ring the JS thread drives (native/engines/uring_direct.cc): small batches of independent ops
-// are submitted from the JS thread and reaped there, through the ring's eventfd in the event loop;
+// are submitted from the JS thread and reaped there, through the ring's fd polled by the event loop;
 // the rest go to the ring threads. A FIFO read blocks until the test writes to the FIFO, so an op
 // stays in flight exactly as long as a test needs (O_RDWR: open does not wait for a writer).
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -61,6 +61,35 @@ describe('1-op reads in flight on the JS thread\'s ring', () => {
       await fifosOf[i].file.close();
       await c.close();
     }
+  });
+});
+
+describe('submissions from completions', () => {
+  it('the batches a completion\'s reactions submit go to the kernel in one io_uring_enter, and land', async () => {
+    const client = connect({ engine: 'io_uring' });
+    const { file, write } = await fifo(client);
+    const path = tmp.path('after-fifo');
+    const content = new Rng(seedFor('direct-ring-after-fifo')).bytes(64 * KiB);
+    writeFileSync(path, content);
+    const cached = await client.open(path, 'r', undefined, { direct: 'never' });
+    const io = client.alloc(4 * KiB);
+    const buffers = Array.from({ length: 6 }, () => client.alloc(4 * KiB));
+    const first = file.batchRead([{ buffer: io, fileOffset: 0 }]);
+    setImmediate(() => write(Buffer.alloc(4 * KiB, 1)));
+    expect(await first).toEqual([{ bytes: 4 * KiB, eof: false, error: null }]);
+    // Still in the reactions to the FIFO read's completion: these 6 are only prepared.
+    const before = client.metrics().submitCalls;
+    const reads = buffers.map((buffer, i) => cached.batchRead([{ buffer, fileOffset: i * 8 * KiB }]));
+    const results = await Promise.all(reads);
+    expect(client.metrics().submitCalls - before).toBe(1);
+    results.forEach(([r], i) => {
+      expect(r).toEqual({ bytes: 4 * KiB, eof: false, error: null });
+      expect(Buffer.from(buffers[i].bytes).equals(content.subarray(i * 8 * KiB, i * 8 * KiB + 4 * KiB))).toBe(true);
+    });
+    for (const b of [io, ...buffers]) b.free();
+    await file.close();
+    await cached.close();
+    await client.close();
   });
 });
 
