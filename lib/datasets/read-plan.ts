@@ -7,12 +7,16 @@
 // view starts there. Ranges of other files (or on 3FS, which needs no alignment) are read as
 // they are.
 import type { Client, FileIoOp } from '../core/client';
-import type { ThreeFSError } from '../core/errors';
+import type { OpResult, ThreeFSError } from '../core/errors';
 import type { File, FileStat } from '../core/file';
 import type { IoBuffer } from '../core/io-buffer';
 
 /** Ops larger than this are split: no engine has to move more than this in one request. */
 export const MAX_PIECE = 256 * 1024 * 1024;
+/** Ranges read as ops of at most this (the largest request the block layer takes whole), so a big range can go to several rings. */
+const SPREAD_PIECE = 4 * 1024 * 1024;
+/** A plan of at least this many bytes goes out as one batch per ring: warm reads are copies, and one ring is one core. */
+const SPREAD_BYTES = 8 * 1024 * 1024;
 /** Ranges start a cache line apart at least, at their file offset's place within one. */
 const UNIT = 64;
 
@@ -75,26 +79,14 @@ export class ReadPlan {
   }
 
   /**
-   * Reads every range into `buffer` in one submission. Resolves with the first failure (an op's
-   * error, or a file that ended before a range's last byte), or undefined.
+   * Reads every range into `buffer`: one batch, or for a big plan one batch per ring, all in
+   * flight at once. Resolves with the first failure in plan order (an op's error, or a file that
+   * ended before a range's last byte), or undefined; rejects only once every batch settled.
    */
   async run(client: Client, buffer: IoBuffer, signal?: AbortSignal): Promise<PlanFailure | undefined> {
-    const ops: FileIoOp[] = [];
-    const need: number[] = []; // bytes op p must deliver: the range may end before its aligned end
-    const owner: number[] = [];
-    for (const r of this.#ranges) {
-      const from = roundDown(r.offset, r.align);
-      const length = roundUp(r.offset + r.length, r.align) - from;
-      const base = r.at - (r.offset - from);
-      for (let done = 0; done < length; done += MAX_PIECE) {
-        const n = Math.min(MAX_PIECE, length - done);
-        ops.push({ file: r.file, buffer: buffer.subarray(base + done, base + done + n), fileOffset: from + done });
-        need.push(Math.min(n, r.offset + r.length - (from + done)));
-        owner.push(r.owner);
-      }
-    }
+    const { ops, need, owner } = this.#ops(buffer);
     if (ops.length === 0) return undefined;
-    const results = await client.batchRead(ops, signal ? { signal } : undefined);
+    const results = await inBatches(client, ops, this.bytes >= SPREAD_BYTES ? client.info().rings : 1, signal);
     for (let p = 0; p < results.length; p++) {
       const r = results[p];
       if (r.error) return { owner: owner[p], error: r.error, offset: r.error.offset ?? ops[p].fileOffset };
@@ -102,4 +94,41 @@ export class ReadPlan {
     }
     return undefined;
   }
+
+  /** The ops of the plan, and for each the bytes it must deliver and the caller's owner. */
+  #ops(buffer: IoBuffer) {
+    const ops: FileIoOp[] = [];
+    const need: number[] = []; // the range may end before its aligned end
+    const owner: number[] = [];
+    const piece = this.bytes >= SPREAD_BYTES ? SPREAD_PIECE : MAX_PIECE;
+    for (const r of this.#ranges) {
+      const from = roundDown(r.offset, r.align);
+      const length = roundUp(r.offset + r.length, r.align) - from;
+      const base = r.at - (r.offset - from);
+      for (let done = 0; done < length; done += piece) {
+        const n = Math.min(piece, length - done);
+        ops.push({ file: r.file, buffer: buffer.subarray(base + done, base + done + n), fileOffset: from + done });
+        need.push(Math.min(n, r.offset + r.length - (from + done)));
+        owner.push(r.owner);
+      }
+    }
+    return { ops, need, owner };
+  }
+}
+
+/**
+ * `ops` as up to `batches` batches of consecutive ops (the client hands each to its least loaded
+ * ring), results in op order. A rejection is passed on only after every batch settled: until
+ * then the buffer is the device's.
+ */
+async function inBatches(client: Client, ops: FileIoOp[], batches: number, signal?: AbortSignal): Promise<OpResult[]> {
+  const options = signal ? { signal } : undefined;
+  if (batches <= 1 || ops.length === 1) return client.batchRead(ops, options);
+  const per = Math.ceil(ops.length / batches);
+  const runs: Promise<OpResult[]>[] = [];
+  for (let i = 0; i < ops.length; i += per) runs.push(client.batchRead(ops.slice(i, i + per), options));
+  const settled = await Promise.allSettled(runs);
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
 }

@@ -115,6 +115,27 @@ describe('loading', () => {
     expect(loaded.buffer.registered).toBe(true);
   });
 
+  it('a load of 8 MiB or more: 4 MiB ops in one batch per ring (both cores copy a warm file), bytes as node:fs; cut short, it names where', async () => {
+    const big = [tensor('a', 'F32', [655_361]), tensor('b', 'U8', [3]), tensor('c', 'F64', [400_000]), tensor('d', 'BF16', [1_500_001])];
+    const path = write(big);
+    await using st = await openSafetensors(path, { client });
+    const bytes = st.bytesFor();
+    expect(bytes).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+    const before = client.metrics();
+    using loaded = await st.load();
+    const after = client.metrics();
+    expect(after.readOps - before.readOps, '4 MiB ops').toBe(Math.ceil(bytes / (4 * 1024 * 1024)));
+    expect(after.batches - before.batches, 'a batch per ring').toBe(Math.min(client.info().rings, after.readOps - before.readOps));
+    const file = readFileSync(path);
+    for (const s of big) {
+      const info = st.tensors.get(s.name)!;
+      expect(loaded.get(s.name)!.bytes.equals(file.subarray(info.offset, info.offset + info.byteLength)), s.name).toBe(true);
+    }
+    const cut = file.length - 5000;
+    truncateSync(path, cut);
+    expect(await failure(() => st.load())).toMatchObject({ code: 'ERR_SAFETENSORS_TRUNCATED', path, offset: cut });
+  });
+
   it('into: reloads reuse the caller\'s registered buffer, which free() leaves alone; too small is refused', async () => {
     const path = write(specs);
     await using st = await openSafetensors(path, { client });
