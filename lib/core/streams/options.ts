@@ -8,9 +8,9 @@ export interface ReadRangeOptions {
   start?: number;
   /** Last byte to read, inclusive (as in node:fs). Default Infinity: to the end of the file. */
   end?: number;
-  /** Bytes per read and per chunk handed out. Default 1 MiB (node:fs: 64 KiB). */
+  /** The largest chunk handed out. Default 1 MiB (node:fs: 64 KiB). Reads are 4 MiB, or this if bigger. */
   highWaterMark?: number;
-  /** Reads in flight at once, each into its own registered buffer. Default 4. */
+  /** Most reads in flight at once, each into its own registered buffer (the window grows to it while the consumer waits). Default 8. */
   readAhead?: number;
   /** Aborting destroys the stream with an AbortError (code ABORT_ERR), as node:fs's streams do. */
   signal?: AbortSignal;
@@ -106,7 +106,7 @@ export function readPlan(options: ReadRangeOptions | undefined): ReadPlan {
     start,
     stop,
     chunkSize: o.highWaterMark === undefined ? MiB : whole(o.highWaterMark, 'highWaterMark', 1, MAX_CHUNK),
-    readAhead: o.readAhead === undefined ? 4 : whole(o.readAhead, 'readAhead', 1, 64),
+    readAhead: o.readAhead === undefined ? 8 : whole(o.readAhead, 'readAhead', 1, 64),
     signal: checkSignal(o.signal),
   };
 }

@@ -1,6 +1,8 @@
-// Reads a range of a file ahead of its consumer: up to `readAhead` reads in flight, each one batch
-// into its own registered buffer, aligned to the file's O_DIRECT alignment (the range's ends are
-// trimmed off), so a stream moves at the device's speed rather than one read at a time.
+// Reads a range of a file ahead of its consumer: reads of a few MiB (whatever the chunk size), each
+// one batch into its own registered buffer, aligned to the file's O_DIRECT alignment (the range's
+// ends are trimmed off). As the kernel's readahead, the window of reads in flight starts at one and
+// doubles, up to `readAhead`, each time the consumer has to wait for the device: a fast consumer
+// keeps the device busy, a slow one holds little memory.
 import type { IoBuffer } from '../io-buffer';
 import { abortError, type ReadPlan } from './options';
 import type { StreamFile } from './source';
@@ -16,7 +18,11 @@ interface Read {
   want: number;
   slot: IoBuffer;
   done: Promise<number>;
+  landed: boolean;
 }
+
+/** Bytes per read: what the device needs per request to move at its speed (the bench's seq-read row). */
+export const READ_BYTES = 4 * 1024 * 1024;
 
 /** A read that landed: its bytes within the range, handed out in pieces of at most chunkSize. */
 interface Landed {
@@ -38,6 +44,8 @@ export class ReadAhead {
   readonly #queue: Read[] = []; // in file order
   readonly #inFlight = new Set<Promise<number>>();
   readonly #cancel = new AbortController();
+  readonly #readBytes: number; // bytes per read and per buffer
+  #window = 1; // reads in flight wanted: grows up to plan.readAhead
   #next: number; // file offset of the next read
   #ended = false; // no more reads: the range is covered, or a read came back short (the file ends)
   #landed: Landed | undefined;
@@ -49,6 +57,8 @@ export class ReadAhead {
     const align = file.ioAlign;
     this.#next = plan.start - (plan.start % align);
     this.#stop = plan.stop === Infinity ? Infinity : Math.ceil(plan.stop / align) * align;
+    // No buffer bigger than the range needs (a small range, a small buffer).
+    this.#readBytes = Math.ceil(Math.min(Math.max(plan.chunkSize, READ_BYTES), this.#stop - this.#next) / align) * align;
     plan.signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
@@ -63,6 +73,9 @@ export class ReadAhead {
       this.#fill();
       const read = this.#queue.shift();
       if (!read) return null;
+      // Another read takes its place in flight while the consumer works through this one.
+      if (!read.landed) this.#widen();
+      this.#fill();
       const bytes = await read.done.catch((e) => {
         this.#free.push(read.slot);
         throw signal?.aborted ? abortError(signal) : e;
@@ -106,8 +119,13 @@ export class ReadAhead {
     return { bytes, release };
   }
 
+  // The consumer waits for the device: more reads in flight, so that it waits less.
+  #widen(): void {
+    this.#window = Math.min(this.#window * 2, this.#plan.readAhead);
+  }
+
   #fill(): void {
-    while (!this.#ended && this.#queue.length < this.#plan.readAhead) {
+    while (!this.#ended && this.#queue.length < this.#window) {
       const slot = this.#slot();
       if (!slot) return;
       const from = this.#next;
@@ -115,19 +133,23 @@ export class ReadAhead {
       this.#next += want;
       if (this.#next >= this.#stop) this.#ended = true;
       const done = this.#file.read(slot, from, want, { signal: this.#cancel.signal });
+      const read: Read = { from, want, slot, done, landed: false };
       this.#inFlight.add(done);
-      done.catch(ignore).finally(() => this.#inFlight.delete(done));
-      this.#queue.push({ from, want, slot, done });
+      done.catch(ignore).finally(() => {
+        read.landed = true;
+        this.#inFlight.delete(done);
+      });
+      this.#queue.push(read);
     }
   }
 
-  // A free buffer, or a new one while there are at most readAhead (one more may be lent out).
+  // A free buffer, or a new one while there are at most as many as the window (one more may be
+  // lent out).
   #slot(): IoBuffer | undefined {
     const reused = this.#free.pop();
     if (reused) return reused;
-    if (this.#slots.length > this.#plan.readAhead) return undefined;
-    const align = this.#file.ioAlign;
-    const slot = this.#file.allocBuffer(Math.ceil(this.#plan.chunkSize / align) * align);
+    if (this.#slots.length > this.#window) return undefined;
+    const slot = this.#file.allocBuffer(this.#readBytes);
     this.#slots.push(slot);
     return slot;
   }
