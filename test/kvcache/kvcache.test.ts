@@ -265,6 +265,30 @@ describe('KVCache', () => {
     await t.close();
   });
 
+  it('cache.alloc() of a page of 1 MiB or more takes whole 2 MiB pages (huge-page backed), and puts and gets through it', async () => {
+    const MiB = 1 << 20;
+    const t = await fresh({ pageBytes: 4 * MiB, capacityBytes: 80 * MiB, shards: 2 });
+    const huge = client.info().engineOption !== 'hf3fs'; // 3FS's iovs are left as asked
+    const sizes = [MiB - 4096, MiB, 3 * MiB, 4 * MiB];
+    const bufs = sizes.map((n) => t.cache.alloc(n));
+    bufs.forEach((b, i) => {
+      const mapped = b.region.memory.byteLength;
+      const span = 4096 + Math.ceil(sizes[i] / 4096) * 4096;
+      expect(mapped, `${sizes[i]} bytes`).toBe(huge ? Math.ceil(span / (2 * MiB)) * 2 * MiB : span);
+    });
+    const small = t.cache.alloc(PAGE);
+    expect(small.region.memory.byteLength).toBe(4096 + Math.ceil(PAGE / 4096) * 4096);
+    const keys = sizes.map((n) => `huge-${n}`);
+    const pages = sizes.map((n, i) => new Rng(seedFor(keys[i])).bytes(n));
+    bufs.forEach((b, i) => b.bytes.set(pages[i]));
+    expect((await t.cache.put(keys, bufs)).map((r) => r.status)).toEqual(keys.map(() => 'stored'));
+    expect(t.cache.stats().bytesCopied).toBe(0);
+    const into = sizes.map((n) => t.cache.alloc(n));
+    (await (await t.again()).get(keys, into)).forEach((r, i) => expectHit(r, pages[i], keys[i]));
+    into.forEach((b, i) => expect(firstDiff(b.bytes, pages[i])).toBe(-1));
+    await t.close();
+  });
+
   it('namespace isolation: the same key under another dtype (or rank) is another entry', async () => {
     const t = await fresh();
     await t.cache.put(['shared-key'], [pageOf('shared-key')]);
