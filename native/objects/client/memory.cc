@@ -1,5 +1,6 @@
 // The client's memory, as JS sees it: alloc() maps a region (an iov on 3FS) and registers it with
 // the engines; free() lets JS go of it, and the region is unmapped once no op uses it.
+#include <cerrno>
 #include <cmath>
 
 #include "hf3fs/hf3fs.h"
@@ -35,6 +36,13 @@ std::shared_ptr<Region> Client::MapRegion(Napi::Env env, size_t bytes, bool want
   if (!want_registered) return region;
   int why = RegisterEverywhere(*region);
   if (registers && !region->registered() && regions_->pool.Clear()) why = RegisterEverywhere(*region);
+  // A huge page counts whole against RLIMIT_MEMLOCK: a buffer refused on a slab may fit on its own pages.
+  if (registers && why == ENOMEM && region->carved()) {
+    if (std::shared_ptr<Region> plain = Region::Map(bytes, &err, false)) {
+      region = std::move(plain);
+      why = RegisterEverywhere(*region);
+    }
+  }
   register_refusal_ = region->registered() ? kRegistered : why;
   return region;
 }

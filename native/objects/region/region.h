@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "objects/region/slab.h"
+
 struct hf3fs_iov;
 
 namespace tfs {
@@ -26,8 +28,9 @@ class Registrar {
 
 class Region {
  public:
-  // Maps `size` bytes (rounded up to pages). Returns nullptr and sets *err on failure.
-  static std::shared_ptr<Region> Map(size_t size, int* err);
+  // Maps `size` bytes (rounded up to pages), or carves them from a huge-page slab when `carve`
+  // and the size suits one (slab.h). Returns nullptr and sets *err on failure.
+  static std::shared_ptr<Region> Map(size_t size, int* err, bool carve = true);
   // Wraps memory someone else mapped; `backing` releases it when the region dies. `block_size`
   // (0: one block) is a boundary no single I/O may cross; `iov` is set for USRBIO memory.
   static std::shared_ptr<Region> Adopt(uint8_t* data, size_t size, size_t block_size, const hf3fs_iov* iov,
@@ -40,6 +43,7 @@ class Region {
   size_t size() const { return size_; }
   size_t block_size() const { return block_size_; }
   const hf3fs_iov* iov() const { return iov_; }
+  bool carved() const { return piece_.slab != nullptr; }
   // A client has several rings; the region has a slot in each ring's table (-1: none there).
   bool registered() const { return !registrations_.empty(); }
   int slot(size_t ring) const { return ring < slots_.size() ? slots_[ring] : -1; }
@@ -57,6 +61,7 @@ class Region {
   size_t block_size_ = 0;
   const hf3fs_iov* iov_ = nullptr;
   std::unique_ptr<RegionBacking> backing_;
+  SlabPiece piece_;
   std::vector<int> slots_;
   struct Registration {
     int slot;
