@@ -110,7 +110,7 @@ export async function runBench(options: BenchOptions = {}): Promise<FullBenchDoc
   const fio = fioVersion();
   const fioMissing = s.tools.includes('fio') && fio === null;
   if (fioMissing) log(FIO_MISSING);
-  const plan = planRuns(s.selected, s.tools, s.repeats, fio !== null, s.quick);
+  const plan = planRuns(s.selected, s.tools, s.repeats, fio !== null, s.quick, SEED);
   if (plan.length === 0) throw new Error('nothing to run: no workload and tool selected');
 
   // The bench directory: a fresh one under --dir (which must exist) or the system's temp dir.
@@ -245,12 +245,13 @@ async function runPlan(plan: Planned[], files: Files, s: Settings, c: { clientOp
   return { runs, notRun };
 }
 
-/** What the progress line says of a finished run: its figures, and ours relative to it. */
+/** What the progress line says of a finished run: its figures, and ours relative to fio's run of the same repetition once both ran. */
 function resultTail(runs: RunResult[], r: RunResult): string {
   let tail = ` ${r.gbps.toFixed(3)} GB/s, ${r.iops} IOPS, p99 ${Math.round(r.p99us)} us`;
-  if (r.tool === '3fs-client') return tail;
-  const ours = runs.findLast((o) => o.tool === '3fs-client' && o.workload === r.workload && o.queueDepth === r.queueDepth && o.blockSize === r.blockSize);
-  if (ours && r.gibps > 0) tail += ` (3fs-client is ${(ours.gibps / r.gibps).toFixed(2)}x)`;
+  const same = (o: RunResult) => o.workload === r.workload && o.queueDepth === r.queueDepth && o.blockSize === r.blockSize && o.repeat === r.repeat;
+  const ours = r.tool === '3fs-client' ? r : runs.find((o) => o.tool === '3fs-client' && same(o));
+  const peer = r.tool === '3fs-client' ? runs.find((o) => o.tool === 'fio' && same(o)) : r;
+  if (ours && peer && peer !== ours && peer.gibps > 0) tail += ` (3fs-client is ${(ours.gibps / peer.gibps).toFixed(2)}x ${peer.tool})`;
   return tail;
 }
 

@@ -165,7 +165,8 @@ export function setupLines(s: BenchSettings): string[] {
   const data = `data file ${formatSize(s.size)}: O_DIRECT for 3fs-client and fio, buffered for node:fs (page cache dropped first)`;
   const cached = `cached file ${formatSize(s.cachedSize)}: buffered, warm page cache`;
   const timing = `${(s.durationMs / 1000).toFixed(1)} s per run after ${(s.rampMs / 1000).toFixed(1)} s ramp${s.repeat > 1 ? `, ${s.repeat} runs each (median shown)` : ''}${s.quick ? ' (--quick)' : ''}${s.engine ? `; engine ${s.engine}` : ''}`;
-  const lines = [`${where}; ${timing}`, `${data}; ${cached}`];
+  const order = '3fs-client and fio take turns going first, one repetition to the next; every run draws its random offsets from its own seed';
+  const lines = [`${where}; ${timing}`, `${data}; ${cached}`, order];
   // A VM's disk may sit on a host cache the guest cannot drop: a small file can read faster than the disk.
   if (s.device?.driver.startsWith('virtio')) lines.push(`note: ${s.device.name} is a VM's virtio disk: a host cache below the guest is not dropped by the bench; --size sets the data file`);
   return lines;

@@ -1,5 +1,7 @@
 // The main table's matrix: which workloads run, with which tools, in which order, and one planned
-// run turned into a row. Every tool runs each workload on the same file, back to back.
+// run turned into a row. Every tool runs each workload on the same file, back to back; ours and
+// fio take turns going first, and every run draws its random offsets from its own seed, so a
+// cache below the guest (a VM host's) favours neither tool nor a later repetition.
 import type { ClientOptions } from '../../lib/index';
 import { dropPageCache } from '../support/page-cache';
 import { toResult, type Measured, type RunResult, type Tool, type Workload } from '../support/records';
@@ -40,19 +42,25 @@ export interface Planned {
   tool: Tool;
   uvThreads?: number;
   repeat: number;
+  /** The seed of this run's random offsets: no two runs of a plan share one. */
+  seed: number;
 }
 
-/** Every run in order: per workload and repetition, each tool in turn (fio only where installed). */
-export function planRuns(selected: Workload[], tools: Tool[], repeats: number, fio: boolean, quick: boolean): Planned[] {
+/**
+ * Every run in order: per workload and repetition, ours and fio (where installed), the one that
+ * went second going first in the next repetition, then node:fs. `seed` is the plan's base seed.
+ */
+export function planRuns(selected: Workload[], tools: Tool[], repeats: number, fio: boolean, quick: boolean, seed: number): Planned[] {
   const plan: Planned[] = [];
+  const pair = TOOL_NAMES.filter((t) => t !== 'node:fs' && tools.includes(t) && (t !== 'fio' || fio));
+  const add = (p: Omit<Planned, 'seed'>) => plan.push({ ...p, seed: (seed + plan.length * 0x9e3779b9) >>> 0 });
   for (const w of selected) {
     for (let repeat = 1; repeat <= repeats; repeat++) {
-      if (tools.includes('3fs-client')) plan.push({ w, tool: '3fs-client', repeat });
-      if (fio && tools.includes('fio')) plan.push({ w, tool: 'fio', repeat });
+      for (const tool of repeat % 2 === 1 ? pair : [...pair].reverse()) add({ w, tool, repeat });
       if (tools.includes('node:fs')) {
-        plan.push({ w, tool: 'node:fs', uvThreads: Math.max(4, w.queueDepth), repeat });
+        add({ w, tool: 'node:fs', uvThreads: Math.max(4, w.queueDepth), repeat });
         // The same reads with libuv's default pool of 4 threads: what an unconfigured app gets.
-        if (!quick && w.name === 'rand-read' && w.queueDepth === 64) plan.push({ w, tool: 'node:fs', uvThreads: 4, repeat });
+        if (!quick && w.name === 'rand-read' && w.queueDepth === 64) add({ w, tool: 'node:fs', uvThreads: 4, repeat });
       }
     }
   }
@@ -72,15 +80,16 @@ export interface RunContext {
 /** One planned run, as a row of the table (its `repeat` set). */
 export async function runPlanned(p: Planned, c: RunContext): Promise<RunResult> {
   const { w, tool } = p;
+  const opts = { ...c.opts, seed: p.seed };
   let result: RunResult;
   if (tool === '3fs-client') {
-    const m = await runOurs(w, c.path, c.fileSize, c.opts, c.clientOptions);
+    const m = await runOurs(w, c.path, c.fileSize, opts, c.clientOptions);
     result = toResult(w, tool, m, m.mode, w.direct);
   } else if (tool === 'fio') {
-    const m = await runFio(w, c.path, c.fileSize, c.opts);
+    const m = await runFio(w, c.path, c.fileSize, opts);
     result = toResult(w, tool, m, m.mode, w.direct);
   } else {
-    result = await nodeFsRun(p, c);
+    result = await nodeFsRun(p, { ...c, opts });
   }
   result.repeat = p.repeat;
   return result;

@@ -19,6 +19,9 @@ import { toResult, type RunResult, type Workload } from '../../bench/support/rec
 import { GiB, KiB, MiB } from '../../bench/support/units';
 import { writeBenchFile } from '../../bench/support/bench-files';
 import { runOurs } from '../../bench/tools/ours';
+import { planRuns, workloads } from '../../bench/sections/matrix';
+import { offsetSource } from '../../bench/support/rng';
+import { fioArgs } from '../../bench/tools/fio';
 import type { Client } from '../../lib/index';
 import { makeTmpDir, TIME_SCALE } from '../helpers';
 
@@ -113,6 +116,29 @@ describe('bench arithmetic', () => {
   });
 });
 
+describe('bench plan', () => {
+  // A cache below the guest (a VM host's) serves a block read a moment ago faster: the tool that
+  // always ran second, and every repetition after the first (same offsets), were favoured.
+  it('ours and fio take turns going first; every run has its own seed, and so its own random offsets', () => {
+    const ws = workloads(false);
+    const plan = planRuns(ws, ['3fs-client', 'fio', 'node:fs'], 3, true, false, 0x3f5);
+    for (const w of ws) {
+      for (const repeat of [1, 2, 3]) {
+        const order = plan.filter((p) => p.w === w && p.repeat === repeat && p.tool !== 'node:fs').map((p) => p.tool);
+        expect(order, `${w.name} ${w.blockSize} qd${w.queueDepth} run ${repeat}`).toEqual(repeat === 2 ? ['fio', '3fs-client'] : ['3fs-client', 'fio']);
+      }
+    }
+    expect(new Set(plan.map((p) => p.seed)).size).toBe(plan.length);
+    const rand = plan.filter((p) => p.w.pattern === 'rand' && p.w.blockSize === 1 * MiB && p.w.queueDepth === 8);
+    const firsts = rand.map((p) => Array.from({ length: 8 }, offsetSource(p.w, 2 * GiB, p.seed)).join());
+    expect(new Set(firsts).size, 'the first 8 offsets of each run').toBe(rand.length);
+    for (const p of rand.filter((r) => r.tool === 'fio')) expect(fioArgs(p.w, '/f', 2 * GiB, { rampMs: 0, durationMs: 1, seed: p.seed })).toContain(`--randseed=${p.seed}`);
+    // Without fio, ours alone each time.
+    const quick = workloads(true);
+    expect(planRuns(quick, ['3fs-client', 'fio'], 2, false, true, 1).map((p) => p.tool)).toEqual(quick.flatMap(() => ['3fs-client', '3fs-client']));
+  });
+});
+
 describe('bench workloads', () => {
   it('node:fs, one pass of a fixed file: exactly its bytes, one op per block', async () => {
     const path = join(tmp.dir, 'one-pass.bin');
@@ -172,6 +198,7 @@ describe('bench command', () => {
     // The setup says what was measured: the data file's size and how each tool reads it, the device.
     expect(saved.settings.device === null || typeof saved.settings.device?.name === 'string').toBe(true);
     expect(out).toContain('data file 32MiB: O_DIRECT for 3fs-client and fio, buffered for node:fs');
+    expect(out).toContain('3fs-client and fio take turns going first, one repetition to the next; every run draws its random offsets from its own seed');
     if (saved.settings.device) expect(out).toContain(` on ${saved.settings.device.name} (`);
     for (const r of saved.runs) {
       expect(r.bytes).toBe(r.ops * r.blockSize);
