@@ -283,7 +283,7 @@ async function runSections(doc: FullBenchDocument, options: BenchOptions, dir: s
     out('\n');
     log('streams and whole files ...');
     // At most 1 GiB: node:fs's readFile stops at 2 GiB.
-    doc.streams = await runStreamsBench({ dir, size: Math.min(s.size, GiB), repeat: s.repeats, ceilings: doc.ceilings, err });
+    doc.streams = await runStreamsBench({ dir, size: Math.min(s.size, GiB), repeat: s.repeats, ceilings: doc.ceilings, mainRuns: doc.runs, err });
     out(formatStreamsTable(doc.streams, doc.ceilings));
   }
   if (options.kvcache !== false) {

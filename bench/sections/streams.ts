@@ -10,7 +10,7 @@ import { markdownTable } from '../output/markdown';
 import { rowTargetCells } from '../output/targets';
 import { checkBenchFile, writeBenchFile } from '../support/bench-files';
 import { dropPageCache } from '../support/page-cache';
-import type { Ceiling } from '../support/records';
+import type { Ceiling, RunResult } from '../support/records';
 import { median } from '../support/stats';
 import { verify, STAMP_BLOCK } from '../support/stamps';
 import { atLeast, judge, type Judged } from '../support/targets';
@@ -32,6 +32,8 @@ export interface StreamRun {
 export interface StreamsDocument {
   settings: { size: number; repeat: number; cacheDropped: boolean };
   runs: StreamRun[];
+  /** What ours are judged against: the best sequential O_DIRECT read of the same bench run. */
+  device?: Ceiling;
   targets: Judged[];
 }
 
@@ -42,10 +44,12 @@ export interface StreamsOptions {
   repeat: number;
   /** The device's read ceiling measured in the same run (fio), for the device-speed targets. */
   ceilings?: Ceiling[];
+  /** The main table's rows of the same run: its sequential O_DIRECT reads count as the device's speed too. */
+  mainRuns?: readonly RunResult[];
   err?: (text: string) => void;
 }
 
-/** Issue 22: streams and readFile "at device speed", read here as within 10% of fio's device line. */
+/** Issue 22: streams and readFile "at device speed", read here as within 10% of the best sequential O_DIRECT read of the run. */
 export const DEVICE_SPEED = atLeast(0.9, 'x device read', 3, 'issue 22');
 
 /** Reads the whole file once with `reader`; resolves with the bytes it gave (a few checked). */
@@ -107,10 +111,31 @@ export async function runStreamsBench(options: StreamsOptions): Promise<StreamsD
     rmSync(path, { force: true });
   }
   const settings = { size: options.size, repeat: options.repeat, cacheDropped };
-  return { settings, runs, targets: judgeStreams(runs, options.ceilings) };
+  const device = deviceRead(options.ceilings, options.mainRuns);
+  return { settings, runs, ...(device ? { device } : {}), targets: judgeStreams(runs, device ? [device] : undefined) };
 }
 
-/** Ours against the device's read ceiling, the median of the runs (one ceiling per bench run). */
+/**
+ * The device's sequential read speed, as the best the run measured: fio's device line (the
+ * ceiling) or the median of a tool's seq-read rows (O_DIRECT, 4 MiB, qd8), whichever is faster.
+ * The device line alone (8 x 4 MiB over libaio jobs) can stay well below what the seq-read rows
+ * move from the same device (docs/benchmark.md), and a target against it alone would be too easy.
+ */
+export function deviceRead(ceilings: readonly Ceiling[] | undefined, mainRuns: readonly RunResult[] = []): Ceiling | undefined {
+  const line = ceilings?.find((c) => c.what === 'device read');
+  const seq = mainRuns.filter((r) => r.workload === 'seq-read' && r.direct && r.gbps > 0);
+  const candidates: { gbps: number; how: string }[] = line ? [{ gbps: line.gbps, how: line.how }] : [];
+  for (const tool of new Set(seq.map((r) => r.tool))) {
+    const gbps = median(seq.filter((r) => r.tool === tool).map((r) => r.gbps));
+    candidates.push({ gbps, how: `${tool} seq-read (O_DIRECT, median of ${seq.filter((r) => r.tool === tool).length})` });
+  }
+  if (candidates.length === 0) return undefined;
+  const best = candidates.reduce((a, b) => (b.gbps > a.gbps ? b : a));
+  const others = candidates.filter((c) => c !== best).map((c) => `${c.how} ${c.gbps.toFixed(2)} GB/s`);
+  return { what: 'device read', gbps: best.gbps, how: `${best.how}${others.length > 0 ? `; the best of it and ${others.join(', ')}` : ''}` };
+}
+
+/** Ours against the device's read speed, the median of the runs (one device figure per bench run). */
 export function judgeStreams(runs: readonly StreamRun[], ceilings: readonly Ceiling[] | undefined, why = 'no run'): Judged[] {
   const device = ceilings?.find((c) => c.what === 'device read');
   return STREAM_READERS.filter((r) => r.startsWith('3fs-client')).map((reader) => {
@@ -122,7 +147,8 @@ export function judgeStreams(runs: readonly StreamRun[], ceilings: readonly Ceil
 }
 
 export function formatStreamsTable(doc: StreamsDocument, ceilings?: readonly Ceiling[]): string {
-  const device = ceilings?.find((c) => c.what === 'device read')?.gbps;
+  const reference = doc.device ?? ceilings?.find((c) => c.what === 'device read');
+  const device = reference?.gbps;
   const med = (reader: StreamReader) => median(doc.runs.filter((r) => r.reader === reader), (r) => r.gbps);
   const rows = STREAM_READERS.map((reader) => {
     const r = med(reader);
@@ -134,5 +160,6 @@ export function formatStreamsTable(doc: StreamsDocument, ceilings?: readonly Cei
   });
   const s = doc.settings;
   const head = `Streams and whole files: one ${formatSize(s.size)} file read whole by each reader, ${s.cacheDropped ? 'its page cache dropped before each read' : 'page cache state unknown (could not drop it)'}, ${s.repeat} run${s.repeat > 1 ? 's' : ''} each, alternating (median shown)`;
-  return `${head}\n\n${markdownTable(['reader', 'GB/s', 'CPU s/GB', 'vs node:fs', 'vs device read', 'target', 'verdict'], rows, [1, 2, 3, 4])}`;
+  const against = reference ? `\n\ndevice read: ${reference.gbps.toFixed(2)} GB/s, ${reference.how}` : '';
+  return `${head}${against}\n\n${markdownTable(['reader', 'GB/s', 'CPU s/GB', 'vs node:fs', 'vs device read', 'target', 'verdict'], rows, [1, 2, 3, 4])}`;
 }

@@ -3,7 +3,8 @@
 // table shows the same medians, targets and verdicts as the document. No timings are checked.
 import { readdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatStreamsTable, judgeStreams, runStreamsBench, STREAM_READERS, type StreamRun } from '../../bench/sections/streams';
+import { deviceRead, formatStreamsTable, judgeStreams, runStreamsBench, STREAM_READERS, type StreamRun } from '../../bench/sections/streams';
+import type { RunResult } from '../../bench/support/records';
 import { median } from '../../bench/support/stats';
 import { verdictText } from '../../bench/support/targets';
 import { makeTmpDir, MiB } from '../helpers';
@@ -33,6 +34,22 @@ describe('streams section', () => {
       expect(cells[6]).toBe(judged ? verdictText(judged) : '');
     }
     expect(readdirSync(tmp.dir)).toEqual([]);
+  });
+
+  it("judges against the best sequential O_DIRECT read of the run: the device line or a tool's seq-read median", async () => {
+    const row = (tool: string, gbps: number, repeat: number, more: Partial<RunResult> = {}) =>
+      ({ workload: 'seq-read', tool, direct: true, gbps, repeat, ...more }) as RunResult;
+    const line = [{ what: 'device read', gbps: 2, how: 'fio device line' }];
+    const mainRuns = [row('fio', 3, 1), row('fio', 3.2, 2), row('fio', 9, 3), row('3fs-client', 2.5, 1), row('node:fs', 20, 1, { direct: false }), row('fio', 30, 1, { workload: 'rand-read' })];
+    const device = deviceRead(line, mainRuns)!;
+    expect(device.gbps).toBe(3.2); // fio's median; buffered and random rows do not count
+    expect(device.how).toMatch(/^fio seq-read .*fio device line 2\.00 GB\/s/);
+    expect(deviceRead(line, [row('fio', 1, 1)])!.gbps).toBe(2);
+    expect(deviceRead(undefined, [])).toBeUndefined();
+    const doc = await runStreamsBench({ dir: tmp.dir, size: MiB, repeat: 1, ceilings: line, mainRuns, err: () => undefined });
+    expect(doc.device).toEqual(device);
+    for (const j of doc.targets) expect(j.value).toBeCloseTo(median(doc.runs.filter((r) => r.reader === j.row).map((r) => r.gbps)) / 3.2, 3);
+    expect(formatStreamsTable(doc)).toContain(`device read: 3.20 GB/s, ${device.how}`);
   });
 
   it('says why a target is not measured', () => {
