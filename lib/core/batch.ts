@@ -67,13 +67,38 @@ const CROSS_CLIENT_FIX = "allocate it with the file's client, client.alloc(n), o
 /** Ops read per turn of the event loop: a batch of a million ops must not hold the JS thread for its whole preparation. */
 const PREP_SLICE = 16384;
 
+/**
+ * Descriptor arrays of small batches, reused: a new one is a backing store the addon materializes
+ * when it reads it and the GC sweeps later, which costs more than a 1-op batch's own work. Keyed by
+ * op count; packOp overwrites every element of a taken array, and the addon reads it only inside
+ * submit().
+ */
+class ArrayPool {
+  static readonly MAX_OPS = 64;
+  static readonly DEPTH = 16;
+  readonly #free: Float64Array[][] = [];
+  constructor(readonly stride: number) {}
+
+  take(n: number): Float64Array {
+    return (n <= ArrayPool.MAX_OPS ? this.#free[n]?.pop() : undefined) ?? new Float64Array(n * this.stride);
+  }
+
+  give(n: number, array: Float64Array): void {
+    if (n > ArrayPool.MAX_OPS) return;
+    const list = (this.#free[n] ??= []);
+    if (list.length < ArrayPool.DEPTH) list.push(array);
+  }
+}
+
+const descriptorPool = new ArrayPool(OP.stride);
+
 function isWholeNumber(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
 /** A batch as the engine takes it, and what results and errors report, fixed when each op was read. */
 class Packed {
-  readonly descriptors: Float64Array;
+  readonly descriptors: Float64Array; // back in its pool once submitted
   readonly lengths: Float64Array;
   readonly offsets: Float64Array;
   readonly opTarget: BatchTarget[];
@@ -86,7 +111,7 @@ class Packed {
   after: Int32Array | undefined; // made when an op waits for another
 
   constructor(readonly n: number) {
-    this.descriptors = new Float64Array(n * OP.stride);
+    this.descriptors = descriptorPool.take(n);
     this.lengths = new Float64Array(n);
     this.offsets = new Float64Array(n);
     this.opTarget = new Array(n);
@@ -238,6 +263,8 @@ async function submitAndWait(
     submitted = client.submit(write, p.files, p.views, p.descriptors, results, options.failFast === true, p.checksums, crcs, p.after);
   } catch (e) {
     throw toBatchError(e);
+  } finally {
+    descriptorPool.give(p.n, p.descriptors); // the addon copied the ops
   }
   const [batchId, settled] = submitted;
   for (const t of p.targets) t.begin();
