@@ -58,13 +58,22 @@ export function fioArgs(w: Workload, path: string, fileSize: number, opts: RunOp
     // QD synchronous readers; for cached reads the ceiling, cache left as it is.
     args.push('--ioengine=psync', `--numjobs=${jobs}`, `--invalidate=${cached ? 0 : 1}`);
   } else if (engine === 'libaio') {
-    args.push('--ioengine=libaio', `--iodepth=${w.queueDepth}`, '--numjobs=1', `--invalidate=${cached ? 0 : 1}`);
+    args.push('--ioengine=libaio', `--iodepth=${w.queueDepth}`, '--numjobs=1', `--invalidate=${cached ? 0 : 1}`, ...hugeBuffers(w));
   } else {
     // --fixedbufs: registered buffers, as our engine uses (see THP_ENV for the other half).
-    args.push('--ioengine=io_uring', `--iodepth=${w.queueDepth}`, '--fixedbufs', '--numjobs=1', '--invalidate=1');
+    args.push('--ioengine=io_uring', `--iodepth=${w.queueDepth}`, '--fixedbufs', '--numjobs=1', '--invalidate=1', ...hugeBuffers(w));
   }
   if (w.pattern === 'rand') args.push('--norandommap', `--randseed=${opts.seed}`);
   return args;
+}
+
+/**
+ * glibc advises huge pages only for allocations of 2 MiB and more: aligning fio's buffers to 2 MiB
+ * grows its allocation past that, so at 64 KiB qd8 (512 KiB of buffers) too they sit on huge pages,
+ * as ours do from 64 KiB (one memory segment per op).
+ */
+function hugeBuffers(w: Workload): string[] {
+  return w.direct ? ['--iomem_align=2m'] : [];
 }
 
 export function fioMode(w: Workload, engine: FioEngine = twinEngine(w)): string {
@@ -75,7 +84,7 @@ export function fioMode(w: Workload, engine: FioEngine = twinEngine(w)): string 
 }
 
 /**
- * Our engine puts buffers of 2 MiB and more on transparent huge pages, which lets an O_DIRECT read
+ * Our engine puts buffers of 64 KiB and more on transparent huge pages, which lets an O_DIRECT read
  * go out as fewer, larger requests; this glibc (>= 2.35) tunable gives fio's malloc the same memory.
  */
 function thpEnv(): NodeJS.ProcessEnv {

@@ -133,6 +133,10 @@ describe('bench plan', () => {
     const firsts = rand.map((p) => Array.from({ length: 8 }, offsetSource(p.w, 2 * GiB, p.seed)).join());
     expect(new Set(firsts).size, 'the first 8 offsets of each run').toBe(rand.length);
     for (const p of rand.filter((r) => r.tool === 'fio')) expect(fioArgs(p.w, '/f', 2 * GiB, { rampMs: 0, durationMs: 1, seed: p.seed })).toContain(`--randseed=${p.seed}`);
+    // fio's O_DIRECT buffers on huge pages as ours are from 64 KiB: 2 MiB-aligned, so glibc advises them.
+    const direct = ws.find((w) => w.direct && w.blockSize === 64 * KiB && w.queueDepth === 8)!;
+    expect(fioArgs(direct, '/f', 2 * GiB, { rampMs: 0, durationMs: 1, seed: 1 })).toContain('--iomem_align=2m');
+    expect(fioArgs(ws.find((w) => !w.direct)!, '/f', 2 * GiB, { rampMs: 0, durationMs: 1, seed: 1 })).not.toContain('--iomem_align=2m');
     // Without fio, ours alone each time.
     const quick = workloads(true);
     expect(planRuns(quick, ['3fs-client', 'fio'], 2, false, true, 1).map((p) => p.tool)).toEqual(quick.flatMap(() => ['3fs-client', '3fs-client']));
