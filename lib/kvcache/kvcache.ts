@@ -85,12 +85,11 @@ export class KVCache {
   /**
    * Memory for a payload of `bytes` that put() writes without copying: 4 KiB of header room sit
    * in front of it, in the same allocation. Fill it, then pass it (this very object) to put().
-   * A slot of 1 MiB or more takes whole 2 MiB pages (see slotAllocBytes).
    */
   alloc(bytes: number): IoBuffer {
     this.#checkOpen();
     wholeNumber(bytes, 'bytes', 0, this.geometry.pageBytes);
-    const whole = allocPacked(this.#parts.client, slotAllocBytes(this.#parts.client, slotSpan(Math.max(bytes, 1))));
+    const whole = allocPacked(this.#parts.client, slotSpan(Math.max(bytes, 1)));
     // The header room's page is touched now, not by the first put (a page fault per page there).
     whole.bytes.fill(0, 0, HEADER_BYTES);
     // The payload owns the allocation (not a view of it): its free() returns the header room too.
@@ -240,19 +239,4 @@ function partsOf(client: Client, geometry: KVGeometry, ns: Buffer, shards: Shard
     payloadOf: new WeakMap(),
     closing: false,
   };
-}
-
-/** Slots this large or larger take whole huge pages: at most twice their bytes. */
-const HUGE_SLOT = 1 << 20;
-const HUGE_PAGE = 2 << 20;
-
-/**
- * What cache.alloc() maps for a slot of `span` bytes. From 1 MiB on, whole 2 MiB pages, which the
- * client maps on a 2 MiB boundary and advises huge: header and payload are then physically
- * contiguous, and an op on them reaches the device as a few segments rather than one per 4 KiB
- * page (a virtio disk's host handles each). USRBIO's iovs are 3FS's shared memory: left as asked.
- */
-function slotAllocBytes(client: Client, span: number): number {
-  if (span < HUGE_SLOT || client.info().engineOption === 'hf3fs') return span;
-  return Math.ceil(span / HUGE_PAGE) * HUGE_PAGE;
 }
