@@ -152,6 +152,37 @@ describe('createReadStream', () => {
     await expectBuffersBack(before);
   });
 
+  it('the window of reads in flight grows while the consumer waits for the device, and stays at one read when it never does', async () => {
+    /** Reads in flight at most over a whole stream; a slow consumer asks for a chunk only once no read is in flight. */
+    const maxInFlight = async (slow: boolean) => {
+      const file = await client.open(bigPath);
+      const read = file.read.bind(file);
+      let now = 0;
+      let most = 0;
+      file.read = async (buffer, fileOffset, length, options) => {
+        most = Math.max(most, ++now);
+        try {
+          const n = await read(buffer, fileOffset, length, options);
+          // Past a turn of the event loop: a consumer that asks at once finds the read not landed.
+          await new Promise(setImmediate);
+          return n;
+        } finally {
+          now--;
+        }
+      };
+      const parts: Buffer[] = [];
+      for await (const chunk of file.chunks({ readAhead: 2 })) {
+        parts.push(chunk);
+        if (slow) expect(await eventually(() => now, 0)).toBe(0);
+      }
+      expectSame(Buffer.concat(parts), big);
+      await file.close();
+      return most;
+    };
+    expect(await maxInFlight(false)).toBe(2);
+    expect(await maxInFlight(true)).toBe(1);
+  });
+
   it('reads go to the device 4 MiB at a time, whatever the chunk size', async () => {
     const file = await client.open(bigPath);
     const reads: number[] = [];

@@ -1,8 +1,8 @@
 // Reads a range of a file ahead of its consumer: reads of a few MiB (whatever the chunk size), each
 // one batch into its own registered buffer, aligned to the file's O_DIRECT alignment (the range's
 // ends are trimmed off). As the kernel's readahead, the window of reads in flight starts at one and
-// doubles, up to `readAhead`, each time the consumer has to wait for the device: a fast consumer
-// keeps the device busy, a slow one holds little memory.
+// doubles, up to `readAhead`, each time the consumer has to wait for a read after the first: a fast
+// consumer keeps the device busy, a slow one holds two buffers.
 import type { IoBuffer } from '../io-buffer';
 import { abortError, type ReadPlan } from './options';
 import type { StreamFile } from './source';
@@ -46,6 +46,7 @@ export class ReadAhead {
   readonly #cancel = new AbortController();
   readonly #readBytes: number; // bytes per read and per buffer
   #window = 1; // reads in flight wanted: grows up to plan.readAhead
+  readonly #first: number; // file offset of the first read
   #next: number; // file offset of the next read
   #ended = false; // no more reads: the range is covered, or a read came back short (the file ends)
   #landed: Landed | undefined;
@@ -55,7 +56,7 @@ export class ReadAhead {
     this.#file = file;
     this.#plan = plan;
     const align = file.ioAlign;
-    this.#next = plan.start - (plan.start % align);
+    this.#next = this.#first = plan.start - (plan.start % align);
     this.#stop = plan.stop === Infinity ? Infinity : Math.ceil(plan.stop / align) * align;
     // No buffer bigger than the range needs (a small range, a small buffer).
     this.#readBytes = Math.ceil(Math.min(Math.max(plan.chunkSize, READ_BYTES), this.#stop - this.#next) / align) * align;
@@ -71,20 +72,23 @@ export class ReadAhead {
       const piece = this.#piece();
       if (piece) return piece;
       this.#fill();
-      const read = this.#queue.shift();
+      const read = this.#queue[0]; // stays queued, and counted in flight, until it lands
       if (!read) return null;
-      // Another read takes its place in flight while the consumer works through this one.
-      if (!read.landed) this.#widen();
-      this.#fill();
+      // The first read is always waited for; a later one is when the consumer outruns the device.
+      if (!read.landed && read.from !== this.#first) this.#widen();
       const bytes = await read.done.catch((e) => {
+        this.#queue.shift();
         this.#free.push(read.slot);
         throw signal?.aborted ? abortError(signal) : e;
       });
+      this.#queue.shift();
       if (bytes < read.want) this.#endAt();
       const lo = Math.max(this.#plan.start - read.from, 0);
       const hi = Math.min(bytes, this.#plan.stop - read.from);
       if (hi > lo) this.#landed = { slot: read.slot, bytes: read.slot.bytes.subarray(lo, hi), at: 0, lent: 0 };
       else this.#free.push(read.slot);
+      // Another read takes its place in flight while the consumer works through this one.
+      this.#fill();
     }
   }
 
@@ -122,10 +126,11 @@ export class ReadAhead {
   // The consumer waits for the device: more reads in flight, so that it waits less.
   #widen(): void {
     this.#window = Math.min(this.#window * 2, this.#plan.readAhead);
+    this.#fill();
   }
 
   #fill(): void {
-    while (!this.#ended && this.#queue.length < this.#window) {
+    while (!this.#ended && !this.#closing && this.#queue.length < this.#window) {
       const slot = this.#slot();
       if (!slot) return;
       const from = this.#next;
