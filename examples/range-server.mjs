@@ -37,11 +37,16 @@ async function serve(file, req, res) {
   }
   const boundary = randomBytes(12).toString('hex');
   res.writeHead(206, { 'Content-Type': `multipart/byteranges; boundary=${boundary}` });
+  return pipeline(multipart(file, ranges, size, boundary), res);
+}
+
+/** The body of a multipart/byteranges response: each range's part header, then its bytes. */
+async function* multipart(file, ranges, size, boundary) {
   for (const { start, end } of ranges) {
-    res.write(`\r\n--${boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes ${start}-${end}/${size}\r\n\r\n`);
-    await pipeline(file.createReadStream({ start, end, autoClose: false }), res, { end: false });
+    yield `\r\n--${boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes ${start}-${end}/${size}\r\n\r\n`;
+    yield* file.createReadStream({ start, end, autoClose: false });
   }
-  res.end(`\r\n--${boundary}--\r\n`);
+  yield `\r\n--${boundary}--\r\n`;
 }
 
 export function rangeServer(root) {
@@ -51,7 +56,10 @@ export function rangeServer(root) {
     const file = await open(path).catch((e) => void res.writeHead(e.code === 'ENOENT' ? 404 : 403).end());
     if (!file) return;
     await serve(file, req, res)
-      .catch(() => res.destroy())
+      .catch((e) => {
+        if (e.code !== 'ERR_STREAM_PREMATURE_CLOSE') console.error(`${req.url} ${req.headers.range ?? ''}: ${e.stack}`);
+        res.destroy();
+      })
       .finally(() => file.close());
   });
 }

@@ -42,8 +42,11 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
+// A connection per request: a kept-alive one can be closed by the server's idle timeout as a
+// stalled client (a loaded machine) reuses it, and fetch fails with ECONNRESET or "other side
+// closed" with nothing wrong in the server.
 async function get(name: string, range?: string): Promise<{ status: number; headers: Headers; body: Buffer }> {
-  const res = await fetch(`${base}/${name}`, range === undefined ? {} : { headers: { range } });
+  const res = await fetch(`${base}/${name}`, { headers: range === undefined ? { connection: 'close' } : { connection: 'close', range } });
   return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
 }
 
