@@ -105,22 +105,14 @@ describe('client metrics', () => {
   });
 
   it('failed ops are counted by code, as many as the results said', async () => {
+    // How many queued writes a close cancels is up to the machine: a JS thread stalled by load
+    // (30 ms once, and once under ASan on a loaded machine, the whole time) lets the engine write
+    // all 50 MiB first. Each attempt checks the counts exactly; attempts go on until one canceled some.
     const rng = new Rng(seedFor('metrics-errors'));
-    const client = testConnect({ queueDepth: 2 });
-    const f = await client.open(tmp.path('e'), 'w+', 0o644, { direct: 'never' });
-    const L = 128 * KiB;
-    const data = rng.bytes(L);
-    const batches = Array.from({ length: 50 }, (_, b) => f.batchWrite(Array.from({ length: 8 }, (_, j) => ({ buffer: data, fileOffset: (b * 8 + j) * L }))));
-    // At once, with 2 ops in the kernel and the rest queued: after even a 1 ms timer, a JS thread
-    // held up by load (a 30 ms stall here) let the engine write all 50 MiB, and nothing was canceled.
-    await client.close();
-    const results = (await Promise.all(batches)).flat() as OpResult[];
-    const canceled = results.filter((r) => r.error?.code === 'ECANCELED').length;
-    expect(canceled).toBeGreaterThan(0);
-    const m = client.metrics();
-    expect(m.errorsByCode).toEqual({ ECANCELED: canceled });
-    expect(m.errors).toBe(canceled);
-    await f.close().catch(() => undefined);
+    const data = rng.bytes(128 * KiB);
+    for (let attempt = 1; (await closeWithWritesQueued(data, attempt)) === 0; attempt++) {
+      expect(attempt, 'attempts in which closing the client canceled no queued write').toBeLessThan(20);
+    }
   });
 
   it('the Prometheus text is well formed and carries the same figures', async () => {
@@ -149,3 +141,20 @@ describe('client metrics', () => {
     }
   });
 });
+
+/** 50 batches of 8 writes at once, 2 ops in the kernel and the rest queued, then close(): the ECANCELED results, as metrics count them. */
+async function closeWithWritesQueued(data: Buffer, attempt: number): Promise<number> {
+  const client = testConnect({ queueDepth: 2 });
+  const f = await client.open(tmp.path(`e${attempt}`), 'w+', 0o644, { direct: 'never' });
+  const L = data.length;
+  const batches = Array.from({ length: 50 }, (_, b) => f.batchWrite(Array.from({ length: 8 }, (_, j) => ({ buffer: data, fileOffset: (b * 8 + j) * L }))));
+  await client.close();
+  const results = (await Promise.all(batches)).flat() as OpResult[];
+  const canceled = results.filter((r) => r.error?.code === 'ECANCELED').length;
+  expect(results.filter((r) => r.error && r.error.code !== 'ECANCELED')).toEqual([]);
+  const m = client.metrics();
+  expect(m.errorsByCode).toEqual(canceled > 0 ? { ECANCELED: canceled } : {});
+  expect(m.errors).toBe(canceled);
+  await f.close().catch(() => undefined);
+  return canceled;
+}
