@@ -23,6 +23,9 @@ void* MapAligned(size_t mapped) {
   return reinterpret_cast<void*>(start);
 }
 
+// The bits of units [first, first + units) of a slab's 32.
+inline uint32_t RunMask(uint32_t first, uint32_t units) { return (units == 32 ? ~0u : (1u << units) - 1) << first; }
+
 class Slab {
  public:
   static constexpr uint32_t kUnits = kHugePage / slabs::kUnit;
@@ -31,14 +34,13 @@ class Slab {
 
   // The first run of `units` free units, or -1.
   int FindRun(uint32_t units) const {
-    const uint32_t want = units == 32 ? ~0u : (1u << units) - 1;
     for (uint32_t first = 0; first + units <= kUnits; first++)
-      if ((used_ & (want << first)) == 0) return static_cast<int>(first);
+      if ((used_ & RunMask(first, units)) == 0) return static_cast<int>(first);
     return -1;
   }
   // Marks the run used; zeroes what an earlier piece wrote (a fresh page is zero already).
   uint8_t* Claim(uint32_t first, uint32_t units) {
-    const uint32_t run = (units == 32 ? ~0u : (1u << units) - 1) << first;
+    const uint32_t run = RunMask(first, units);
     uint8_t* data = base_ + first * slabs::kUnit;
     for (uint32_t u = first; u < first + units; u++)
       if (dirty_ & (1u << u)) std::memset(base_ + u * slabs::kUnit, 0, slabs::kUnit);
@@ -46,7 +48,7 @@ class Slab {
     dirty_ |= run;
     return data;
   }
-  void Free(uint32_t first, uint32_t units) { used_ &= ~((units == 32 ? ~0u : (1u << units) - 1) << first); }
+  void Free(uint32_t first, uint32_t units) { used_ &= ~RunMask(first, units); }
   bool Empty() const { return used_ == 0; }
 
  private:
