@@ -58,9 +58,20 @@ void UringDirect::Register(Region& region) {
 bool UringDirect::Fits(const Batch& b) const {
   if (!ring_ready_ || drained_ || b.ops.size() > kMaxOps || in_flight_ + b.ops.size() > options_.queue_depth) return false;
   for (const Op& op : b.ops)
-    if (op.after >= 0 || op.first_waiter >= 0 || op.checksum.wanted || op.remaining == 0 || op.remaining > kMaxPiece)
+    if (op.after >= 0 || op.first_waiter >= 0 || op.checksum.wanted || op.remaining == 0 || op.remaining > kMaxPiece ||
+        GoesToWorkers(op))
       return false;
   return true;
+}
+
+// A buffered read this ring would hand to the kernel's workers: io-wq ran a whole warm load's
+// copies on one core, where each ring thread copies inline on its own. Only what is sure to be
+// buffered counts (direct 'never', or memory or range not aligned for any O_DIRECT).
+bool UringDirect::GoesToWorkers(const Op& op) const {
+  if (op.write || options_.async_buffered || op.remaining <= kInlineBuffered) return false;
+  const FileState& f = *op.file;
+  return f.direct == FileState::Direct::kNever || reinterpret_cast<uintptr_t>(op.ptr) % 512 != 0 || op.offset % 512 != 0 ||
+         op.remaining % 512 != 0;
 }
 
 void UringDirect::Submit(Batch* b) {

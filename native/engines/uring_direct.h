@@ -38,6 +38,7 @@ class UringDirect {
   // Whether the batch suits this ring: at most kMaxOps ops, each one piece, none ordered after
   // another or checksummed, and room for them all in the ring.
   bool Fits(const Batch& batch) const;
+  bool GoesToWorkers(const Op& op) const;
   void Submit(Batch* batch);
   void Cancel(Batch* batch, int err);
   // Cancels everything in flight; `then` runs once nothing is (at once if nothing is). It may
