@@ -16,6 +16,9 @@ constexpr uint64_t kCancelTag = 2;  // CQE of a cancel request
 // a wake-up of another thread would take); bigger ones, and buffered writes (which may wait for
 // dirty-page throttling), go to the kernel's workers (IOSQE_ASYNC).
 constexpr uint64_t kInlineBuffered = 16 << 10;
+// Bytes prepared by a wake-up's reactions from which they may go to the kernel before the
+// wake-up's other completions are taken (see SubmitNow).
+constexpr uint64_t kEarlySubmitBytes = 32 << 10;
 
 }  // namespace
 
@@ -102,6 +105,7 @@ void UringDirect::Prepare(Op* op) {
   }
   if (!op->direct && (op->write || options_.async_buffered || len > kInlineBuffered)) sqe->flags |= IOSQE_ASYNC;
   io_uring_sqe_set_data(sqe, op);
+  prepared_bytes_ += len;
   op->state = Op::State::kInFlight;
   if (in_flight_++ == 0 && poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
 }
@@ -116,6 +120,7 @@ void UringDirect::Reap() {
     bool submitted = true;
     if (io_uring_sq_ready(&ring_) > 0) {
       counters.submit_calls++;
+      prepared_bytes_ = 0;
       submitted = io_uring_submit(&ring_) >= 0;  // if not (EAGAIN, EBUSY), the next Reap tries again
     }
     io_uring_cqe* cqe;
@@ -165,6 +170,7 @@ void UringDirect::Settle(Op* op, int err) {
   Batch* b = op->batch;
   if (!SettleOp(op, err, counters, [this](Batch* x) { CancelBatch(x, ECANCELED); })) return;
   live_.erase(b->id);
+  settled_ = true;
   sink_->BatchSettledHere(b);
 }
 
@@ -230,17 +236,50 @@ void UringDirect::ClosePoll() {
   poll_ = nullptr;
 }
 
-// The promises settled here have their reactions run as the callback scope closes; the batches
-// those submit are only prepared meanwhile, and go to the kernel together after.
+// A wake-up's completions are taken batch by batch: once a batch settles, its callback scope
+// closes and its promise's reactions run, and what they prepared may go to the kernel at once
+// (SubmitNow), before the next completion is looked at; the rest goes in one io_uring_enter at the
+// end. Only the completions there at the start are taken: what lands inside these calls (a
+// page-cache read) waits for the loop's next turn, so timers and other I/O still get theirs.
 void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
   auto* self = static_cast<UringDirect*>(poll->data);
-  self->sink_->InJsScope([self] {
-    self->deferring_ = true;
-    self->Reap();
-  });
-  self->deferring_ = false;
+  unsigned budget = self->ring_ready_ ? io_uring_cq_ready(&self->ring_) : 0;
+  while (budget > 0 && self->ring_ready_) {
+    self->sink_->InJsScope([self, &budget] {
+      self->deferring_ = true;
+      budget -= self->ReapUntilSettled(budget);
+    });
+    self->deferring_ = false;
+    if (self->SubmitNow()) self->SubmitDeferred();
+  }
   self->SubmitDeferred();
   self->MaybeDrained();
+}
+
+// Whether what a settled batch's reactions prepared goes to the kernel now rather than with the
+// rest of the wake-up's: when the device holds fewer than twice as many ops as wait here, and those
+// carry enough bytes for the device's time on them to outweigh one more io_uring_enter (and its
+// doorbell). Small ops wait: for them the JS thread, not the device, is the bottleneck.
+bool UringDirect::SubmitNow() const {
+  const unsigned waiting = io_uring_sq_ready(&ring_);
+  if (waiting == 0 || prepared_bytes_ < kEarlySubmitBytes) return false;
+  const unsigned at_device = in_flight_ - io_uring_cq_ready(&ring_) - waiting;
+  return at_device < 2 * waiting;
+}
+
+// Takes completions, at most `budget`, until one settles a batch; returns how many it took.
+unsigned UringDirect::ReapUntilSettled(unsigned budget) {
+  unsigned taken = 0;
+  settled_ = false;
+  io_uring_cqe* cqe;
+  while (taken < budget && !settled_ && ring_ready_ && io_uring_peek_cqe(&ring_, &cqe) == 0) {
+    const uint64_t tag = cqe->user_data;
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    taken++;
+    if (tag != kCancelTag) Complete(reinterpret_cast<Op*>(tag), res);
+  }
+  return taken;
 }
 
 // One io_uring_enter for what the reactions prepared. What completed inside it (a page-cache
@@ -248,6 +287,7 @@ void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
 void UringDirect::SubmitDeferred() {
   if (!ring_ready_ || io_uring_sq_ready(&ring_) == 0) return;
   counters.submit_calls++;
+  prepared_bytes_ = 0;
   io_uring_submit(&ring_);  // if it fails (EAGAIN, EBUSY), the next Reap tries again
 }
 

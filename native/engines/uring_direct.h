@@ -2,8 +2,9 @@
 // The JS thread prepares the SQEs and calls io_uring_enter to submit only (never to wait); what
 // completes inline (a page-cache read) is reaped before the call returns, and the rest comes back
 // through the ring's own fd, polled by the client's libuv loop. No other thread takes part.
-// Batches submitted by the reactions to a wake-up's completions go out together, in one
-// io_uring_enter once those reactions have run.
+// A wake-up's completions are taken batch by batch; what the reactions to one batch submit goes to
+// the kernel at once if the device would otherwise run short, else with the wake-up's others in
+// one io_uring_enter.
 // Everything else (big batches, ordered ops, checksums, a full ring) goes to the ring threads
 // (uring_engine.cc). JS thread only, but for Register.
 #pragma once
@@ -58,6 +59,8 @@ class UringDirect {
   void Prepare(Op* op);
   void SubmitDeferred();
   void Reap();
+  unsigned ReapUntilSettled(unsigned budget);
+  bool SubmitNow() const;
   void MaybeDrained();
   void Complete(Op* op, int res);
   void Settle(Op* op, int err);
@@ -76,6 +79,8 @@ class UringDirect {
   unsigned in_flight_ = 0;
   bool reaping_ = false;
   bool deferring_ = false;  // in OnPoll's callback scope: Submit prepares, OnPoll submits
+  uint64_t prepared_bytes_ = 0;  // of the SQEs prepared since the last submit
+  bool settled_ = false;    // a batch settled since ReapUntilSettled began
   std::function<void()> drained_;
 };
 

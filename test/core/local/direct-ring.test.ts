@@ -91,12 +91,46 @@ describe('submissions from completions', () => {
     await cached.close();
     await client.close();
   });
+
+  // Two FIFO reads complete in one wake-up. The reaction to the first submits a read; whether that
+  // read is in the kernel when the second settles depends on its size: 64 KiB go at once (the
+  // device would otherwise wait for the second's reactions), 4 KiB wait for the wake-up's end.
+  it.each([
+    [64 * KiB, 1],
+    [4 * KiB, 0],
+  ])('the completions of one wake-up are taken batch by batch: a %i-byte read submitted by the first one\'s reactions takes %i io_uring_enter before the second settles', async (bytes, calls) => {
+    const client = connect({ engine: 'io_uring' });
+    const fifosOf = [await fifo(client), await fifo(client)];
+    const path = tmp.path(`after-two-fifos-${bytes}`);
+    const content = new Rng(seedFor('direct-ring-after-two-fifos')).bytes(bytes);
+    writeFileSync(path, content);
+    // O_DIRECT: a buffered read of 64 KiB would go to the ring threads.
+    const disk = await client.open(path, 'r', undefined, { direct: 'always' });
+    const [a, b, c] = [4 * KiB, 4 * KiB, bytes].map((n) => client.alloc(n));
+    const seen: number[] = [];
+    let followUp: Promise<unknown> | undefined;
+    const first = fifosOf[0].file.batchRead([{ buffer: a, fileOffset: 0 }]).then(() => {
+      seen.push(client.metrics().submitCalls);
+      followUp = disk.batchRead([{ buffer: c, fileOffset: 0 }]);
+    });
+    const second = fifosOf[1].file.batchRead([{ buffer: b, fileOffset: 0 }]).then(() => seen.push(client.metrics().submitCalls));
+    // Both FIFOs written in one callback: both reads complete before the event loop next polls.
+    setImmediate(() => fifosOf.forEach(({ write }, i) => write(Buffer.alloc(4 * KiB, i + 1))));
+    await Promise.all([first, second]);
+    expect(seen[1] - seen[0]).toBe(calls);
+    expect(await followUp).toEqual([{ bytes, eof: false, error: null }]);
+    expect(Buffer.from(c.bytes).equals(content)).toBe(true);
+    expect([a.bytes.every((x) => x === 1), b.bytes.every((x) => x === 2)]).toEqual([true, true]);
+    for (const x of [a, b, c]) x.free();
+    for (const { file } of fifosOf) await file.close();
+    await disk.close();
+    await client.close();
+  });
 });
 
 describe('batches of every size, side by side, agree with node:fs', () => {
   // Up to 64 independent ops take the direct ring; bigger batches, ordered or checksummed ones, and
-  // those past the client's queue depth take the ring threads. Cached reads above 16 KiB go to the
-  // kernel's workers; O_DIRECT ones do not.
+  // those past the client's queue depth take the ring threads, and so do buffered reads above 16 KiB.
   it('1 to 200 ops, buffered and O_DIRECT, registered and plain memory, 4 KiB to 1 MiB', async () => {
     const rng = new Rng(seedFor('direct-ring-mix'));
     const content = rng.bytes(32 * MiB);
