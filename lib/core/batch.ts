@@ -104,9 +104,9 @@ class Packed {
   readonly opTarget: BatchTarget[];
   readonly targets: BatchTarget[] = [];
   readonly files: NativeFile[] = [];
-  readonly fileIndex = new Map<BatchTarget, number>();
+  fileIndex: Map<BatchTarget, number> | undefined; // made when a second file joins
   readonly views: ArrayBufferView[] = [];
-  readonly viewIndex = new Map<ArrayBufferLike, number>();
+  viewIndex: Map<ArrayBufferLike, number> | undefined; // made for the first view of foreign memory
   checksums: Float64Array | undefined; // made when an op asks for a CRC32C
   after: Int32Array | undefined; // made when an op waits for another
 
@@ -175,14 +175,7 @@ function packOp(p: Packed, client: NativeClient, write: boolean, op: IoOp, i: nu
   if (op === null || typeof op !== 'object') throw argError('ERR_INVALID_ARG_TYPE', `op ${i} must be an object`, { index: i });
   const target = fileOf(i);
   p.opTarget[i] = target;
-  let f = p.fileIndex.get(target);
-  if (f === undefined) {
-    target.checkUsable(write);
-    f = p.files.length;
-    p.fileIndex.set(target, f);
-    p.targets.push(target);
-    p.files.push(target.native);
-  }
+  const f = fileNumber(p, target, write);
   const { fileOffset } = op;
   const [bufferRef, bufferOffset, available] = bufferOf(p, client, op.buffer, i);
   const length = op.length ?? available;
@@ -214,6 +207,20 @@ function packOp(p: Packed, client: NativeClient, write: boolean, op: IoOp, i: nu
   p.offsets[i] = fileOffset;
 }
 
+/** The index of `target` among the batch's files, adding it (checked) on its first op. */
+function fileNumber(p: Packed, target: BatchTarget, write: boolean): number {
+  if (p.targets.length === 1 && p.targets[0] === target) return 0;
+  let f = p.fileIndex?.get(target);
+  if (f !== undefined) return f;
+  target.checkUsable(write);
+  f = p.files.length;
+  if (f === 1) p.fileIndex = new Map([[p.targets[0], 0]]);
+  p.fileIndex?.set(target, f);
+  p.targets.push(target);
+  p.files.push(target.native);
+  return f;
+}
+
 /**
  * Op i's memory as [bufferRef, bufferOffset, bytes available]: a region id of this client, or
  * viewRef(v) for view v of memory that is not ours (no copy either way, just not a fixed buffer).
@@ -236,6 +243,7 @@ function bufferOf(p: Packed, client: NativeClient, buffer: unknown, i: number): 
     if (region.freed) throw argError('ERR_BUFFER_FREED', `op ${i}: the buffer was freed`, { index: i });
     return [region.id, buffer.byteOffset, buffer.byteLength];
   }
+  p.viewIndex ??= new Map();
   let v = p.viewIndex.get(buffer.buffer);
   if (v === undefined) {
     v = p.views.length;
