@@ -245,10 +245,13 @@ void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
   auto* self = static_cast<UringDirect*>(poll->data);
   unsigned budget = self->ring_ready_ ? io_uring_cq_ready(&self->ring_) : 0;
   while (budget > 0 && self->ring_ready_) {
-    self->sink_->InJsScope([self, &budget] {
+    unsigned taken = 0;
+    self->sink_->InJsScope([self, budget, &taken] {
       self->deferring_ = true;
-      budget -= self->ReapUntilSettled(budget);
+      taken = self->ReapUntilSettled(budget);
     });
+    // A reaction may have reaped the rest itself (a cancel reaps at once): nothing left to take.
+    budget = taken == 0 ? 0 : budget - taken;
     self->deferring_ = false;
     if (self->SubmitNow()) self->SubmitDeferred();
   }

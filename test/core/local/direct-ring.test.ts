@@ -126,6 +126,28 @@ describe('submissions from completions', () => {
     await disk.close();
     await client.close();
   });
+
+  it('a reaction that aborts a batch whose completion waits in the same wake-up: both settle, and the loop goes on', async () => {
+    const client = connect({ engine: 'io_uring' });
+    const fifosOf = [await fifo(client), await fifo(client)];
+    const [a, b] = [0, 1].map(() => client.alloc(4 * KiB));
+    const ac = new AbortController();
+    const first = fifosOf[0].file.batchRead([{ buffer: a, fileOffset: 0 }]).then((results) => {
+      ac.abort(); // the abort's cancel reaps the second read's completion at once
+      return results;
+    });
+    const second = fifosOf[1].file.batchRead([{ buffer: b, fileOffset: 0 }], { signal: ac.signal });
+    setImmediate(() => fifosOf.forEach(({ write }, i) => write(Buffer.alloc(4 * KiB, i + 1))));
+    expect(await first).toEqual([{ bytes: 4 * KiB, eof: false, error: null }]);
+    // The second read had landed: the abort came too late to cancel it, but the batch still
+    // rejects as aborted, with its result.
+    const e = await second.then(() => null, (x: unknown) => x);
+    expect(e).toMatchObject({ code: 'ABORT_ERR', results: [{ bytes: 4 * KiB, eof: false, error: null }] });
+    await new Promise(setImmediate); // the event loop turns again
+    for (const x of [a, b]) x.free();
+    for (const { file } of fifosOf) await file.close();
+    await client.close();
+  });
 });
 
 describe('batches of every size, side by side, agree with node:fs', () => {
