@@ -15,6 +15,13 @@ constexpr uint64_t kMaxPiece = 1ull << 30;  // the kernel caps one transfer near
 
 inline bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
 
+// Whether a piece of `len` bytes of the op could go O_DIRECT at all: the file allows it, and memory,
+// offset and length are aligned to 512 bytes, the least any file system asks.
+inline bool MayGoDirect(const Op& op, uint64_t len) {
+  return op.file->direct != FileState::Direct::kNever && Aligned(reinterpret_cast<uintptr_t>(op.ptr), 512) &&
+         Aligned(op.offset, 512) && Aligned(len, 512);
+}
+
 // Sizes the op's next piece and picks its descriptor: the O_DIRECT twin when memory, offset and
 // length are aligned for it, the buffered one otherwise (decided per piece, so an op may switch).
 // Only a piece aligned to 512 bytes, the least any file system asks, opens the twin.
@@ -22,9 +29,7 @@ inline bool Aligned(uint64_t v, uint32_t a) { return a == 0 || v % a == 0; }
 inline uint64_t NextPiece(Op* op, int* fd) {
   FileState& f = *op->file;
   const uint64_t len = std::min(op->remaining, kMaxPiece);
-  const bool may = f.direct != FileState::Direct::kNever && Aligned(reinterpret_cast<uintptr_t>(op->ptr), 512) &&
-                   Aligned(op->offset, 512) && Aligned(len, 512);
-  const int direct_fd = may ? f.DirectFd() : -1;  // the alignments are read only after it
+  const int direct_fd = MayGoDirect(*op, len) ? f.DirectFd() : -1;  // the alignments are read only after it
   op->direct = direct_fd >= 0 &&
                Aligned(reinterpret_cast<uintptr_t>(op->ptr), f.dio_mem_align) &&
                Aligned(op->offset, f.dio_offset_align) && Aligned(len, f.dio_offset_align);

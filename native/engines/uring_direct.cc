@@ -71,10 +71,7 @@ bool UringDirect::Fits(const Batch& b) const {
 // copies on one core, where each ring thread copies inline on its own. Only what is sure to be
 // buffered counts (direct 'never', or memory or range not aligned for any O_DIRECT).
 bool UringDirect::GoesToWorkers(const Op& op) const {
-  if (op.write || options_.async_buffered || op.remaining <= kInlineBuffered) return false;
-  const FileState& f = *op.file;
-  return f.direct == FileState::Direct::kNever || reinterpret_cast<uintptr_t>(op.ptr) % 512 != 0 || op.offset % 512 != 0 ||
-         op.remaining % 512 != 0;
+  return !op.write && !options_.async_buffered && op.remaining > kInlineBuffered && !MayGoDirect(op, op.remaining);
 }
 
 void UringDirect::Submit(Batch* b) {

@@ -39,7 +39,6 @@ class UringDirect {
   // Whether the batch suits this ring: at most kMaxOps ops, each one piece, none ordered after
   // another or checksummed, and room for them all in the ring.
   bool Fits(const Batch& batch) const;
-  bool GoesToWorkers(const Op& op) const;
   void Submit(Batch* batch);
   void Cancel(Batch* batch, int err);
   // Cancels everything in flight; `then` runs once nothing is (at once if nothing is). It may
@@ -56,6 +55,7 @@ class UringDirect {
   UringDirect(const EngineOptions& options, JsThreadSink* sink) : options_(options), sink_(sink) {}
   int Start(uv_loop_t* loop);
   static void OnPoll(uv_poll_t* poll, int status, int events);
+  bool GoesToWorkers(const Op& op) const;
   void Prepare(Op* op);
   void SubmitDeferred();
   void Reap();
