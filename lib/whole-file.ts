@@ -52,8 +52,10 @@ export async function readFile(path: string, options?: ReadFileOptions): Promise
 
 async function readSized(client: Client, file: File, size: number, signal: AbortSignal | undefined): Promise<IoBuffer> {
   // Exactly the file's size (an IoBuffer is freed whole, never through a view): every op but the
-  // last is a multiple of the page size, so only the last may miss O_DIRECT.
-  const io = allocPacked(client, size);
+  // last is a multiple of the page size, so only the last may miss O_DIRECT. Not registered:
+  // registering faults in every page at once on the JS thread, where each read's pages fault in on
+  // the ring thread that submits it while earlier reads are at the device (an iov on 3FS is anyway).
+  const io = allocPacked(client, size, { register: false });
   try {
     const ops: IoOp[] = [];
     for (let at = 0; at < size; at += OP_BYTES) ops.push({ buffer: io.subarray(at, at + OP_BYTES), fileOffset: at });

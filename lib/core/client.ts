@@ -380,8 +380,8 @@ export function connect(options?: ClientOptions): Client {
  * client's `blockSize`, since 3FS refuses an op whose memory crosses a block.
  * @internal
  */
-export function allocPacked(client: Client, bytes: number): IoBuffer {
-  return client.alloc(bytes, client.info().engineOption === 'hf3fs' ? { blockSize: 0 } : {});
+export function allocPacked(client: Client, bytes: number, options: { register?: boolean } = {}): IoBuffer {
+  return client.alloc(bytes, client.info().engineOption === 'hf3fs' ? { blockSize: 0 } : options);
 }
 
 /** info().ringsReason: what io_uring_setup said, and the rings made instead. */
