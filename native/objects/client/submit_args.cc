@@ -24,13 +24,21 @@ using wire::IsIndex;
 
 std::string OpPrefix(size_t i) { return "op " + std::to_string(i) + ": "; }
 
+// The element type, length and data of the typed array at info[at], in one call (each of
+// Napi::TypedArray's getters asks again); false if it is not one.
+bool TypedArrayAt(const Napi::CallbackInfo& info, size_t at, napi_typedarray_type* type, size_t* length, void** data) {
+  if (info.Length() <= at) return false;
+  return napi_get_typedarray_info(info.Env(), info[at], type, length, data, nullptr, nullptr) == napi_ok;
+}
+
 // The typed array at info[at] if it is one of `type` with `length` elements, else nullptr.
 template <typename T>
 T* TypedData(const Napi::CallbackInfo& info, size_t at, napi_typedarray_type type, size_t length) {
-  if (info.Length() <= at || !info[at].IsTypedArray()) return nullptr;
-  Napi::TypedArray ta = info[at].As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != type || ta.ElementLength() != length) return nullptr;
-  return info[at].As<Napi::TypedArrayOf<T>>().Data();
+  napi_typedarray_type got;
+  size_t elements;
+  void* data;
+  if (!TypedArrayAt(info, at, &got, &elements, &data) || got != type || elements != length) return nullptr;
+  return static_cast<T*>(data);
 }
 
 bool Given(const Napi::CallbackInfo& info, size_t at) { return info.Length() > at && !info[at].IsUndefined(); }
@@ -97,23 +105,25 @@ void CheckDirectAlignment(Napi::Env env, const Op& op) {
 
 Client::SubmitArgs Client::DecodeSubmitArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsTypedArray() ||
-      !info[4].IsTypedArray())
+  napi_typedarray_type desc_type, results_type;
+  size_t desc_length, results_length;
+  void *desc, *results;
+  if (info.Length() < 6 || !info[1].IsArray() || !info[2].IsArray() ||
+      !TypedArrayAt(info, 3, &desc_type, &desc_length, &desc) || !TypedArrayAt(info, 4, &results_type, &results_length, &results))
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "submit(write, files, views, descriptors, results, failFast)");
-  Napi::TypedArray desc = info[3].As<Napi::TypedArray>(), results = info[4].As<Napi::TypedArray>();
-  if (desc.TypedArrayType() != napi_float64_array || results.TypedArrayType() != napi_float64_array)
+  if (desc_type != napi_float64_array || results_type != napi_float64_array)
     throw CodeError(env, "ERR_INVALID_ARG_TYPE", "descriptors and results must be Float64Arrays");
   SubmitArgs args;
-  args.n = desc.ElementLength() / wire::kOpFields;
-  if (desc.ElementLength() % wire::kOpFields != 0 || results.ElementLength() != wire::kResultFields * args.n)
+  args.n = desc_length / wire::kOpFields;
+  if (desc_length % wire::kOpFields != 0 || results_length != wire::kResultFields * args.n)
     throw CodeError(env, "ERR_INVALID_ARG_VALUE", "descriptors and results do not match");
   args.write = info[0].ToBoolean();
   args.fail_fast = info[5].ToBoolean();
   args.files = info[1].As<Napi::Array>();
   args.views = info[2].As<Napi::Array>();
-  args.results_js = results;
-  args.results = results.As<Napi::Float64Array>().Data();
-  args.descriptors = desc.As<Napi::Float64Array>().Data();
+  args.results_js = info[4];
+  args.results = static_cast<double*>(results);
+  args.descriptors = static_cast<const double*>(desc);
   if (Given(info, 6)) {
     args.checksums = TypedData<double>(info, 6, napi_float64_array, wire::kChecksumFields * args.n);
     args.crcs = TypedData<uint32_t>(info, 7, napi_uint32_array, args.n);
@@ -148,11 +158,13 @@ std::vector<std::shared_ptr<FileState>> Client::DecodeFiles(Napi::Env env, Napi:
 std::vector<Client::View> Client::DecodeViews(Napi::Env env, Napi::Array views_js) {
   std::vector<View> views(views_js.Length());
   for (uint32_t i = 0; i < views.size(); i++) {
-    Napi::Value v = views_js.Get(i);
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    napi_typedarray_type type;
+    size_t length;
+    void* data;
+    if (napi_get_typedarray_info(env, views_js.Get(i), &type, &length, &data, nullptr, nullptr) != napi_ok ||
+        type != napi_uint8_array)
       throw CodeError(env, "ERR_INVALID_ARG_TYPE", "views must be Uint8Arrays");
-    Napi::Uint8Array bytes = v.As<Napi::Uint8Array>();
-    views[i] = {bytes.Data(), bytes.ByteLength()};
+    views[i] = {static_cast<uint8_t*>(data), length};
   }
   return views;
 }
