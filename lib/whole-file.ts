@@ -32,8 +32,8 @@ export interface WriteFileOptions {
 const OP_BYTES = 4 * 1024 * 1024;
 
 /**
- * The whole file in one registered buffer of the client for `path` (an iov on 3FS, so it can be
- * written elsewhere on the mount without a copy). Free it when done (or leave it to the collector).
+ * The whole file in one buffer of the client for `path`, so it can be written elsewhere without a
+ * copy: not registered locally (see docs/streams.md), an iov on 3FS. Free it when done (or leave it to the collector).
  * As node:fs, a file that shrinks meanwhile gives what is left; one that grows, its size at open.
  */
 export async function readFile(path: string, options?: ReadFileOptions): Promise<IoBuffer> {
