@@ -253,7 +253,8 @@ void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
     if (self->SubmitNow()) self->SubmitDeferred();
   }
   self->SubmitDeferred();
-  self->MaybeDrained();
+  // What waited for the ring to drain (close()'s promise) settles in a scope too.
+  if (self->in_flight_ == 0 && self->drained_) self->sink_->InJsScope([self] { self->MaybeDrained(); });
 }
 
 // Whether what a settled batch's reactions prepared goes to the kernel now rather than with the

@@ -45,6 +45,24 @@ describe('1-op reads in flight on the JS thread\'s ring', () => {
     expect(client.info().closed).toBe(true);
   });
 
+  it('close() while an O_DIRECT read that no cancel can stop is at the device: close waits for it, the read lands, the process goes on', async () => {
+    // The engines close on a worker thread long before the device is done with 128 MiB, so the
+    // read's completion, not close(), is what lets close()'s promise settle: from the event loop,
+    // where that promise once settled outside any scope and V8 aborted the process.
+    const path = tmp.path('close-under-read');
+    const content = new Rng(seedFor('direct-ring-close')).bytes(128 * MiB);
+    writeFileSync(path, content, { flush: true }); // no dirty pages: the read goes to the device at once, not to a worker a cancel stops
+    const client = connect({ engine: 'io_uring' });
+    const file = await client.open(path, 'r', undefined, { direct: 'always' });
+    const io = client.alloc(128 * MiB);
+    const reading = file.batchRead([{ buffer: io, fileOffset: 0 }]);
+    await client.close();
+    const [r] = await reading;
+    if (r.error) expect(r.error.code).toBe('ECANCELED');
+    else expect(r.bytes).toBe(content.length);
+    expect(client.info().closed).toBe(true);
+  });
+
   it('16 clients, each with a read in flight on its own FIFO, written in reverse order: each lands in its own buffer', async () => {
     const clients = Array.from({ length: 16 }, () => connect({ engine: 'io_uring' }));
     const fifosOf = await Promise.all(clients.map((c) => fifo(c)));
