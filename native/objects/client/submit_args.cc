@@ -24,11 +24,14 @@ using wire::IsIndex;
 
 std::string OpPrefix(size_t i) { return "op " + std::to_string(i) + ": "; }
 
-// The element type, length and data of the typed array at info[at], in one call (each of
-// Napi::TypedArray's getters asks again); false if it is not one.
+// The element type, length and data of a typed array, in one call (each of Napi::TypedArray's
+// getters asks again); false if it is not one.
+bool TypedArrayInfo(napi_env env, napi_value value, napi_typedarray_type* type, size_t* length, void** data) {
+  return napi_get_typedarray_info(env, value, type, length, data, nullptr, nullptr) == napi_ok;
+}
+
 bool TypedArrayAt(const Napi::CallbackInfo& info, size_t at, napi_typedarray_type* type, size_t* length, void** data) {
-  if (info.Length() <= at) return false;
-  return napi_get_typedarray_info(info.Env(), info[at], type, length, data, nullptr, nullptr) == napi_ok;
+  return info.Length() > at && TypedArrayInfo(info.Env(), info[at], type, length, data);
 }
 
 // The typed array at info[at] if it is one of `type` with `length` elements, else nullptr.
@@ -161,8 +164,7 @@ std::vector<Client::View> Client::DecodeViews(Napi::Env env, Napi::Array views_j
     napi_typedarray_type type;
     size_t length;
     void* data;
-    if (napi_get_typedarray_info(env, views_js.Get(i), &type, &length, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_uint8_array)
+    if (!TypedArrayInfo(env, views_js.Get(i), &type, &length, &data) || type != napi_uint8_array)
       throw CodeError(env, "ERR_INVALID_ARG_TYPE", "views must be Uint8Arrays");
     views[i] = {static_cast<uint8_t*>(data), length};
   }
