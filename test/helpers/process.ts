@@ -1,6 +1,7 @@
 // What the process holds: open descriptors, threads, USRBIO mappings, memory the sanitizer keeps;
 // for tests that check cleanup and leaks.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { eventually } from './waits';
 
 /**
@@ -17,6 +18,56 @@ export function iovMappings(): number {
     if (at >= 0) names.add(line.slice(at));
   }
   return names.size;
+}
+
+/**
+ * Kills `child` with SIGKILL, as a crash would, then removes the USRBIO shared memory it had made
+ * and not yet unlinked: a process killed between hf3fs_iovcreate and hf3fs_iovunlink leaves its
+ * /dev/shm file behind (as with 3FS's own library), where nothing else would ever remove it. The
+ * child is stopped first, so that its files are read while it can make no more.
+ */
+export async function crash(child: ChildProcess): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(pid, 'SIGSTOP');
+  } catch {
+    return; // gone already
+  }
+  // A stop lands once the child is back from the kernel (a FUSE call on the mount may hold it).
+  await eventually(() => (stoppedOrGone(pid) ? 1 : 0), 1);
+  const left = linkedIovFiles(pid);
+  child.kill('SIGKILL');
+  for (const path of left) rmSync(path, { force: true });
+}
+
+/** True once /proc/<pid>/stat says stopped (T), or dead (Z, X), or the process is gone. */
+function stoppedOrGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return 'TtZX'.includes(stat.charAt(stat.lastIndexOf(')') + 2));
+  } catch {
+    return true;
+  }
+}
+
+/** The /dev/shm/hf3fs-iov-* files process `pid` maps or holds open and that still have their name. */
+function linkedIovFiles(pid: number): string[] {
+  const paths = new Set<string>();
+  const add = (name: string) => name.startsWith('/dev/shm/hf3fs-iov-') && !name.endsWith(' (deleted)') && paths.add(name);
+  try {
+    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) add(line.slice(line.indexOf('/')));
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        add(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    // the process is gone: it ran to its end, and what it made it unlinked
+  }
+  return [...paths];
 }
 
 /** Open descriptors of this process. */

@@ -11,7 +11,7 @@
 //   removed at the end of the run.
 // - where the daemon cannot run (not root, no /dev/fuse, no libfuse3): the stand-in's in-process
 //   mode on a plain directory listed in HF3FS_STANDIN_MOUNTS, saying why.
-import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -50,12 +50,14 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   sweepStaleMounts(parent);
   const root = mkdtempSync(join(parent, '3fs-hf3fs-'));
   const why = daemonUnavailable();
+  const shmBefore = usrbioShm();
   if (why === '') {
     const daemon = await startDaemon(root);
     project.provide('hf3fs', { mount: daemon.mount, library, standin: !given, standinMounts: process.env.HF3FS_STANDIN_MOUNTS ?? '', daemonControl: daemon.control });
     return async () => {
       await daemon.stop();
       rmSync(root, { recursive: true, force: true });
+      nothingLeftIn(shmBefore);
     };
   }
   if (given) throw new Error(`HF3FS_LIB runs the hf3fs tests on the test daemon's mount, and ${why}`);
@@ -64,5 +66,25 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   mkdirSync(join(mount, '3fs-virt', 'iovs'), { recursive: true });
   const standinMounts = [mount, process.env.HF3FS_STANDIN_MOUNTS].filter((m) => m).join(':');
   project.provide('hf3fs', { mount, library, standin: true, standinMounts, daemonControl: '' });
-  return async () => rmSync(root, { recursive: true, force: true });
+  return async () => {
+    rmSync(root, { recursive: true, force: true });
+    nothingLeftIn(shmBefore);
+  };
+}
+
+/** USRBIO's files in /dev/shm: iovs, and the daemon's semaphores. */
+function usrbioShm(): Set<string> {
+  return new Set(readdirSync('/dev/shm').filter((name) => name.startsWith('hf3fs-iov-') || name.startsWith('sem.hf3fs-')));
+}
+
+/**
+ * Fails the run if it left USRBIO files in /dev/shm, where nothing else would ever remove them
+ * (and removes them). An error thrown by a teardown is printed, but vitest's exit code stays 0.
+ */
+function nothingLeftIn(before: Set<string>): void {
+  const left = [...usrbioShm()].filter((name) => !before.has(name));
+  for (const name of left) rmSync(join('/dev/shm', name), { force: true });
+  if (left.length === 0) return;
+  console.error(`[hf3fs] FAILED: the tests left ${left.length} files in /dev/shm: ${left.join(', ')}`);
+  process.exitCode = 1;
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../../lib/index';
 import { KVCache, type KVNamespace } from '../../lib/kvcache/kvcache';
-import { DIST_LIB, ENGINE, FIXTURES, HF3FS, Rng, TIME_SCALE, firstDiff, makeTmpDir, seedFor, sleep, testConnect } from '../helpers';
+import { DIST_LIB, ENGINE, FIXTURES, HF3FS, Rng, TIME_SCALE, crash, firstDiff, makeTmpDir, seedFor, sleep, testConnect } from '../helpers';
 
 const { payloadOf } = createRequire(__filename)('../fixtures/kvcache-payload.cjs') as { payloadOf: (key: string, max: number) => Buffer };
 
@@ -53,12 +53,13 @@ function crashRound(options: object, round: number, seed: number, putsBeforeKill
     let stderr = '';
     let ready = false;
     let armed = false;
+    let killed: Promise<void> | undefined;
     child.stdout.on('data', (d) => {
       stdout += d;
       ready ||= stdout.startsWith('ready\n');
       if (ready && !armed && (stdout.match(/^p$/gm)?.length ?? 0) >= putsBeforeKill) {
         armed = true;
-        setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+        setTimeout(() => (killed = crash(child)), killAfterMs);
       }
     });
     child.stderr.on('data', (d) => (stderr += d));
@@ -72,7 +73,7 @@ function crashRound(options: object, round: number, seed: number, putsBeforeKill
           for (let j = 0; j < count; j++) attempted.push(`r${round}-${first + j}`);
         } else if (tag === 'o') attempted.push(...rest);
       }
-      done({ code, signal, ready, attempted, stdout, stderr });
+      void Promise.resolve(killed).then(() => done({ code, signal, ready, attempted, stdout, stderr }), fail);
     });
   });
 }

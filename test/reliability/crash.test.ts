@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KVCache, crc32cSync } from '../../lib/index';
-import { HF3FS, Rng, TIME_SCALE, makeTmpDir, seedFor, testConnect } from '../helpers';
+import { HF3FS, Rng, TIME_SCALE, crash, makeTmpDir, seedFor, testConnect } from '../helpers';
 import { record } from './record';
 
 const { recordOf, validRecord, payloadOf } = createRequire(__filename)('./fixtures/crash-records.cjs') as {
@@ -44,9 +44,10 @@ function crashRound(mode: 'file' | 'kv', options: object, first: number, killAft
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
+    let killed: Promise<void> | undefined;
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      if (!timer && stdout.includes('ready\n')) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      if (!timer && stdout.includes('ready\n')) timer = setTimeout(() => (killed = crash(child)), killAfterMs);
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const guard = setTimeout(() => child.kill('SIGKILL'), 30_000 * TIME_SCALE); // never ready: a hang
@@ -56,14 +57,14 @@ function crashRound(mode: 'file' | 'kv', options: object, first: number, killAft
       clearTimeout(timer);
       // Only whole lines count: the kill may cut the last one.
       const lines = stdout.split('\n').slice(0, -1);
-      done({
+      void Promise.resolve(killed).then(() => done({
         code,
         signal,
         stdout,
         stderr,
         acked: lines.filter((l) => l.startsWith('ack ')).map((l) => l.slice(4)),
         tried: lines.filter((l) => l.startsWith('try ')).flatMap((l) => l.slice(4).split(' ')),
-      });
+      }), fail);
     });
   });
 }

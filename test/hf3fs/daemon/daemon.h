@@ -94,8 +94,12 @@ int RingEntries(size_t bytes);
 int AddRing(std::shared_ptr<void> owner, uint8_t* buf, size_t size, const RingAttrs& attrs, uid_t uid, pid_t tgid,
             int* err);
 void RemoveRing(int handle);
+// Names the submission semaphores: before the fork, so that the supervisor knows them too.
+void RingsName();
 void RingsInit();
 void RingsShutdown();
+// Removes the submission semaphores (ENOENT if gone already).
+void RingsUnlink();
 // The path of the named semaphore of a priority, as the submit-ios symlinks show it.
 std::string SubmitSemPath(int priority);
 

@@ -140,14 +140,23 @@ describe.skipIf(why !== '')(`the test daemon${why ? ` (skipped: ${why})` : ''}`,
   });
 });
 
+/** The daemon's three submission semaphores, as its submit-ios symlinks name them. */
+function semaphores(mount: string): string[] {
+  return ['submit-ios.ph', 'submit-ios', 'submit-ios.pl'].map((name) => readlinkSync(join(mount, '3fs-virt', 'iovs', name)));
+}
+
 describe.skipIf(why !== '')('no mount outlives the daemon', () => {
-  it('stop() unmounts; a killed server is unmounted by its supervisor', async () => {
+  it('stop() unmounts; a killed server is unmounted by its supervisor; neither leaves a semaphore', async () => {
     const parent = mkdtempSync(join(tmpdir(), '3fs-daemon-test-'));
     const a = await startDaemon(join(parent, 'a'));
     expect(mounted(a.mount)).toBe(true);
+    const semsA = semaphores(a.mount);
+    expect(semsA.every((s) => existsSync(s))).toBe(true);
     await a.stop();
     expect(mounted(a.mount)).toBe(false);
+    expect(semsA.filter((s) => existsSync(s))).toEqual([]);
     const b = await startDaemon(join(parent, 'b'));
+    const semsB = semaphores(b.mount);
     // The supervisor's one child, from its task's children list: pgrep reads every process's
     // cmdline, and stalled behind one whose memory map was busy (60 s, in a loaded CI run).
     const server = Number(readFileSync(`/proc/${b.pid}/task/${b.pid}/children`, 'utf8').trim());
@@ -155,6 +164,7 @@ describe.skipIf(why !== '')('no mount outlives the daemon', () => {
     process.kill(server, 'SIGKILL');
     await b.stop(); // returns once the supervisor is gone, which it is only after unmounting
     expect(mounted(b.mount)).toBe(false);
+    expect(semsB.filter((s) => existsSync(s))).toEqual([]); // the killed server's, removed by its supervisor
     rmSync(parent, { recursive: true, force: true });
   });
 });

@@ -4,8 +4,8 @@
 // mount is up. It runs as two processes: a supervisor, which holds stdin, and the FUSE server, its
 // child. The server stops (and unmounts) on SIGTERM or SIGINT to either; when stdin reaches its
 // end (the test runner went away, however it died); or when the supervisor dies. Whichever way
-// the server ends, even killed, the supervisor unmounts MOUNT (lazily) before it exits with the
-// server's status.
+// the server ends, even killed, the supervisor unmounts MOUNT (lazily) and removes the server's
+// semaphores from /dev/shm before it exits with the server's status.
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -119,6 +119,7 @@ int Supervise(pid_t child) {
   int status = 0;
   waitpid(child, &status, 0);
   umount2(g_options.mount.c_str(), MNT_DETACH);  // a no-op (EINVAL) when the server unmounted
+  RingsUnlink();  // a killed server left its semaphores in /dev/shm
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -130,6 +131,7 @@ const Options& options() { return g_options; }
 
 int main(int argc, char** argv) {
   hf3fs_test::ParseArgs(argc, argv);
+  hf3fs_test::RingsName();
   std::fflush(stdout);
   pid_t child = fork();
   if (child < 0) {

@@ -422,9 +422,16 @@ void RemoveRing(int handle) {
 
 std::string SubmitSemPath(int priority) { return "/dev/shm/sem." + g_sem_names[priority]; }
 
+void RingsName() {
+  for (int p = 0; p < 3; p++) g_sem_names[p] = "hf3fs-submit-ios." + RandomHex();
+}
+
+void RingsUnlink() {
+  for (int p = 0; p < 3; p++) sem_unlink(("/" + g_sem_names[p]).c_str());
+}
+
 void RingsInit() {
   for (int p = 0; p < 3; p++) {
-    g_sem_names[p] = "hf3fs-submit-ios." + RandomHex();
     g_submit[p] = sem_open(("/" + g_sem_names[p]).c_str(), O_CREAT, 0666, 0);
     if (g_submit[p] == SEM_FAILED) {
       std::perror("sem_open");
@@ -445,10 +452,8 @@ void RingsShutdown() {
   for (int p = 0; p < 3; p++) sem_post(g_submit[p]);
   for (std::thread& t : g_threads) t.join();
   g_threads.clear();
-  for (int p = 0; p < 3; p++) {
-    sem_close(g_submit[p]);
-    sem_unlink(("/" + g_sem_names[p]).c_str());
-  }
+  for (int p = 0; p < 3; p++) sem_close(g_submit[p]);
+  RingsUnlink();
   std::lock_guard<std::mutex> lk(g_mu);
   g_rings.clear();
 }
