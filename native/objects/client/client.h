@@ -63,6 +63,8 @@ class Client : public Napi::ObjectWrap<Client>, public CompletionSink, public Js
 
   Napi::Value Alloc(const Napi::CallbackInfo& info);
   std::shared_ptr<Region> MapRegion(Napi::Env env, size_t bytes, bool want_registered);
+  std::shared_ptr<Region> MapIov(const Napi::CallbackInfo& info, size_t bytes);
+  Napi::Value Lend(Napi::Env env, std::shared_ptr<Region> region);
   int RegisterEverywhere(Region& region);
   bool ShrinkRings(Config& c);
   Napi::Value Free(const Napi::CallbackInfo& info);

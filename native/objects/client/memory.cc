@@ -69,21 +69,31 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
   const double bytes = info[0].As<Napi::Number>().DoubleValue();
   if (!(bytes >= 0 && bytes <= kMaxOffset) || std::floor(bytes) != bytes)
     throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc(bytes): bytes must be a whole number >= 0");
-  int err = 0;
-  std::shared_ptr<Region> region;
-  if (hf3fs_ && bytes > 0) {
-    // The client's block size applies to buffers it fits in; a smaller buffer is one block anyway.
-    size_t block_size = hf3fs_->block_size <= bytes ? hf3fs_->block_size : 0;
-    if (info.Length() > 2 && info[2].IsNumber()) {
-      const double bs = info[2].As<Napi::Number>().DoubleValue();
-      if (!IsIndex(bs, bytes + 1)) throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc: blockSize must be a whole number from 0 to bytes");
-      block_size = static_cast<size_t>(bs);
-    }
-    region = CreateIovRegion(*hf3fs_, static_cast<size_t>(bytes), block_size, &err);
-    if (!region) throw ErrnoError(env, err, "hf3fs_iovcreate", hf3fs_->mount);
-  } else {
-    region = MapRegion(env, static_cast<size_t>(bytes), info.Length() < 2 || info[1].ToBoolean());
+  const size_t size = static_cast<size_t>(bytes);
+  const bool want_registered = info.Length() < 2 || info[1].ToBoolean();
+  return Lend(env, hf3fs_ && size > 0 ? MapIov(info, size) : MapRegion(env, size, want_registered));
+}
+
+// An iov of `bytes` on the client's mount. The client's block size applies to buffers it fits in
+// (a smaller buffer is one block anyway); alloc's third argument overrides it.
+std::shared_ptr<Region> Client::MapIov(const Napi::CallbackInfo& info, size_t bytes) {
+  Napi::Env env = info.Env();
+  size_t block_size = hf3fs_->block_size <= bytes ? hf3fs_->block_size : 0;
+  if (info.Length() > 2 && info[2].IsNumber()) {
+    const double bs = info[2].As<Napi::Number>().DoubleValue();
+    if (!IsIndex(bs, static_cast<double>(bytes) + 1))
+      throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc: blockSize must be a whole number from 0 to bytes");
+    block_size = static_cast<size_t>(bs);
   }
+  int err = 0;
+  std::shared_ptr<Region> region = CreateIovRegion(*hf3fs_, bytes, block_size, &err);
+  if (!region) throw ErrnoError(env, err, "hf3fs_iovcreate", hf3fs_->mount);
+  return region;
+}
+
+// Enters the region in the client's table and lends it to JS: [id, ArrayBuffer, registered]. The
+// ArrayBuffer's finalizer takes it out of the table again.
+Napi::Value Client::Lend(Napi::Env env, std::shared_ptr<Region> region) {
   const uint64_t id = regions_->next_id++;
   regions_->regions[id] = region;
   regions_->bytes += region->size();
@@ -107,10 +117,9 @@ Napi::Value Client::Alloc(const Napi::CallbackInfo& info) {
     throw CodeError(env, "ERR_OUT_OF_RANGE", "alloc(bytes): node refused an ArrayBuffer of " +
                                                  std::to_string(region->size()) + " bytes (buffer.constants.MAX_LENGTH)");
   }
-  Napi::ArrayBuffer ab(env, raw);
   Napi::Array out = Napi::Array::New(env, 3);
   out.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
-  out.Set(1u, ab);
+  out.Set(1u, Napi::ArrayBuffer(env, raw));
   out.Set(2u, Napi::Boolean::New(env, region->registered() || region->iov() != nullptr));
   return out;
 }
