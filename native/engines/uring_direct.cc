@@ -134,7 +134,7 @@ void UringDirect::Reap() {
 
 // Last in every entry point: `then` may close the ring.
 void UringDirect::MaybeDrained() {
-  if (in_flight_ != 0 || !drained_) return;
+  if (!DrainDue()) return;
   std::function<void()> then = std::move(drained_);
   drained_ = nullptr;
   then();
@@ -254,7 +254,7 @@ void UringDirect::OnPoll(uv_poll_t* poll, int status, int events) {
   }
   self->SubmitDeferred();
   // What waited for the ring to drain (close()'s promise) settles in a scope too.
-  if (self->in_flight_ == 0 && self->drained_) self->sink_->InJsScope([self] { self->MaybeDrained(); });
+  if (self->DrainDue()) self->sink_->InJsScope([self] { self->MaybeDrained(); });
 }
 
 // Whether what a settled batch's reactions prepared goes to the kernel now rather than with the

@@ -61,6 +61,8 @@ class UringDirect {
   void Reap();
   unsigned ReapUntilSettled(unsigned budget);
   bool SubmitNow() const;
+  // Something waits for the ring to drain, and nothing is in flight any more.
+  bool DrainDue() const { return in_flight_ == 0 && drained_ != nullptr; }
   void MaybeDrained();
   void Complete(Op* op, int res);
   void Settle(Op* op, int err);

@@ -55,9 +55,14 @@ function stoppedOrGone(pid: number): boolean {
 /** The /dev/shm/hf3fs-iov-* files process `pid` maps or holds open and that still have their name. */
 function linkedIovFiles(pid: number): string[] {
   const paths = new Set<string>();
-  const add = (name: string) => name.startsWith('/dev/shm/hf3fs-iov-') && !name.endsWith(' (deleted)') && paths.add(name);
+  const add = (name: string) => {
+    if (name.startsWith('/dev/shm/hf3fs-iov-') && !name.endsWith(' (deleted)')) paths.add(name);
+  };
   try {
-    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) add(line.slice(line.indexOf('/')));
+    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const at = line.indexOf('/dev/shm/');
+      if (at >= 0) add(line.slice(at));
+    }
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
       try {
         add(readlinkSync(`/proc/${pid}/fd/${fd}`));
